@@ -1,0 +1,1 @@
+"""The `cxloop` command line: one module per command group."""

@@ -1,0 +1,114 @@
+"""Where a command's work runs: in this process, or in the project's running server.
+
+DuckDB lets one process write its file. When `cxloop serve` runs on the project, commands
+that read or write events send their request to it (its address and a per-run token are in
+``.cxloop/server.json``); otherwise they open the project themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import httpx
+import typer
+from pydantic import ValidationError
+
+from cxloop.cli.output import err_console
+from cxloop.events.factory import EventStoreUnavailable
+from cxloop.project import Project, ServerInfo, open_project, read_server
+from cxloop.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CliError(Exception):
+    """A problem to report in one line (no traceback), with an exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "CXLOOP_" + str(first["loc"][0]).upper() if first.get("loc") else "settings"
+        raise CliError(f"{field}: {first['msg']}", 2) from exc
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn expected failures into one line on stderr and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except CliError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(exc.code) from None
+        except (ValueError, LookupError) as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except EventStoreUnavailable as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        except httpx.HTTPError as exc:
+            err_console.print(f"[red]error:[/red] the running server did not answer: {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@contextmanager
+def local_project(settings: Settings) -> Iterator[Project]:
+    project = open_project(settings)
+    try:
+        yield project
+    finally:
+        project.close()
+
+
+class RemoteServer:
+    """The project's running server, called with its per-run token."""
+
+    def __init__(self, info: ServerInfo) -> None:
+        self.info = info
+        self.client = httpx.Client(
+            base_url=info.url,
+            headers={"Authorization": f"Bearer {info.token}"},
+            timeout=httpx.Timeout(600.0, connect=5.0),
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.client.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:500]
+            code = 2 if response.status_code in (400, 404, 413, 422) else 1
+            raise CliError(message, code)
+        return response.json()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@contextmanager
+def remote_server(settings: Settings) -> Iterator[RemoteServer | None]:
+    """The running server of this project, if there is one."""
+    info = read_server(settings)
+    if info is None:
+        yield None
+        return
+    remote = RemoteServer(info)
+    try:
+        yield remote
+    finally:
+        remote.close()

@@ -1,0 +1,82 @@
+"""Printing data as a table, JSON (the API's JSON) or CSV; errors to stderr."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def as_jsonable(data: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[Any]) -> Any:
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, list | tuple):
+        return [as_jsonable(x) if isinstance(x, BaseModel) else x for x in data]
+    return data
+
+
+def emit(
+    data: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[Any],
+    fmt: Format,
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
+    """Print ``data``; ``rows``/``columns`` say what the table and CSV show."""
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(as_jsonable(data), indent=2, ensure_ascii=False) + "\n")
+        return
+    if rows is None:
+        payload = as_jsonable(data)
+        rows = payload if isinstance(payload, list) else [payload]
+    columns = list(columns or (rows[0].keys() if rows else []))
+    if fmt is Format.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in columns])
+        return
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*[_cell(row.get(c)) for c in columns])
+    console.print(table)
+
+
+def key_values(data: dict[str, Any], fmt: Format, title: str | None = None) -> None:
+    """A single record as a two-column table (or JSON / CSV of one row)."""
+    if fmt is not Format.table:
+        emit(data, fmt, rows=[data])
+        return
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in data.items():
+        table.add_row(key, _cell(value))
+    console.print(table)

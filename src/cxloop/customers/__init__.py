@@ -1,0 +1,1 @@
+"""Customer profiles: search, one profile with identities and timeline, merges, stats."""

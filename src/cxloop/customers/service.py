@@ -1,0 +1,255 @@
+"""Reading customers and events for people: search, profiles, timelines, stats, merges."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Connection, Table, func, or_, select
+
+from cxloop.customers.schemas import (
+    CustomerDetail,
+    CustomerOut,
+    CustomerPage,
+    DayCount,
+    EventOut,
+    EventPage,
+    Identity,
+    MergeOut,
+    RejectedOut,
+    RejectedPage,
+    Stats,
+)
+from cxloop.domain.traits import TYPED_FIELDS
+from cxloop.events.base import EventQuery, EventStore
+from cxloop.ingest.identity import USER
+from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, RejectedMessage
+
+customers_t = cast(Table, Customer.__table__)
+identities_t = cast(Table, CustomerIdentity.__table__)
+merges_t = cast(Table, CustomerMerge.__table__)
+rejected_t = cast(Table, RejectedMessage.__table__)
+
+FILTER_FIELDS = tuple(f for f in TYPED_FIELDS if f not in ("name", "email"))
+SORTS = {
+    "id": customers_t.c.id,
+    "-id": customers_t.c.id.desc(),
+    "last_seen": customers_t.c.last_seen,
+    "-last_seen": customers_t.c.last_seen.desc(),
+    "first_seen": customers_t.c.first_seen,
+    "-first_seen": customers_t.c.first_seen.desc(),
+}
+MAX_LIMIT = 1000
+
+
+class NotFound(LookupError):
+    pass
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _customer(row: Any, user_id: str | None) -> CustomerOut:
+    data = {c: getattr(row, c) for c in CustomerOut.model_fields if c != "user_id"}
+    for key in ("first_seen", "last_seen", "created_at"):
+        data[key] = _aware(data[key])
+    data["traits"] = data["traits"] or {}
+    return CustomerOut(**data, user_id=user_id)
+
+
+def _user_ids(conn: Connection, customer_ids: list[int]) -> dict[int, str]:
+    if not customer_ids:
+        return {}
+    rows = conn.execute(
+        select(identities_t.c.customer_id, identities_t.c.value)
+        .where(identities_t.c.kind == USER, identities_t.c.customer_id.in_(customer_ids))
+        .order_by(identities_t.c.id)
+    )
+    found: dict[int, str] = {}
+    for customer_id, value in rows:
+        found.setdefault(customer_id, value)
+    return found
+
+
+def list_customers(
+    conn: Connection,
+    *,
+    search: str | None = None,
+    filters: Mapping[str, str] | None = None,
+    traits: Mapping[str, str] | None = None,
+    sort: str = "-last_seen",
+    limit: int = 50,
+    offset: int = 0,
+) -> CustomerPage:
+    """Customers matching every filter; ``search`` looks in name, e-mail and identities."""
+    if sort not in SORTS:
+        raise ValueError(f"sort: must be one of {', '.join(SORTS)}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit: must be between 1 and {MAX_LIMIT}")
+    if offset < 0:
+        raise ValueError("offset: must not be negative")
+    where: list[ColumnElement[bool]] = [customers_t.c.merged_into_id.is_(None)]
+    for field, value in (filters or {}).items():
+        if field not in FILTER_FIELDS:
+            raise ValueError(f"{field}: not a filterable field ({', '.join(FILTER_FIELDS)})")
+        column = customers_t.c[field]
+        where.append(column == (int(value) if field == "birth_year" else value))
+    for key, value in (traits or {}).items():
+        where.append(customers_t.c.traits[key].as_string() == value)
+    if search:
+        pattern = f"%{search.strip().lower()}%"
+        owners = select(identities_t.c.customer_id).where(identities_t.c.value == search.strip())
+        where.append(
+            or_(
+                func.lower(customers_t.c.name).like(pattern),
+                func.lower(customers_t.c.email).like(pattern),
+                customers_t.c.id.in_(owners),
+            )
+        )
+    total = conn.execute(select(func.count()).select_from(customers_t).where(*where)).scalar_one()
+    rows = conn.execute(
+        select(customers_t)
+        .where(*where)
+        .order_by(SORTS[sort], customers_t.c.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    users = _user_ids(conn, [r.id for r in rows])
+    return CustomerPage(
+        items=[_customer(r, users.get(r.id)) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+def resolve_customer_id(conn: Connection, ref: str | int) -> int:
+    """A customer by id, userId, anonymousId or e-mail; merged ids lead to the survivor."""
+    text = str(ref).strip()
+    customer_id: int | None = None
+    if text.isdigit():
+        customer_id = conn.execute(
+            select(customers_t.c.id).where(customers_t.c.id == int(text))
+        ).scalar_one_or_none()
+    if customer_id is None:
+        customer_id = conn.execute(
+            select(identities_t.c.customer_id)
+            .where(identities_t.c.value == text)
+            .order_by(identities_t.c.kind.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+    if customer_id is None:
+        raise NotFound(f"customer: no customer {text!r}")
+    for _ in range(100):
+        merged = conn.execute(
+            select(customers_t.c.merged_into_id).where(customers_t.c.id == customer_id)
+        ).scalar_one_or_none()
+        if merged is None:
+            break
+        customer_id = merged
+    return customer_id
+
+
+def get_customer(
+    conn: Connection, events: EventStore, ref: str | int, *, timeline: int = 50
+) -> CustomerDetail:
+    customer_id = resolve_customer_id(conn, ref)
+    row = conn.execute(select(customers_t).where(customers_t.c.id == customer_id)).one()
+    identities = conn.execute(
+        select(identities_t.c.kind, identities_t.c.value)
+        .where(identities_t.c.customer_id == customer_id)
+        .order_by(identities_t.c.id)
+    ).all()
+    merges = conn.execute(
+        select(merges_t).where(merges_t.c.into_customer_id == customer_id).order_by(merges_t.c.id)
+    ).all()
+    query = EventQuery(customer_ids=(customer_id,), limit=timeline)
+    user_id = next((v for k, v in identities if k == USER), None)
+    base = _customer(row, user_id)
+    return CustomerDetail(
+        **base.model_dump(),
+        identities=[Identity(kind=k, value=v) for k, v in identities],
+        merged_from=[_merge(m) for m in merges],
+        event_count=events.count(EventQuery(customer_ids=(customer_id,))),
+        timeline=[EventOut(**e) for e in events.query(query)],
+    )
+
+
+def _merge(row: Any) -> MergeOut:
+    return MergeOut(
+        id=row.id,
+        from_customer_id=row.from_customer_id,
+        into_customer_id=row.into_customer_id,
+        reason=row.reason,
+        message_id=row.message_id,
+        merged_at=_aware(row.merged_at) or datetime.now(UTC),
+        events_moved=row.events_moved,
+        identities=list((row.details or {}).get("identities", [])),
+    )
+
+
+def list_events(
+    conn: Connection,
+    events: EventStore,
+    *,
+    customer: str | None = None,
+    event: str | None = None,
+    type: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> EventPage:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit: must be between 1 and {MAX_LIMIT}")
+    if offset < 0:
+        raise ValueError("offset: must not be negative")
+    if start and end and start >= end:
+        raise ValueError("from: must be before to")
+    ids = (resolve_customer_id(conn, customer),) if customer else None
+    query = EventQuery(
+        customer_ids=ids, event=event, type=type, start=start, end=end, limit=limit, offset=offset
+    )
+    return EventPage(
+        items=[EventOut(**e) for e in events.query(query)],
+        total=events.count(query),
+        limit=limit,
+        offset=offset,
+    )
+
+
+def stats(conn: Connection, events: EventStore, *, timezone: str, days: int = 90) -> Stats:
+    live = customers_t.c.merged_into_id.is_(None)
+    customers = conn.execute(select(func.count()).select_from(customers_t).where(live)).scalar_one()
+    identified = conn.execute(
+        select(func.count(func.distinct(identities_t.c.customer_id))).where(
+            identities_t.c.kind == USER
+        )
+    ).scalar_one()
+    rejected = conn.execute(select(func.count()).select_from(rejected_t)).scalar_one()
+    merges = conn.execute(select(func.count()).select_from(merges_t)).scalar_one()
+    return Stats(
+        customers=customers,
+        identified_customers=identified,
+        anonymous_customers=customers - identified,
+        events=events.count(),
+        rejected_messages=rejected,
+        merges=merges,
+        events_per_day=[
+            DayCount(day=d, events=n) for d, n in events.events_per_day(timezone, days)
+        ],
+    )
+
+
+def list_rejected(conn: Connection, *, limit: int = 100, offset: int = 0) -> RejectedPage:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit: must be between 1 and {MAX_LIMIT}")
+    total = conn.execute(select(func.count()).select_from(rejected_t)).scalar_one()
+    rows = conn.execute(
+        select(rejected_t).order_by(rejected_t.c.id.desc()).limit(limit).offset(offset)
+    ).all()
+    items = [
+        RejectedOut(**{**row._asdict(), "received_at": _aware(row.received_at)}) for row in rows
+    ]
+    return RejectedPage(items=items, total=total, limit=limit, offset=offset)

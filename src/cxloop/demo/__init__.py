@@ -1,0 +1,1 @@
+"""Deterministic demo data for trying cxloop without a live tracking feed."""

@@ -1,0 +1,99 @@
+"""Load the demo history into a project, through the same pipeline as live traffic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import func, select, update
+
+from cxloop.domain.messages import WireMessage, normalise
+from cxloop.ingest.pipeline import IngestResult
+from cxloop.project import Project
+from cxloop.store.database import session_scope
+from cxloop.store.keys import create_key
+from cxloop.store.models import ApiKey, Customer, ImportRun
+
+DEMO_WRITE_KEY = "demo write key"
+DEMO_SECRET_KEY = "demo secret key"
+CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    customers: int
+    events: int
+    write_key: str
+    secret_key: str
+    loaded_now: bool
+
+
+def load_demo(
+    project: Project, *, customers: int = 5000, seed: int = 7, reset: bool = False
+) -> DemoSummary:
+    """Generate and ingest the demo (once per project), then issue fresh demo keys."""
+    from cxloop.demo.generator import generate_messages
+
+    label = f"demo:customers={customers},seed={seed}"
+    with session_scope(project.sessions) as session:
+        loaded = session.scalars(
+            select(ImportRun).where(ImportRun.kind == "demo").order_by(ImportRun.id.desc())
+        ).first()
+    loaded_now = False
+    if loaded is None or reset:
+        started = datetime.now(UTC)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        ) as progress:
+            task = progress.add_task("generating demo history", total=None)
+            messages = generate_messages(customers=customers, seed=seed)
+            progress.update(task, total=len(messages), description="loading demo events")
+            total = IngestResult()
+            received_at = datetime.now(UTC)
+            for start in range(0, len(messages), CHUNK):
+                chunk = [
+                    normalise(msgspec.convert(m, WireMessage), received_at=received_at)
+                    for m in messages[start : start + CHUNK]
+                ]
+                total.add(project.pipeline.ingest(chunk, source="demo"))
+                progress.update(task, advance=len(chunk))
+        with session_scope(project.sessions) as session:
+            session.add(
+                ImportRun(
+                    kind="demo",
+                    path=label,
+                    started_at=started,
+                    finished_at=datetime.now(UTC),
+                    rows_read=len(messages),
+                    imported=total.stored,
+                    updated=total.duplicates,
+                    rejected=len(total.rejected),
+                )
+            )
+        loaded_now = True
+    write_key, secret_key = _fresh_keys(project)
+    with project.engine.connect() as conn:
+        count = conn.execute(
+            select(func.count()).select_from(Customer).where(Customer.merged_into_id.is_(None))
+        ).scalar_one()
+    return DemoSummary(count, project.events.count(), write_key, secret_key, loaded_now)
+
+
+def _fresh_keys(project: Project) -> tuple[str, str]:
+    """Keys are stored hashed, so the demo issues new ones each run and retires the old."""
+    now = datetime.now(UTC)
+    with session_scope(project.sessions) as session:
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.name.in_([DEMO_WRITE_KEY, DEMO_SECRET_KEY]), ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        write_key, _ = create_key(session, "write", DEMO_WRITE_KEY)
+        secret_key, _ = create_key(session, "secret", DEMO_SECRET_KEY)
+    return write_key, secret_key

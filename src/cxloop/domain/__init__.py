@@ -1,0 +1,1 @@
+"""Pure rules of cxloop: message validation, identity, traits. Imports nothing of ours."""

@@ -1,0 +1,266 @@
+"""Segment Tracking API messages: decoding, validation and normalisation.
+
+Decoding is done per message (not per batch) so that one bad message in a batch is reported
+with its index and field while the others are stored. msgspec validates types while it
+decodes, which keeps ingestion fast.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+MAX_NAME_LENGTH = 200
+MAX_ID_LENGTH = 200
+# Timestamps further than this from the receive time are refused as client bugs.
+MAX_FUTURE = timedelta(days=2)
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+
+Id = str | int
+
+
+class WireMessage(msgspec.Struct, kw_only=True, rename={"write_key": "writeKey"}):
+    """One message as a client sends it; every field optional so that rules name the field."""
+
+    type: str | None = None
+    messageId: Id | None = None
+    userId: Id | None = None
+    anonymousId: Id | None = None
+    previousId: Id | None = None
+    groupId: Id | None = None
+    event: str | None = None
+    name: str | None = None
+    category: str | None = None
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    timestamp: datetime | None = None
+    originalTimestamp: datetime | None = None
+    sentAt: datetime | None = None
+    channel: str | None = None
+    write_key: str | None = None
+
+
+class WireBatch(msgspec.Struct, kw_only=True, rename={"write_key": "writeKey"}):
+    """A /v1/batch body; messages stay raw so each is decoded (and refused) on its own."""
+
+    batch: list[msgspec.Raw]
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    sentAt: datetime | None = None
+    write_key: str | None = None
+
+
+class BatchEnvelope(msgspec.Struct, kw_only=True, rename={"write_key": "writeKey"}):
+    """Only the write key of a body, read before anything else is trusted."""
+
+    write_key: str | None = None
+
+
+@dataclass(slots=True)
+class Message:
+    """A valid, normalised message ready for identity resolution and storage."""
+
+    type: str
+    message_id: str
+    user_id: str | None
+    anonymous_id: str | None
+    event: str | None
+    name: str | None
+    timestamp: datetime
+    original_timestamp: datetime | None
+    sent_at: datetime | None
+    received_at: datetime
+    channel: str | None
+    properties: dict[str, Any]
+    traits: dict[str, Any]
+    context: dict[str, Any]
+    integrations: dict[str, Any]
+    group_id: str | None
+    previous_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageError:
+    """Why one message was refused: the field at fault and a sentence for people."""
+
+    index: int
+    field: str
+    reason: str
+    message_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "reason": self.reason}
+
+
+class InvalidMessage(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_message_decoder = msgspec.json.Decoder(WireMessage)
+_batch_decoder = msgspec.json.Decoder(WireBatch)
+_envelope_decoder = msgspec.json.Decoder(BatchEnvelope)
+
+
+def decode_error(exc: msgspec.DecodeError) -> InvalidMessage:
+    """Turn msgspec's message into (field, reason) as our errors name them."""
+    text = str(exc)
+    match = _PATH.search(text)
+    field = match.group(1) if match and match.group(1) else "body"
+    reason = _PATH.sub("", text).strip().rstrip("-").strip()
+    if reason.startswith("Expected `object`") and field == "body":
+        reason = "must be a JSON object"
+    if "Invalid RFC3339" in reason or "datetime" in reason:
+        reason = "must be an ISO 8601 date-time, e.g. 2024-05-01T12:00:00Z"
+    return InvalidMessage(field or "body", reason)
+
+
+def decode_message(raw: bytes) -> WireMessage:
+    try:
+        return _message_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise decode_error(exc) from exc
+
+
+def decode_batch(raw: bytes) -> WireBatch:
+    try:
+        return _batch_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise decode_error(exc) from exc
+
+
+def write_key_of(raw: bytes) -> str | None:
+    try:
+        return _envelope_decoder.decode(raw).write_key
+    except msgspec.DecodeError:
+        return None
+
+
+def _as_id(value: Id | None, field: str) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if len(text) > MAX_ID_LENGTH:
+        raise InvalidMessage(field, f"longer than {MAX_ID_LENGTH} characters")
+    return text
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def corrected_timestamp(
+    timestamp: datetime | None, sent_at: datetime | None, received_at: datetime
+) -> datetime:
+    """Segment's clock-skew correction: receivedAt - (sentAt - timestamp).
+
+    A device whose clock is wrong by an hour sends both its timestamp and its sentAt an hour
+    off; the difference between them is right, and the server's receive time anchors it.
+    """
+    if timestamp is None:
+        return received_at
+    if sent_at is None:
+        return timestamp
+    return received_at - (sent_at - timestamp)
+
+
+def channel_of(msg: WireMessage) -> str | None:
+    """The business channel: properties.channel, then context.channel, then the top level."""
+    for source in (msg.properties, msg.context):
+        if source:
+            value = source.get("channel")
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:80]
+    return msg.channel.strip()[:80] if msg.channel and msg.channel.strip() else None
+
+
+def normalise(
+    msg: WireMessage,
+    *,
+    received_at: datetime,
+    implied_type: str | None = None,
+    batch_context: dict[str, Any] | None = None,
+    batch_integrations: dict[str, Any] | None = None,
+    batch_sent_at: datetime | None = None,
+) -> Message:
+    """Check the Segment rules for one message and return it normalised (UTC, merged context)."""
+    kind = implied_type or (msg.type.strip().lower() if msg.type else None)
+    if kind is None:
+        raise InvalidMessage("type", f"is required (one of {', '.join(MESSAGE_TYPES)})")
+    if kind not in MESSAGE_TYPES:
+        raise InvalidMessage("type", f"{msg.type!r} is not one of {', '.join(MESSAGE_TYPES)}")
+    user_id = _as_id(msg.userId, "userId")
+    anonymous_id = _as_id(msg.anonymousId, "anonymousId")
+    previous_id = _as_id(msg.previousId, "previousId")
+    group_id = _as_id(msg.groupId, "groupId")
+    message_id = _as_id(msg.messageId, "messageId") or f"cx-{uuid.uuid4()}"
+    if kind == "alias":
+        if previous_id is None:
+            raise InvalidMessage("previousId", "is required for alias")
+        if user_id is None:
+            raise InvalidMessage("userId", "is required for alias")
+    elif user_id is None and anonymous_id is None:
+        raise InvalidMessage("userId", "userId or anonymousId is required")
+    event = msg.event.strip() if msg.event else None
+    if kind == "track":
+        if not event:
+            raise InvalidMessage("event", "is required for track")
+        if len(event) > MAX_NAME_LENGTH:
+            raise InvalidMessage("event", f"longer than {MAX_NAME_LENGTH} characters")
+    if kind == "group" and group_id is None:
+        raise InvalidMessage("groupId", "is required for group")
+    name = msg.name.strip()[:MAX_NAME_LENGTH] if msg.name else None
+    original = _aware(msg.timestamp or msg.originalTimestamp)
+    sent_at = _aware(msg.sentAt) or _aware(batch_sent_at)
+    timestamp = corrected_timestamp(original, sent_at, received_at)
+    if timestamp > received_at + MAX_FUTURE:
+        raise InvalidMessage("timestamp", "is more than 2 days in the future")
+    if timestamp < EARLIEST:
+        raise InvalidMessage("timestamp", "is before 1970")
+    context = msg.context or {}
+    if batch_context:
+        context = {**batch_context, **context}
+    integrations = msg.integrations or {}
+    if batch_integrations:
+        integrations = {**batch_integrations, **integrations}
+    return Message(
+        type=kind,
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        event=event if kind == "track" else None,
+        name=name if kind in ("page", "screen") else (name or None),
+        timestamp=timestamp,
+        original_timestamp=original,
+        sent_at=sent_at,
+        received_at=received_at,
+        channel=channel_of(msg),
+        properties=msg.properties or {},
+        traits=msg.traits or _context_traits(context, kind),
+        context=context,
+        integrations=integrations,
+        group_id=group_id,
+        previous_id=previous_id,
+    )
+
+
+def _context_traits(context: dict[str, Any], kind: str) -> dict[str, Any]:
+    if kind == "identify":
+        return {}
+    traits = context.get("traits")
+    return traits if isinstance(traits, dict) else {}

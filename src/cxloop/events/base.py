@@ -1,0 +1,83 @@
+"""What every event-store backend offers, and the one row layout they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+_TS = pa.timestamp("us", tz="UTC")
+
+# The column layout of an event, as the ingestion pipeline builds it and readers return it.
+EVENTS_ARROW_SCHEMA = pa.schema(
+    [
+        pa.field("message_id", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("event", pa.string()),
+        pa.field("name", pa.string()),
+        pa.field("customer_id", pa.int64(), nullable=False),
+        pa.field("user_id", pa.string()),
+        pa.field("anonymous_id", pa.string()),
+        pa.field("timestamp", _TS, nullable=False),
+        pa.field("original_timestamp", _TS),
+        pa.field("sent_at", _TS),
+        pa.field("received_at", _TS, nullable=False),
+        pa.field("channel", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("properties", pa.string()),
+        pa.field("traits", pa.string()),
+        pa.field("context", pa.string()),
+        pa.field("integrations", pa.string()),
+        pa.field("group_id", pa.string()),
+        pa.field("previous_id", pa.string()),
+    ]
+)
+EVENT_COLUMNS: tuple[str, ...] = tuple(EVENTS_ARROW_SCHEMA.names)
+JSON_COLUMNS = ("properties", "traits", "context", "integrations")
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    inserted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """A page of events, newest first, narrowed by customer, name and time."""
+
+    customer_ids: tuple[int, ...] | None = None
+    event: str | None = None
+    type: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+class EventStore(Protocol):
+    """A backend of the event store; one instance per process owns its connections."""
+
+    backend: str
+
+    def append(self, table: pa.Table) -> AppendResult:
+        """Store the rows durably, skipping message ids already stored."""
+        ...
+
+    def move_customers(self, moves: dict[int, int]) -> int:
+        """Re-point every event of each merged customer (key) to its survivor (value)."""
+        ...
+
+    def query(self, query: EventQuery) -> list[dict[str, Any]]: ...
+
+    def count(self, query: EventQuery | None = None) -> int: ...
+
+    def events_per_day(self, timezone: str, days: int | None = None) -> list[tuple[date, int]]: ...
+
+    def customer_bounds(self) -> pa.Table:
+        """customer_id, first_seen, last_seen, events — derived from the stream."""
+        ...
+
+    def close(self) -> None: ...

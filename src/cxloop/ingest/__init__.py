@@ -1,0 +1,1 @@
+"""Getting customer data in: tracking messages, identity resolution and file imports."""

@@ -1,0 +1,153 @@
+"""Looking at the top of a file: its format, its delimiter and its column names.
+
+All of this runs before any row is read, so that a wrong ``--map`` or a file of an unknown
+kind is refused at once instead of after minutes of loading.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxloop.ingest.files_model import ImportFormat, ImportInputError
+
+WHITESPACE = "whitespace"
+SUFFIXES: dict[str, ImportFormat] = {
+    ".csv": "delimited",
+    ".tsv": "delimited",
+    ".txt": "delimited",
+    ".dat": "delimited",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
+_CANDIDATES = (",", "\t", ";", "|")
+_SAMPLE_BYTES = 1 << 16
+_SAMPLE_LINES = 200
+# Share of sampled rows that must have the header's column count for a delimiter to win;
+# below 1.0 so that a few ragged rows (which become rejects) do not defeat the sniffer.
+_CONSISTENCY = 0.8
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How to split a delimited file, and where its data starts."""
+
+    delimiter: str  # one character, or WHITESPACE for runs of blanks
+    columns: tuple[str, ...]
+    skip_lines: int  # physical lines before the header line
+
+
+def format_for(path: Path) -> ImportFormat:
+    if not path.exists():
+        raise ImportInputError("file", f"{path} does not exist")
+    if path.is_dir():
+        raise ImportInputError("file", f"{path} is a directory, not a file")
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(SUFFIXES))
+        raise ImportInputError(
+            "file", f"cannot tell the format of {path.name} from its extension (known: {known})"
+        )
+    return fmt
+
+
+def normalise_delimiter(value: str | None) -> str | None:
+    """Accepts the spellings a shell user is likely to type for a tab."""
+    if value is None:
+        return None
+    if value in ("\\t", "tab", "TAB"):
+        return "\t"
+    if value == WHITESPACE:
+        return value
+    if len(value) != 1:
+        raise ImportInputError(
+            "delimiter",
+            f"{value!r} is not one character; give a single character such as ',' or ';', "
+            f"or '{WHITESPACE}' for columns separated by runs of blanks",
+        )
+    if value in ('"', "\n", "\r"):
+        raise ImportInputError("delimiter", f"{value!r} cannot be used as a delimiter")
+    return value
+
+
+def read_sample_lines(path: Path) -> list[str]:
+    """The first lines of the file as text; a line cut by the sample size is dropped."""
+    with path.open("rb") as handle:
+        data = handle.read(_SAMPLE_BYTES)
+        truncated = bool(handle.read(1))
+    text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if truncated and len(lines) > 1:
+        lines.pop()
+    while lines and lines[-1] == "" and len(lines) > 1:
+        lines.pop()
+    return lines[:_SAMPLE_LINES]
+
+
+def sniff_dialect(path: Path, delimiter: str | None) -> Dialect:
+    lines = read_sample_lines(path)
+    skip = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if skip is None:
+        raise ImportInputError("file", f"{path.name} is empty; expected a header line")
+    body = lines[skip:]
+    chosen = delimiter if delimiter is not None else _sniff(body)
+    if chosen == WHITESPACE:
+        header = body[0].split()
+    else:
+        header = next(csv.reader([body[0]], delimiter=chosen, quotechar='"'))
+    return Dialect(chosen, _clean_header(header), skip)
+
+
+def _sniff(lines: Sequence[str]) -> str:
+    """Picks the delimiter whose column count is steady and largest over the sample."""
+    best: tuple[float, int, str] | None = None
+    for candidate in _CANDIDATES:
+        counts = [
+            len(record)
+            for record in csv.reader(io.StringIO("\n".join(lines)), delimiter=candidate)
+            if record
+        ]
+        score = _steadiness(counts)
+        if score is not None and (best is None or score > best[:2]):
+            best = (*score, candidate)
+    if best is not None:
+        return best[2]
+    if _steadiness([len(line.split()) for line in lines if line.strip()]) is not None:
+        return WHITESPACE
+    return ","
+
+
+def _steadiness(counts: Sequence[int]) -> tuple[float, int] | None:
+    """(share of rows matching the header's column count, that count), if it is a table."""
+    if not counts or counts[0] < 2:
+        return None
+    rows = counts[1:]
+    share = sum(1 for n in rows if n == counts[0]) / len(rows) if rows else 1.0
+    return (share, counts[0]) if share >= _CONSISTENCY else None
+
+
+def _clean_header(names: Sequence[str]) -> tuple[str, ...]:
+    """Trimmed, non-empty and unique names, since ``--map`` must be able to name each one."""
+    seen: Counter[str] = Counter()
+    cleaned: list[str] = []
+    for index, raw in enumerate(names, start=1):
+        name = raw.strip() or f"column{index}"
+        seen[name] += 1
+        cleaned.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return tuple(cleaned)
+
+
+def count_lines(path: Path) -> int:
+    """Newline count in large blocks: cheap enough to size a progress bar up front."""
+    lines = 0
+    last = b""
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 24):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (1 if last not in (b"", b"\n") else 0)

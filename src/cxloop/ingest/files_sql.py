@@ -1,0 +1,377 @@
+"""The SQL that turns a loaded source relation into canonical rows, all inside DuckDB.
+
+Every rule is a column expression, so a million rows cost a few vectorised passes rather
+than a million Python calls. Each row carries its verdict (``__cx_reject_field`` and
+``__cx_reject_reason``) and, only when rejected, its source values as JSON, so the happy
+path never pays for reporting. Internal names start with ``__cx_`` so they cannot collide
+with a file's own column names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import duckdb
+
+from cxloop.ingest.files_model import CUSTOMER_FIELDS
+from cxloop.ingest.files_plan import Binding, Plan
+
+# How a free-form value is written into properties / traits. int / float: the whole column
+# parsed as numbers; text: strings; json: already JSON text (non-string JSONL values);
+# native: a typed Parquet column, passed through with its type.
+ValueKind = Literal["int", "float", "text", "json", "native"]
+Rule = tuple[str, str, str]  # (field at fault, SQL condition, SQL expression for the reason)
+
+SRC = "src"
+ROW = "__cx_row"
+REJECT_FIELD = "__cx_reject_field"
+REJECT_REASON = "__cx_reject_reason"
+RAW = "__cx_raw"
+GENERATED = "__cx_generated"
+NVALUES = "__cx_nvalues"  # values found on a whitespace-separated line
+
+# A number as people write it; integers with leading zeros ("00042") are identifiers and
+# stay strings. Blanks match too: they become null whatever the column's kind.
+_NUMBER_OR_BLANK = (
+    r"\s*([+-]?(0|[1-9][0-9]*)(\.[0-9]*)?([eE][+-]?[0-9]+)?|[+-]?\.[0-9]+([eE][+-]?[0-9]+)?)?\s*"
+)
+_EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+_WHITESPACE = " \t\r\n\f\v"
+# Accepted without --date-format besides what DuckDB casts itself (ISO 8601 with 'T' or a
+# space, with or without an offset or a zone name such as " UTC", and plain dates).
+_FALLBACK_FORMATS = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d")
+_FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL")
+# Short internal names for the canonical event values inside the mapping query.
+_EVENT_COLUMNS = {
+    "type": "'track'",
+    "event": "__cx_e",
+    "user_id": "__cx_u",
+    "anonymous_id": "__cx_a",
+    "timestamp": "__cx_ts",
+    "channel": "__cx_ch",
+    "properties": "__cx_props",
+}
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    name: str
+    type: str  # DuckDB's type name
+
+    @property
+    def ref(self) -> str:
+        return f"{SRC}.{ident(self.name)}"
+
+    @property
+    def is_text(self) -> bool:
+        return self.type == "VARCHAR"
+
+
+def describe(
+    con: duckdb.DuckDBPyConnection, relation: str, names: Sequence[str]
+) -> dict[str, SourceColumn]:
+    """The named columns with their DuckDB types, in the file's order."""
+    types = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE {relation}").fetchall()}
+    return {name: SourceColumn(name, types[name]) for name in names}
+
+
+def value_kinds(
+    con: duckdb.DuckDBPyConnection,
+    columns: Sequence[SourceColumn],
+    preset: Mapping[str, ValueKind],
+) -> dict[str, ValueKind]:
+    """One pass over the text columns decides which of them are wholly numeric."""
+    kinds: dict[str, ValueKind] = {}
+    probe: list[SourceColumn] = []
+    for column in columns:
+        if column.name in preset:
+            kinds[column.name] = preset[column.name]
+        elif column.is_text:
+            probe.append(column)
+        else:
+            kinds[column.name] = "native"
+    if not probe:
+        return kinds
+    aggregates: list[str] = []
+    for column in probe:
+        c = column.ref
+        aggregates.append(
+            f"count(*) FILTER (WHERE NOT regexp_full_match({c}, {lit(_NUMBER_OR_BLANK)}))"
+        )
+        aggregates.append(
+            f"count(*) FILTER (WHERE contains({c}, '.') OR contains({c}, 'e') "
+            f"OR contains({c}, 'E') OR length({c}) > 18)"
+        )
+    row = con.execute(f"SELECT {', '.join(aggregates)} FROM {SRC}").fetchone()
+    if row is None:  # pragma: no cover - an aggregate always returns a row
+        raise RuntimeError("no result from the column-kind query")
+    for index, column in enumerate(probe):
+        not_numeric, not_integer = row[2 * index], row[2 * index + 1]
+        kinds[column.name] = "text" if not_numeric else "float" if not_integer else "int"
+    return kinds
+
+
+@dataclass(frozen=True)
+class MappingSql:
+    """Everything needed to write the mapping query for one loaded source."""
+
+    plan: Plan
+    columns: Mapping[str, SourceColumn]  # the file's own columns, in order
+    kinds: Mapping[str, ValueKind]
+    date_format: str | None
+    row_expr: str  # the 1-based source row number, in terms of ``src``
+    year_now: int
+    expected_values: int | None = None  # whitespace files: values a line must have
+
+    def field(self, name: str) -> Binding | None:
+        return self.plan.fields.get(name)
+
+    def text(self, binding: Binding | None) -> str:
+        """Trimmed text, or NULL when absent or blank."""
+        if binding is None:
+            return "NULL::VARCHAR"
+        if binding.column is None:
+            value = (binding.constant or "").strip()
+            return lit(value) if value else "NULL::VARCHAR"
+        column = self.columns[binding.column]
+        value = column.ref if column.is_text else f"CAST({column.ref} AS VARCHAR)"
+        return f"nullif(trim({value}), '')"
+
+    def timestamp(self, binding: Binding | None) -> str:
+        """Typed date columns are taken as they are; text goes through the date rules.
+        Naive values are read in the session time zone, which is the --timezone option."""
+        if binding is not None and binding.column is not None:
+            column = self.columns[binding.column]
+            if column.type.startswith("TIMESTAMP") or column.type == "DATE":
+                return f"CAST({column.ref} AS TIMESTAMPTZ)"
+        text = self.text(binding)
+        if self.date_format is not None:
+            return f"CAST(try_strptime({text}, {lit(self.date_format)}) AS TIMESTAMPTZ)"
+        fallback = "[" + ", ".join(lit(f) for f in _FALLBACK_FORMATS) + "]"
+        return (
+            f"coalesce(try_cast({text} AS TIMESTAMPTZ), "
+            f"CAST(try_strptime({text}, {fallback}) AS TIMESTAMPTZ))"
+        )
+
+    def timestamp_rules(self, field: str, text: str, value: str, required: bool) -> list[Rule]:
+        """A date that is empty (when required) or does not parse."""
+        if self.date_format is not None:
+            why = (
+                f"'date ''' || {text} || ''' does not match --date-format '"
+                f" || {lit(self.date_format)}"
+            )
+        else:
+            why = (
+                f"'{field} ''' || {text} || ''' is not an ISO 8601 date/time"
+                " (give --date-format for other layouts)'"
+            )
+        rules: list[Rule] = []
+        if required:
+            rules.append((field, f"{text} IS NULL AND {value} IS NULL", f"'{field} is empty'"))
+        rules.append(
+            (field, f"{text} IS NOT NULL AND NOT coalesce(isfinite({value}), false)", why)
+        )
+        return rules
+
+    def bag_value(self, binding: Binding) -> str:
+        if binding.column is None:
+            return lit(binding.constant or "")
+        column = self.columns[binding.column]
+        c = column.ref
+        kind = self.kinds.get(column.name, "text")
+        if kind == "int":
+            return f"try_cast({c} AS BIGINT)"
+        if kind == "float":
+            return f"try_cast({c} AS DOUBLE)"
+        if kind == "json":
+            return f"CAST({c} AS JSON)"
+        if kind == "native":
+            return f"CASE WHEN isfinite({c}) THEN {c} END" if column.type in _FLOAT_TYPES else c
+        # ascii() > 32 settles almost every value without the slower whitespace trim.
+        return (
+            f"CASE WHEN ascii({c}) > 32 THEN {c} "
+            f"WHEN trim({c}, {lit(_WHITESPACE)}) = '' THEN NULL ELSE {c} END"
+        )
+
+    def bag(self) -> str:
+        if not self.plan.bag:
+            return "'{}'"
+        pairs = ", ".join(f"{lit(key)}, {self.bag_value(b)}" for key, b in self.plan.bag)
+        return f"CAST(json_object({pairs}) AS VARCHAR)"
+
+    def raw(self) -> str:
+        """The source row as JSON; the caller evaluates it for rejected rows only."""
+        if not self.columns:
+            return "'{}'"
+        pairs = ", ".join(f"{lit(n)}, {ident(n)}" for n in self.columns)
+        return f"CAST(json_object({pairs}) AS VARCHAR)"
+
+    def verdict(self, rules: Sequence[Rule]) -> tuple[str, str]:
+        """(field CASE, reason CASE) from rules in priority order; a whitespace-separated
+        line with the wrong number of values is reported before anything else."""
+        if self.expected_values is not None:
+            n = self.expected_values
+            shape: Rule = (
+                "row",
+                f"{NVALUES} <> {n}",
+                f"'row has ' || {NVALUES} || ' values but the header has {n} columns'",
+            )
+            rules = [shape, *rules]
+        fields = " ".join(f"WHEN {cond} THEN {lit(f)}" for f, cond, _ in rules)
+        reasons = " ".join(f"WHEN {cond} THEN {why}" for _, cond, why in rules)
+        return f"CASE {fields} END", f"CASE {reasons} END"
+
+    def source_star(self) -> str:
+        extra = f", {SRC}.{NVALUES}" if self.expected_values is not None else ""
+        return f"{SRC}.*{extra}"
+
+
+def event_content(col: Callable[[str], str], occurrence: str) -> str:
+    """What identifies an imported event: its canonical values plus its occurrence number,
+    so re-reading a file gives the same ids while identical rows stay distinct."""
+    parts = [
+        col("type"),
+        col("event"),
+        f"coalesce({col('user_id')}, '')",
+        f"coalesce({col('anonymous_id')}, '')",
+        f"CAST(epoch_us({col('timestamp')}) AS VARCHAR)",
+        f"coalesce({col('channel')}, '')",
+        col("properties"),
+        occurrence,
+    ]
+    return f"concat_ws(chr(31), {', '.join(parts)})"
+
+
+def events_table_sql(sql: MappingSql, table: str, ordered: bool) -> str:
+    """Materialised, because duplicate rows need a second look before ids are final."""
+    ts = sql.field("timestamp")
+    rules: list[Rule] = [
+        (
+            "user_id",
+            "__cx_u IS NULL AND __cx_a IS NULL",
+            "'neither user_id nor anonymous_id has a value'",
+        ),
+        ("event", "__cx_e IS NULL", "'the event name is empty'"),
+        *sql.timestamp_rules("timestamp", "__cx_tt", "__cx_ts", required=True),
+    ]
+    field_case, reason_case = sql.verdict(rules)
+    content = event_content(_EVENT_COLUMNS.__getitem__, "'1'")
+    order = f" ORDER BY {ROW}" if ordered else ""
+    return f"""
+CREATE TEMP TABLE {table} AS
+WITH __cx_a1 AS (
+  SELECT {sql.row_expr} AS {ROW},
+    {sql.text(sql.field("event"))} AS __cx_e,
+    {sql.text(sql.field("user_id"))} AS __cx_u,
+    {sql.text(sql.field("anonymous_id"))} AS __cx_a,
+    {sql.text(sql.field("channel"))} AS __cx_ch,
+    {sql.text(sql.field("message_id"))} AS __cx_mid,
+    {sql.text(ts)} AS __cx_tt,
+    {sql.timestamp(ts)} AS __cx_ts,
+    {sql.bag()} AS __cx_props,
+    {sql.source_star()}
+  FROM {SRC}
+), __cx_a2 AS (
+  SELECT *, {field_case} AS {REJECT_FIELD}, {reason_case} AS {REJECT_REASON} FROM __cx_a1
+)
+SELECT {ROW},
+  CASE WHEN {REJECT_FIELD} IS NULL THEN coalesce(__cx_mid, 'imp-' || md5({content})) END
+    AS message_id,
+  __cx_mid IS NULL AS {GENERATED},
+  'track' AS type, __cx_e AS event, __cx_u AS user_id, __cx_a AS anonymous_id,
+  CASE WHEN {REJECT_FIELD} IS NULL THEN __cx_ts END AS timestamp, __cx_ch AS channel,
+  __cx_props AS properties, {REJECT_FIELD}, {REJECT_REASON},
+  CASE WHEN {REJECT_FIELD} IS NOT NULL THEN {sql.raw()} END AS {RAW}
+FROM __cx_a2{order}
+"""
+
+
+def event_duplicates_sql(table: str) -> list[str]:
+    """Identical rows are separate events (two equal purchases on one day): the second
+    and later copies get their occurrence number folded into the id. Only the few
+    duplicated rows are windowed and updated; the rest keep occurrence 1."""
+    valid = f"{GENERATED} AND {REJECT_FIELD} IS NULL"
+    content = event_content(lambda name: f"{table}.{ident(name)}", "CAST(d.n AS VARCHAR)")
+    return [
+        f"""CREATE TEMP TABLE d AS
+SELECT {ROW}, n FROM (
+  SELECT {ROW}, row_number() OVER (PARTITION BY message_id ORDER BY {ROW}) AS n
+  FROM {table} WHERE {valid} AND message_id IN (
+    SELECT message_id FROM {table} WHERE {valid} GROUP BY message_id HAVING count(*) > 1)
+) WHERE n > 1""",
+        f"""UPDATE {table} SET message_id = 'imp-' || md5({content})
+FROM d WHERE {table}.{ROW} = d.{ROW}""",
+    ]
+
+
+def customers_sql(sql: MappingSql, ordered: bool) -> str:
+    """Streamed straight out: customers need no second pass."""
+    plain = [f for f in CUSTOMER_FIELDS if f not in ("gender", "birth_year", "created_at")]
+    gender = sql.text(sql.field("gender"))
+    created = sql.field("created_at")
+    selects = [
+        *(f"{sql.text(sql.field(f))} AS {ident('__cx_f_' + f)}" for f in plain),
+        f"CASE lower({gender}) WHEN 'f' THEN 'female' WHEN 'm' THEN 'male' "
+        f"ELSE lower({gender}) END AS __cx_f_gender",
+        f"{sql.text(sql.field('birth_year'))} AS __cx_byt",
+        f"{sql.text(created)} AS __cx_ct",
+        f"{sql.timestamp(created)} AS __cx_cts",
+    ]
+    rules: list[Rule] = [
+        (
+            "user_id",
+            "__cx_f_user_id IS NULL AND __cx_f_email IS NULL",
+            "'neither user_id nor email has a value'",
+        ),
+        (
+            "email",
+            f"__cx_f_email IS NOT NULL AND NOT regexp_full_match(__cx_f_email, {lit(_EMAIL)})",
+            "'e-mail ''' || __cx_f_email || ''' is not a valid address'",
+        ),
+        (
+            "birth_year",
+            "__cx_byt IS NOT NULL AND __cx_by IS NULL",
+            "'birth_year ''' || __cx_byt || ''' is not a whole number'",
+        ),
+        (
+            "birth_year",
+            f"__cx_by IS NOT NULL AND (__cx_by < 1900 OR __cx_by > {sql.year_now})",
+            f"'birth_year ' || __cx_by || ' is not between 1900 and {sql.year_now}'",
+        ),
+        *sql.timestamp_rules("created_at", "__cx_ct", "__cx_cts", required=False),
+    ]
+    field_case, reason_case = sql.verdict(rules)
+    outputs = [
+        f"{ident('__cx_f_' + f)} AS {ident(f)}"
+        for f in CUSTOMER_FIELDS
+        if f not in ("birth_year", "created_at")
+    ]
+    order = f" ORDER BY {ROW}" if ordered else ""
+    return f"""
+WITH __cx_a1 AS (
+  SELECT {sql.row_expr} AS {ROW}, {", ".join(selects)}, {sql.bag()} AS __cx_traits,
+    {sql.source_star()}
+  FROM {SRC}
+), __cx_a2 AS (
+  SELECT *, CASE WHEN regexp_full_match(__cx_byt, '[0-9]{{1,9}}')
+    THEN CAST(__cx_byt AS INTEGER) END AS __cx_by FROM __cx_a1
+), __cx_a3 AS (
+  SELECT *, {field_case} AS {REJECT_FIELD}, {reason_case} AS {REJECT_REASON} FROM __cx_a2
+)
+SELECT {ROW}, {", ".join(outputs)},
+  CASE WHEN {REJECT_FIELD} IS NULL THEN __cx_by END AS birth_year,
+  CASE WHEN {REJECT_FIELD} IS NULL THEN __cx_cts END AS created_at,
+  __cx_traits AS traits, {REJECT_FIELD}, {REJECT_REASON},
+  CASE WHEN {REJECT_FIELD} IS NOT NULL THEN {sql.raw()} END AS {RAW}
+FROM __cx_a3{order}
+"""

@@ -1,0 +1,615 @@
+"""The ingestion pipeline: identity resolution in the app database, then one columnar append.
+
+Order matters for "a 200 means durably stored": customers and identities are committed
+first, then the events; only then is the batch acknowledged. A crash in between leaves a
+customer without events (harmless; the client retries and the events arrive) but never an
+event without a customer. Moving a merged customer's events is recorded as a to-do in the
+same transaction as the merge and finished after the append, or at the next start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
+
+from cxloop.domain.messages import Message, MessageError
+from cxloop.domain.traits import TYPED_FIELDS, split_traits
+from cxloop.events.base import EventStore
+from cxloop.ingest.identity import (
+    ANON,
+    USER,
+    IdentityClaim,
+    IdentityPlan,
+    IdentityPlanner,
+    Key,
+    claim_keys,
+)
+from cxloop.ingest.rows import messages_table
+from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, RejectedMessage
+
+log = logging.getLogger(__name__)
+
+customers_t = cast(Table, Customer.__table__)
+identities_t = cast(Table, CustomerIdentity.__table__)
+merges_t = cast(Table, CustomerMerge.__table__)
+rejected_t = cast(Table, RejectedMessage.__table__)
+
+_IN_CHUNK = 500
+_CACHE_LIMIT = 2_000_000
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A refused message with the raw text kept for inspection."""
+
+    error: MessageError
+    payload: str
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    customers_created: int = 0
+    merges: int = 0
+    rejected: list[MessageError] = field(default_factory=list)
+    warnings: list[MessageError] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.customers_created += other.customers_created
+        self.merges += other.merges
+        self.rejected.extend(other.rejected)
+        self.warnings.extend(other.warnings)
+
+
+@dataclass
+class _Profile:
+    """Trait updates of one customer within a batch, newest value last."""
+
+    typed: dict[str, Any] = field(default_factory=dict)
+    free: dict[str, Any] = field(default_factory=dict)
+
+
+class IngestPipeline:
+    """Owns the identity cache; one batch at a time (the process is the only writer)."""
+
+    def __init__(self, engine: Engine, events: EventStore) -> None:
+        self.engine = engine
+        self.events = events
+        self._owner: dict[Key, int] = {}
+        self._identified: set[int] = set()
+        self._lock = threading.Lock()
+
+    # -- public entry points -------------------------------------------------------------
+
+    def ingest(
+        self, messages: Sequence[Message], rejects: Sequence[Rejected] = (), *, source: str
+    ) -> IngestResult:
+        """Resolve, store and acknowledge one batch of valid messages (plus refused ones)."""
+        unique = _first_of_each_id(messages)
+        claims = [_claim(m) for m in unique]
+        with self._lock:
+            plan, owner = self._plan(claims)
+            now = datetime.now(UTC)
+            bounds = _bounds(plan.customer_of, [m.timestamp for m in unique])
+            profiles, warnings = _profiles(unique, plan.customer_of)
+            result = IngestResult(accepted=len(messages), warnings=warnings)
+            result.duplicates = len(messages) - len(unique)
+            with self.engine.begin() as conn:
+                real = self._write_identities(conn, plan, bounds, now)
+                self._write_profiles(conn, profiles, real, now)
+                self._write_rejects(conn, rejects, source, now)
+                moves = self._write_merges(conn, plan, real, unique, now, owner)
+            table = messages_table(unique, [real(c) for c in plan.customer_of], source)
+            appended = self.events.append(table)
+            self._finish_moves(moves)
+            self._commit_cache(owner, plan, real)
+        result.stored = appended.inserted
+        result.duplicates += appended.duplicates
+        result.customers_created = len(plan.new_customers) - len(
+            [m for m in plan.merges if m.loser < 0]
+        )
+        result.merges = len(moves)
+        result.rejected = [r.error for r in rejects]
+        return result
+
+    def ingest_table(self, table: pa.Table, *, source: str) -> IngestResult:
+        """Bulk path for imported track events: identities resolved per distinct pair.
+
+        ``table`` has the event columns except customer_id and the JSON columns other than
+        properties; thousands of rows of one customer cost one identity look-up.
+        """
+        if table.num_rows == 0:
+            return IngestResult()
+        keys = table.select(["user_id", "anonymous_id"])
+        user = pc.fill_null(keys["user_id"], "")
+        anon = pc.fill_null(keys["anonymous_id"], "")
+        pairs = (
+            pa.table({"u": user, "a": anon}).group_by(["u", "a"], use_threads=False).aggregate([])
+        )
+        claims = [
+            IdentityClaim("track", user_id=u or None, anonymous_id=a or None)
+            for u, a in zip(pairs["u"].to_pylist(), pairs["a"].to_pylist(), strict=True)
+        ]
+        with self._lock:
+            plan, owner = self._plan(claims)
+            now = datetime.now(UTC)
+            with self.engine.begin() as conn:
+                real = self._write_identities(conn, plan, {}, now)
+                moves = self._write_merges(conn, plan, real, [], now, owner)
+            pair_ids = pa.table(
+                {
+                    "u": pairs["u"],
+                    "a": pairs["a"],
+                    "customer_id": pa.array([real(c) for c in plan.customer_of], pa.int64()),
+                }
+            )
+            keyed = table.append_column("u", user).append_column("a", anon)
+            joined = keyed.join(pair_ids, keys=["u", "a"], join_type="inner", use_threads=True)
+            rows = _complete_event_columns(joined.drop_columns(["u", "a"]), source, now)
+            appended = self.events.append(rows)
+            self._update_seen_from_table(rows)
+            self._finish_moves(moves)
+            self._commit_cache(owner, plan, real)
+        return IngestResult(
+            accepted=table.num_rows,
+            stored=appended.inserted,
+            duplicates=appended.duplicates,
+            customers_created=len(plan.new_customers),
+            merges=len(moves),
+        )
+
+    def forget_customer(self, customer_id: int) -> None:
+        """Drop cached identities of a customer merged away outside the pipeline."""
+        with self._lock:
+            for key in [k for k, c in self._owner.items() if c == customer_id]:
+                del self._owner[key]
+            self._identified.discard(customer_id)
+
+    def recover(self) -> int:
+        """Finish event moves of merges that a crash interrupted; returns how many."""
+        with self.engine.connect() as conn:
+            pending = conn.execute(
+                select(merges_t.c.id, merges_t.c.from_customer_id, merges_t.c.into_customer_id)
+                .where(merges_t.c.events_moved.is_(False))
+                .order_by(merges_t.c.id)
+            ).all()
+        if pending:
+            log.info("finishing %d interrupted customer merges", len(pending))
+        self._finish_moves([(row[0], row[1], row[2]) for row in pending])
+        return len(pending)
+
+    # -- identity planning ---------------------------------------------------------------
+
+    def _plan(self, claims: Sequence[IdentityClaim]) -> tuple[IdentityPlan, dict[Key, int]]:
+        keys = claim_keys(claims)
+        missing = [k for k in keys if k not in self._owner]
+        owner = {k: self._owner[k] for k in keys if k in self._owner}
+        if missing:
+            with self.engine.connect() as conn:
+                owner.update(_load_owners(conn, missing))
+        unknown = {c for c in owner.values() if c not in self._identified}
+        identified = set(self._identified)
+        if unknown:
+            with self.engine.connect() as conn:
+                identified.update(_load_identified(conn, unknown))
+        planner = IdentityPlanner(owner, identified)
+        for index, claim in enumerate(claims):
+            planner.add(index, claim)
+        return planner.finish(), owner
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _write_identities(
+        self,
+        conn: Connection,
+        plan: IdentityPlan,
+        bounds: dict[int, tuple[datetime, datetime]],
+        now: datetime,
+    ) -> Any:
+        losers = {m.loser for m in plan.merges}
+        to_create = [c for c in plan.new_customers if c not in losers]
+        provisional: dict[int, int] = {}
+        if to_create:
+            rows: list[dict[str, Any]] = [
+                {
+                    "traits": {},
+                    "created_at": bounds.get(c, (now, now))[0] if c in bounds else now,
+                    "updated_at": now,
+                    "first_seen": bounds[c][0] if c in bounds else None,
+                    "last_seen": bounds[c][1] if c in bounds else None,
+                }
+                for c in to_create
+            ]
+            ids = (
+                conn.execute(
+                    insert(customers_t).returning(customers_t.c.id, sort_by_parameter_order=True),
+                    rows,
+                )
+                .scalars()
+                .all()
+            )
+            provisional = dict(zip(to_create, ids, strict=True))
+
+        def real(customer: int) -> int:
+            return provisional.get(customer, customer)
+
+        if plan.new_identities:
+            conn.execute(
+                insert(identities_t),
+                [
+                    {"customer_id": real(c), "kind": k, "value": v, "created_at": now}
+                    for (k, v), c in plan.new_identities.items()
+                ],
+            )
+        existing = {real(c): b for c, b in bounds.items() if c >= 0}
+        if existing:
+            _update_seen(conn, existing)
+        return real
+
+    def _write_profiles(
+        self, conn: Connection, profiles: dict[int, _Profile], real: Any, now: datetime
+    ) -> None:
+        if not profiles:
+            return
+        ids = {real(c): p for c, p in profiles.items()}
+        current = {
+            row.id: row
+            for chunk in _chunks(list(ids), _IN_CHUNK)
+            for row in conn.execute(
+                select(customers_t.c.id, customers_t.c.traits).where(customers_t.c.id.in_(chunk))
+            )
+        }
+        # One executemany per set of named fields: the others keep their stored value.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for customer, profile in ids.items():
+            row = current.get(customer)
+            traits = dict(row.traits or {}) if row is not None else {}
+            traits.update(profile.free)
+            named = tuple(sorted(profile.typed))
+            groups.setdefault(named, []).append(
+                {
+                    "b_id": customer,
+                    "b_traits": traits,
+                    "b_updated_at": now,
+                    **{f"b_{f}": profile.typed[f] for f in named},
+                }
+            )
+        for named, rows in groups.items():
+            stmt = (
+                update(customers_t)
+                .where(customers_t.c.id == bindparam("b_id"))
+                .values(
+                    traits=bindparam("b_traits"),
+                    updated_at=bindparam("b_updated_at"),
+                    **{f: bindparam(f"b_{f}") for f in named},
+                )
+            )
+            conn.execute(stmt, rows)
+
+    def _write_rejects(
+        self, conn: Connection, rejects: Sequence[Rejected], source: str, now: datetime
+    ) -> None:
+        if not rejects:
+            return
+        conn.execute(
+            insert(rejected_t),
+            [
+                {
+                    "received_at": now,
+                    "source": source,
+                    "batch_index": r.error.index,
+                    "message_id": r.error.message_id,
+                    "field": r.error.field,
+                    "reason": r.error.reason,
+                    "payload": r.payload[:65536],
+                }
+                for r in rejects
+            ],
+        )
+
+    def _write_merges(
+        self,
+        conn: Connection,
+        plan: IdentityPlan,
+        real: Any,
+        messages: Sequence[Message],
+        now: datetime,
+        owner: dict[Key, int],
+    ) -> list[tuple[int, int, int]]:
+        """Merge persisted customers; returns (merge id, loser, survivor) to move events.
+
+        Every identity the loser had in the database now names the survivor; ``owner``
+        learns that, so the cache never hands out a merged-away customer.
+        """
+        moves: list[tuple[int, int, int]] = []
+        for merge in plan.merges:
+            if merge.loser < 0:
+                continue
+            survivor = real(merge.survivor)
+            message_id = messages[merge.message_index].message_id if messages else None
+            merge_id, moved = merge_customers(
+                conn, merge.loser, survivor, reason=merge.reason, message_id=message_id, now=now
+            )
+            for key in moved:
+                owner[key] = survivor
+            moves.append((merge_id, merge.loser, survivor))
+        return moves
+
+    def _finish_moves(self, moves: Iterable[tuple[int, int, int]]) -> None:
+        for merge_id, loser, survivor in moves:
+            moved = self.events.move_customers({loser: survivor})
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(merges_t)
+                    .where(merges_t.c.id == merge_id)
+                    .values(events_moved=True, events_moved_count=moved)
+                )
+
+    def _update_seen_from_table(self, rows: pa.Table) -> None:
+        grouped = rows.group_by("customer_id").aggregate(
+            [("timestamp", "min"), ("timestamp", "max")]
+        )
+        bounds = {
+            c: (lo, hi)
+            for c, lo, hi in zip(
+                grouped["customer_id"].to_pylist(),
+                grouped["timestamp_min"].to_pylist(),
+                grouped["timestamp_max"].to_pylist(),
+                strict=True,
+            )
+        }
+        with self.engine.begin() as conn:
+            _update_seen(conn, bounds)
+
+    def _commit_cache(self, owner: dict[Key, int], plan: IdentityPlan, real: Any) -> None:
+        """Remember what this batch committed: only real ids of surviving customers.
+
+        ``owner`` holds the loaded identities (and moved ones, re-pointed by merges) plus the
+        planner's raw claims; the claims are taken from the plan, resolved through merges.
+        """
+        if len(self._owner) > _CACHE_LIMIT:
+            self._owner.clear()
+            self._identified.clear()
+        for key, customer in owner.items():
+            if key not in plan.new_identities and customer >= 0:
+                self._owner[key] = customer
+        for key, customer in plan.new_identities.items():
+            self._owner[key] = real(customer)
+        for merge in plan.merges:
+            self._identified.discard(merge.loser)
+        self._identified.update(real(c) for c in plan.identified)
+
+
+def merge_customers(
+    conn: Connection,
+    loser: int,
+    survivor: int,
+    *,
+    reason: str,
+    message_id: str | None,
+    now: datetime,
+) -> tuple[int, list[Key]]:
+    """Fold ``loser`` into ``survivor`` in the app database and record the merge.
+
+    The survivor keeps its own values; the loser fills the gaps. The loser's row stays,
+    pointing at the survivor, so old ids in links and reports still resolve.
+    """
+    rows = {
+        row.id: row
+        for row in conn.execute(select(customers_t).where(customers_t.c.id.in_([loser, survivor])))
+    }
+    if loser not in rows or survivor not in rows:
+        raise LookupError(f"customer {loser if loser not in rows else survivor} does not exist")
+    lost, kept = rows[loser], rows[survivor]
+    moved = conn.execute(
+        update(identities_t)
+        .where(identities_t.c.customer_id == loser)
+        .values(customer_id=survivor)
+        .returning(identities_t.c.kind, identities_t.c.value)
+    ).all()
+    values: dict[str, Any] = {
+        f: getattr(kept, f) if getattr(kept, f) is not None else getattr(lost, f)
+        for f in TYPED_FIELDS
+    }
+    values["traits"] = {**(lost.traits or {}), **(kept.traits or {})}
+    values["first_seen"] = _min(kept.first_seen, lost.first_seen)
+    values["last_seen"] = _max(kept.last_seen, lost.last_seen)
+    values["created_at"] = _min(kept.created_at, lost.created_at)
+    values["updated_at"] = now
+    conn.execute(update(customers_t).where(customers_t.c.id == survivor).values(**values))
+    conn.execute(
+        update(customers_t).where(customers_t.c.id == loser).values(merged_into_id=survivor)
+    )
+    conn.execute(
+        update(customers_t)
+        .where(customers_t.c.merged_into_id == loser)
+        .values(merged_into_id=survivor)
+    )
+    result = conn.execute(
+        insert(merges_t).returning(merges_t.c.id),
+        {
+            "from_customer_id": loser,
+            "into_customer_id": survivor,
+            "reason": reason,
+            "message_id": message_id,
+            "details": {"identities": [f"{k}:{v}" for k, v in moved]},
+            "merged_at": now,
+            "events_moved": False,
+        },
+    )
+    return int(result.scalar_one()), [(k, v) for k, v in moved]
+
+
+def _first_of_each_id(messages: Sequence[Message]) -> list[Message]:
+    seen: set[str] = set()
+    unique = []
+    for m in messages:
+        if m.message_id not in seen:
+            seen.add(m.message_id)
+            unique.append(m)
+    return unique
+
+
+def _claim(m: Message) -> IdentityClaim:
+    email = m.traits.get("email") if m.type == "identify" else None
+    return IdentityClaim(
+        m.type,
+        user_id=m.user_id,
+        anonymous_id=m.anonymous_id,
+        email=email.strip() if isinstance(email, str) and "@" in email else None,
+        previous_id=m.previous_id,
+    )
+
+
+def _bounds(
+    customers: Sequence[int], times: Sequence[datetime]
+) -> dict[int, tuple[datetime, datetime]]:
+    bounds: dict[int, tuple[datetime, datetime]] = {}
+    for customer, ts in zip(customers, times, strict=True):
+        known = bounds.get(customer)
+        if known is None:
+            bounds[customer] = (ts, ts)
+        elif ts < known[0]:
+            bounds[customer] = (ts, known[1])
+        elif ts > known[1]:
+            bounds[customer] = (known[0], ts)
+    return bounds
+
+
+def _profiles(
+    messages: Sequence[Message], customers: Sequence[int]
+) -> tuple[dict[int, _Profile], list[MessageError]]:
+    profiles: dict[int, _Profile] = {}
+    warnings: list[MessageError] = []
+    ordered = sorted(
+        (i for i, m in enumerate(messages) if m.type == "identify" and m.traits),
+        key=lambda i: messages[i].timestamp,
+    )
+    for i in ordered:
+        typed, free, problems = split_traits(messages[i].traits)
+        profile = profiles.setdefault(customers[i], _Profile())
+        profile.typed.update(typed)
+        profile.free.update(free)
+        warnings.extend(
+            MessageError(i, f, reason, messages[i].message_id) for f, reason in problems
+        )
+    return profiles, warnings
+
+
+def _load_owners(conn: Connection, keys: Sequence[Key]) -> dict[Key, int]:
+    wanted = set(keys)
+    found: dict[Key, int] = {}
+    values = sorted({v for _, v in keys})
+    for chunk in _chunks(values, _IN_CHUNK):
+        for kind, value, customer in conn.execute(
+            select(identities_t.c.kind, identities_t.c.value, identities_t.c.customer_id).where(
+                identities_t.c.value.in_(chunk)
+            )
+        ):
+            if (kind, value) in wanted:
+                found[(kind, value)] = customer
+    return found
+
+
+def _load_identified(conn: Connection, customers: Iterable[int]) -> set[int]:
+    identified: set[int] = set()
+    for chunk in _chunks(sorted(customers), _IN_CHUNK):
+        identified.update(
+            conn.execute(
+                select(identities_t.c.customer_id)
+                .where(identities_t.c.kind == USER, identities_t.c.customer_id.in_(chunk))
+                .distinct()
+            ).scalars()
+        )
+    return identified
+
+
+def _update_seen(conn: Connection, bounds: dict[int, tuple[datetime, datetime]]) -> None:
+    if not bounds:
+        return
+    current = {}
+    for chunk in _chunks(list(bounds), _IN_CHUNK):
+        for row in conn.execute(
+            select(customers_t.c.id, customers_t.c.first_seen, customers_t.c.last_seen).where(
+                customers_t.c.id.in_(chunk)
+            )
+        ):
+            current[row.id] = (row.first_seen, row.last_seen)
+    changes = []
+    for customer, (lo, hi) in bounds.items():
+        first, last = current.get(customer, (None, None))
+        new_first, new_last = _min(first, lo), _max(last, hi)
+        if (new_first, new_last) != (first, last):
+            changes.append({"b_id": customer, "b_first": new_first, "b_last": new_last})
+    if changes:
+        conn.execute(
+            update(customers_t)
+            .where(customers_t.c.id == bindparam("b_id"))
+            .values(first_seen=bindparam("b_first"), last_seen=bindparam("b_last")),
+            changes,
+        )
+
+
+def _complete_event_columns(table: pa.Table, source: str, now: datetime) -> pa.Table:
+    """Add the columns an imported track row lacks, in the event store's layout."""
+    from cxloop.events.base import EVENTS_ARROW_SCHEMA
+
+    n = table.num_rows
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for fld in EVENTS_ARROW_SCHEMA:
+        if fld.name in table.column_names:
+            columns[fld.name] = table[fld.name].cast(fld.type)
+        elif fld.name == "received_at":
+            columns[fld.name] = pa.array([now] * n, fld.type)
+        elif fld.name == "source":
+            columns[fld.name] = pa.array([source] * n, fld.type)
+        elif fld.name == "type":
+            columns[fld.name] = pa.array(["track"] * n, fld.type)
+        else:
+            columns[fld.name] = pa.nulls(n, fld.type)
+    return pa.table(columns, schema=EVENTS_ARROW_SCHEMA)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _min(a: datetime | None, b: datetime | None) -> datetime | None:
+    a, b = _aware(a), _aware(b)
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _max(a: datetime | None, b: datetime | None) -> datetime | None:
+    a, b = _aware(a), _aware(b)
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+__all__ = ["ANON", "USER", "IngestPipeline", "IngestResult", "Rejected", "merge_customers"]

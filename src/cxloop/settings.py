@@ -1,0 +1,120 @@
+"""Every CXLOOP_* setting lives here, so the CLI, the server and the tests agree on them.
+
+Paths default to ``./.cxloop/`` under the working directory: one folder holds the whole
+embedded project (SQLite app database, DuckDB event store, the running server's address).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@]+:)(?P<password>[^@]+)(?P<tail>@)")
+
+
+class Settings(BaseSettings):
+    """Effective configuration, read from the environment (and an optional ``.env``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CXLOOP_", env_file=".env", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".cxloop"),
+        description="Folder of the embedded project (SQLite, DuckDB, server address).",
+    )
+    database_url: str = Field(
+        default="",
+        description="App database: sqlite:///PATH (default under home) or postgresql+psycopg://…",
+    )
+    events_url: str = Field(
+        default="",
+        description="Event store: duckdb:///PATH (default under home) or postgresql://…",
+    )
+    timezone: str = Field(default="UTC", description="Project time zone for days and dates.")
+    host: str = Field(default="127.0.0.1", description="Address `cxloop serve` binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `cxloop serve` binds to.")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Optional extra API secret key accepted as a Bearer token.",
+    )
+    max_message_bytes: int = Field(default=32 * 1024, ge=1024)
+    max_batch_bytes: int = Field(default=500 * 1024, ge=1024)
+    commit_max_messages: int = Field(
+        default=20_000,
+        ge=1,
+        description="Most messages one group commit of the ingestion writer takes.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql+psycopg://")
+        return value
+
+    @field_validator("events_url")
+    @classmethod
+    def _known_events(cls, value: str) -> str:
+        if value and not value.startswith(("duckdb", "postgresql", "postgres")):
+            raise ValueError("must start with duckdb:// or postgresql://")
+        return value
+
+    @cached_property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'cxloop.db'}"
+
+    @property
+    def effective_events_url(self) -> str:
+        return self.events_url or f"duckdb:///{self.home_dir / 'events.duckdb'}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def uses_embedded_files(self) -> bool:
+        return self.effective_database_url.startswith(
+            "sqlite"
+        ) or self.effective_events_url.startswith("duckdb")
+
+    def public_view(self) -> dict[str, Any]:
+        """The effective settings with every secret masked, for `cxloop config show`."""
+        return {
+            "home": str(self.home_dir),
+            "database_url": mask_url(self.effective_database_url),
+            "events_url": mask_url(self.effective_events_url),
+            "timezone": self.timezone,
+            "host": self.host,
+            "port": self.port,
+            "secret_key": "********" if self.secret_key else None,
+            "max_message_bytes": self.max_message_bytes,
+            "max_batch_bytes": self.max_batch_bytes,
+            "commit_max_messages": self.commit_max_messages,
+        }
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a database URL."""
+    return _URL_PASSWORD.sub(r"\g<head>********\g<tail>", url)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""App database: the entities people edit (customers, identities, keys, rejected messages)."""

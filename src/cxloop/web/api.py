@@ -1,0 +1,321 @@
+"""REST API under /api/v1: customers, events, stats, rejected messages, keys, imports.
+
+Read endpoints are plain functions, so FastAPI runs them in its thread pool and a slow
+query never blocks ingestion on the event loop.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import pyarrow as pa
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from cxloop.customers import service
+from cxloop.customers.schemas import (
+    CustomerDetail,
+    CustomerPage,
+    EventPage,
+    MergeOut,
+    RejectedPage,
+    Stats,
+)
+from cxloop.domain.messages import InvalidMessage, Message, MessageError, normalise
+from cxloop.ingest.pipeline import IngestResult, Rejected, merge_customers
+from cxloop.store.database import session_scope
+from cxloop.store.keys import KeyInfo, create_key, list_keys, revoke_key
+from cxloop.web.errors import ApiError
+from cxloop.web.state import ServerState, bearer_token, state_of
+
+
+def require_secret(request: Request) -> ServerState:
+    state = state_of(request)
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None or state.check_key(token, "secret") is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a secret key is required as 'Authorization: Bearer KEY'",
+        )
+    return state
+
+
+Secret = Annotated[ServerState, Depends(require_secret)]
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@router.get("/customers", response_model=CustomerPage)
+def customers(
+    state: Secret,
+    search: Annotated[str | None, Query(max_length=200, description="Name, e-mail or id")] = None,
+    gender: str | None = None,
+    age_band: str | None = None,
+    birth_year: int | None = None,
+    education: str | None = None,
+    city: str | None = None,
+    region: str | None = None,
+    country: str | None = None,
+    profession: str | None = None,
+    relationship_status: str | None = None,
+    income_band: str | None = None,
+    channel: str | None = None,
+    trait: Annotated[list[str] | None, Query(description="Free trait filter NAME=VALUE")] = None,
+    sort: Literal["id", "-id", "last_seen", "-last_seen", "first_seen", "-first_seen"] = (
+        "-last_seen"
+    ),
+    limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> CustomerPage:
+    """Customers (merged ones hidden), filtered by demographics and traits."""
+    values = dict(locals())
+    filters = {f: str(values[f]) for f in service.FILTER_FIELDS if values.get(f) is not None}
+    traits: dict[str, str] = {}
+    for item in trait or []:
+        if "=" not in item:
+            raise ApiError(
+                422, "invalid_request", f"trait: {item!r} is not NAME=VALUE", field="trait"
+            )
+        key, value = item.split("=", 1)
+        traits[key.strip()] = value
+    with state.project.engine.connect() as conn:
+        return service.list_customers(
+            conn,
+            search=search,
+            filters=filters,
+            traits=traits,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        )
+
+
+@router.get("/customers/{ref}", response_model=CustomerDetail)
+def customer(
+    state: Secret, ref: str, timeline: Annotated[int, Query(ge=0, le=500)] = 50
+) -> CustomerDetail:
+    """One customer by id, userId, anonymousId or e-mail, with identities and timeline."""
+    with state.project.engine.connect() as conn:
+        return service.get_customer(conn, state.project.events, ref, timeline=timeline)
+
+
+@router.get("/customers/{ref}/events", response_model=EventPage)
+def customer_events(
+    state: Secret,
+    ref: str,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> EventPage:
+    """The customer's timeline, newest first, all merged identities together."""
+    with state.project.engine.connect() as conn:
+        return service.list_events(
+            conn, state.project.events, customer=ref, limit=limit, offset=offset
+        )
+
+
+class MergeIn(BaseModel):
+    from_customer: str = Field(
+        description="Id, userId, anonymousId or e-mail of the customer to fold into this one"
+    )
+
+
+@router.post("/customers/{ref}/merge", response_model=MergeOut)
+async def merge(state: Secret, ref: str, body: MergeIn) -> MergeOut:
+    """Merge another customer into this one: identities, traits and events move."""
+    project = state.project
+
+    def run() -> MergeOut:
+        with project.engine.begin() as conn:
+            survivor = service.resolve_customer_id(conn, ref)
+            loser = service.resolve_customer_id(conn, body.from_customer)
+            if loser == survivor:
+                raise ValueError("from_customer: is the same customer")
+            merge_id, _moved = merge_customers(
+                conn, loser, survivor, reason="manual", message_id=None, now=datetime.now(UTC)
+            )
+        project.pipeline.forget_customer(loser)
+        project.pipeline.recover()
+        with project.engine.connect() as conn:
+            detail = service.get_customer(conn, project.events, survivor, timeline=0)
+        return next(m for m in detail.merged_from if m.id == merge_id)
+
+    return await state.writer.call(run)
+
+
+@router.get("/events", response_model=EventPage)
+def events(
+    state: Secret,
+    customer: Annotated[str | None, Query(description="Id, userId, anonymousId or e-mail")] = None,
+    event: Annotated[str | None, Query(max_length=200)] = None,
+    type: Literal["track", "identify", "page", "screen", "group", "alias"] | None = None,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> EventPage:
+    """Events, newest first, by customer, name, type and time range ([from, to))."""
+    with state.project.engine.connect() as conn:
+        return service.list_events(
+            conn,
+            state.project.events,
+            customer=customer,
+            event=event,
+            type=type,
+            start=_aware(start),
+            end=_aware(end),
+            limit=limit,
+            offset=offset,
+        )
+
+
+@router.get("/stats", response_model=Stats)
+def stats(state: Secret, days: Annotated[int, Query(ge=1, le=3660)] = 90) -> Stats:
+    """Totals, and events per day (project time zone) over the last ``days`` days."""
+    with state.project.engine.connect() as conn:
+        return service.stats(
+            conn, state.project.events, timezone=state.project.settings.timezone, days=days
+        )
+
+
+@router.get("/rejected-messages", response_model=RejectedPage)
+def rejected(
+    state: Secret,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RejectedPage:
+    """Messages refused by ingestion or import, newest first, with the reason."""
+    with state.project.engine.connect() as conn:
+        return service.list_rejected(conn, limit=limit, offset=offset)
+
+
+class KeyOut(BaseModel):
+    id: int
+    kind: str
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The key itself; shown only this once")
+
+
+class KeyIn(BaseModel):
+    kind: Literal["write", "secret"]
+    name: str = Field(min_length=1, max_length=120)
+
+
+def _key(info: KeyInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "kind": info.kind,
+        "name": info.name,
+        "prefix": info.prefix,
+        "created_at": _aware(info.created_at),
+        "revoked_at": _aware(info.revoked_at),
+        "last_used_at": _aware(info.last_used_at),
+    }
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def keys(state: Secret, include_revoked: bool = False) -> list[KeyOut]:
+    with session_scope(state.project.sessions) as session:
+        return [KeyOut(**_key(k)) for k in list_keys(session, include_revoked=include_revoked)]
+
+
+@router.post("/keys", response_model=KeyCreated, status_code=201)
+def new_key(state: Secret, body: KeyIn) -> KeyCreated:
+    with session_scope(state.project.sessions) as session:
+        plain, info = create_key(session, body.kind, body.name)
+    return KeyCreated(**_key(info), key=plain)
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut)
+def delete_key(state: Secret, key_id: int) -> KeyOut:
+    with session_scope(state.project.sessions) as session:
+        info = revoke_key(session, key_id)
+    state.keys.entries.clear()
+    return KeyOut(**_key(info))
+
+
+class ImportSummary(BaseModel):
+    accepted: int
+    stored: int
+    duplicates: int
+    customers_created: int
+    merges: int
+    rejected: list[dict[str, Any]]
+
+
+def _summary(result: IngestResult) -> ImportSummary:
+    return ImportSummary(
+        accepted=result.accepted,
+        stored=result.stored,
+        duplicates=result.duplicates,
+        customers_created=result.customers_created,
+        merges=result.merges,
+        rejected=[r.as_dict() for r in result.rejected],
+    )
+
+
+class MessagesIn(BaseModel):
+    messages: list[dict[str, Any]]
+    source: str = Field(default="import", max_length=120)
+
+
+@router.post("/import/messages", response_model=ImportSummary)
+async def import_messages(state: Secret, body: MessagesIn) -> ImportSummary:
+    """Bulk Segment messages (no batch size limit), as `cxloop import` sends them."""
+    import msgspec
+
+    from cxloop.domain.messages import decode_message
+
+    received_at = datetime.now(UTC)
+    messages: list[Message] = []
+    rejects: list[Rejected] = []
+    for index, item in enumerate(body.messages):
+        raw = msgspec.json.encode(item)
+        try:
+            messages.append(normalise(decode_message(raw), received_at=received_at))
+        except InvalidMessage as exc:
+            rejects.append(Rejected(MessageError(index, exc.field, exc.reason), raw.decode()))
+    project = state.project
+    result = await state.writer.call(
+        lambda: project.pipeline.ingest(messages, rejects, source=body.source)
+    )
+    return _summary(result)
+
+
+@router.post(
+    "/import/events",
+    response_model=ImportSummary,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/vnd.apache.arrow.stream": {
+                    "schema": {"type": "string", "format": "binary"}
+                }
+            },
+        }
+    },
+)
+async def import_events(state: Secret, request: Request, source: str = "import") -> ImportSummary:
+    """Bulk track events as an Arrow IPC stream, as `cxloop import events` sends them."""
+    body = await request.body()
+    try:
+        table = pa.ipc.open_stream(body).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ApiError(400, "invalid_body", f"body: not an Arrow IPC stream ({exc})") from exc
+    project = state.project
+    result = await state.writer.call(lambda: project.pipeline.ingest_table(table, source=source))
+    return _summary(result)

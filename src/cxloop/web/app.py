@@ -1,0 +1,64 @@
+"""The FastAPI application: tracking API, REST API, OpenAPI docs at /docs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cxloop import __version__
+from cxloop.ingest.writer import GroupCommitWriter
+from cxloop.project import open_project, register_server, unregister_server
+from cxloop.settings import Settings
+from cxloop.web import api, tracking
+from cxloop.web.errors import install_error_handlers
+from cxloop.web.state import ServerState
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
+    """An app that opens the project on start-up and closes it cleanly on shutdown.
+
+    ``public_url`` is written to server.json so that CLI commands of the same project
+    send their work to this process instead of opening the event store themselves.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        project = open_project(settings)
+        writer = GroupCommitWriter(project.pipeline, max_messages=settings.commit_max_messages)
+        info = register_server(settings, public_url) if public_url else None
+        app.state.cxloop = ServerState(
+            project=project, writer=writer, run_token=info.token if info else None
+        )
+        try:
+            yield
+        finally:
+            writer.close()
+            if info is not None:
+                unregister_server(settings, info)
+            project.close()
+
+    app = FastAPI(
+        title="cxloop",
+        version=__version__,
+        description=(
+            "Customer-experience platform. Tracking API (Segment spec) under /v1 with a "
+            "write key as HTTP basic user; REST API under /api/v1 with a secret key as "
+            "`Authorization: Bearer KEY`."
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(tracking.router)
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the server is up and its stores are open."""
+        return {"status": "ok", "version": __version__}
+
+    return app
