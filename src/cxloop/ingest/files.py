@@ -70,6 +70,7 @@ from cxloop.ingest.files_sql import (
     events_table_sql,
     ident,
     lit,
+    run,
     value_kinds,
 )
 
@@ -111,7 +112,12 @@ def write_rejects(path: Path, rejects: Iterable[Reject]) -> int:
     raw_columns: dict[str, None] = {}
     for reject in items:
         raw_columns.update(dict.fromkeys(reject.raw))
-    header = ["row", "field", "reason", *(c for c in raw_columns if c not in ("row", "field", "reason"))]
+    header = [
+        "row",
+        "field",
+        "reason",
+        *(c for c in raw_columns if c not in ("row", "field", "reason")),
+    ]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -166,12 +172,12 @@ class ImportSource:
         if self.format == "parquet":
             con = duckdb.connect()
             try:
-                row = con.execute(
-                    f"SELECT sum(num_rows) FROM parquet_file_metadata({lit(str(self.path))})"
-                ).fetchone()
+                rows = run(
+                    con, f"SELECT num_rows FROM parquet_file_metadata({lit(str(self.path))})"
+                )
             finally:
                 con.close()
-            return int(row[0]) if row and row[0] is not None else None
+            return sum(int(r[0]) for r in rows)
         lines = count_lines(self.path)
         if self.dialect is not None:
             lines -= self.dialect.skip_lines + 1
@@ -205,7 +211,7 @@ class ImportSource:
             expected_values=loaded.expected_values,
         )
         if plan.kind == "events":
-            con.execute(events_table_sql(sql, "m", loaded.ordered))
+            run(con, events_table_sql(sql, "m", loaded.ordered))
             _number_duplicates(con, "m")
             query = f"SELECT * EXCLUDE ({GENERATED}) FROM m"
         else:
@@ -216,8 +222,9 @@ class ImportSource:
     def _load(self, con: duckdb.DuckDBPyConnection) -> _Loaded:
         path = lit(str(self.path))
         if self.format == "parquet":
-            con.execute(
-                f"CREATE VIEW {SRC} AS SELECT * FROM read_parquet({path}, file_row_number = true)"
+            run(
+                con,
+                f"CREATE VIEW {SRC} AS SELECT * FROM read_parquet({path}, file_row_number = true)",
             )
             names = [n for n in describe_names(con, SRC) if n != "file_row_number"]
             return _Loaded(describe(con, SRC, names), f"{SRC}.file_row_number + 1")
@@ -232,7 +239,7 @@ class ImportSource:
     def _load_records(self, con: duckdb.DuckDBPyConnection) -> _Loaded:
         records = records_table(self.path)
         con.register("__cx_records", records.table)
-        con.execute(f"CREATE VIEW {SRC} AS SELECT * FROM __cx_records")
+        run(con, f"CREATE VIEW {SRC} AS SELECT * FROM __cx_records")
         names = [n for n in records.table.column_names if n != LINE_COLUMN]
         plan = make_plan(
             self.options.kind, names, self.options.mapping, self.options.constants, self.path.name
@@ -247,13 +254,13 @@ class ImportSource:
 
 
 def describe_names(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
-    return [str(r[0]) for r in con.execute(f"DESCRIBE {relation}").fetchall()]
+    return [str(r[0]) for r in run(con, f"DESCRIBE {relation}")]
 
 
 def _connect(timezone: str) -> duckdb.DuckDBPyConnection:
     """A private in-memory database; the session zone is how naive timestamps are read."""
     con = duckdb.connect()
-    con.execute(f"SET TimeZone = {lit(timezone)}")
+    run(con, f"SET TimeZone = {lit(timezone)}")
     return con
 
 
@@ -261,17 +268,19 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: str, dialect: Dialect) -> _L
     """Everything as text, so "00042" stays an id and typing stays our decision. Rows the
     parser cannot split are kept aside by DuckDB and reported as rejects."""
     columns = "{" + ", ".join(f"{lit(n)}: 'VARCHAR'" for n in dialect.columns) + "}"
-    con.execute(
+    run(
+        con,
         f"""CREATE TEMP TABLE {SRC} AS SELECT * FROM read_csv({path},
             delim = {lit(dialect.delimiter)}, header = true, skip = {dialect.skip_lines},
-            quote = '"', escape = '"', auto_detect = false, null_padding = true,
-            store_rejects = true, columns = {columns})"""
+            quote = '"', escape = '"', auto_detect = false,
+            store_rejects = true, columns = {columns})""",
     )
     first_data_line = dialect.skip_lines + 2
-    errors = con.execute(
+    errors = run(
+        con,
         "SELECT line, error_type::VARCHAR, csv_line, error_message FROM reject_errors "
-        "ORDER BY line"
-    ).fetchall()
+        "ORDER BY line",
+    )
     rejects = [
         _csv_reject(int(line) - first_data_line + 1, kind, text, message, dialect)
         for line, kind, text, message in errors
@@ -293,7 +302,7 @@ def _csv_reject(
     if len(values) > len(dialect.columns):
         raw["_extra"] = dialect.delimiter.join(values[len(dialect.columns) :])
     reason = _CSV_ERRORS.get(kind) or (message or kind).splitlines()[0]
-    if kind == "TOO MANY COLUMNS":
+    if kind in ("TOO MANY COLUMNS", "MISSING COLUMNS"):
         reason = f"row has {len(values)} values but the header has {len(dialect.columns)} columns"
     return Reject(row, "row", reason, raw)
 
@@ -305,7 +314,7 @@ def _row_expr(con: duckdb.DuckDBPyConnection, rejects: Sequence[Reject]) -> str:
         return f"{SRC}.rowid + 1"
     rows = sorted({r.row for r in rejects})
     shifts = ", ".join(f"({row - index})" for index, row in enumerate(rows, start=1))
-    con.execute(f"CREATE TEMP TABLE __cx_shift AS SELECT * FROM (VALUES {shifts}) v(t)")
+    run(con, f"CREATE TEMP TABLE __cx_shift AS SELECT * FROM (VALUES {shifts}) v(t)")
     return f"{SRC}.rowid + 1 + (SELECT count(*) FROM __cx_shift WHERE t < {SRC}.rowid + 1)"
 
 
@@ -315,14 +324,15 @@ def _load_whitespace(con: duckdb.DuckDBPyConnection, path: str, dialect: Dialect
     parts = ", ".join(
         f"p[{index}] AS {ident(name)}" for index, name in enumerate(dialect.columns, start=1)
     )
-    con.execute(
+    run(
+        con,
         f"""CREATE TEMP TABLE {SRC} AS
         SELECT {parts}, len(p) AS {NVALUES} FROM (
           SELECT string_split_regex(trim(line, ' ' || chr(9) || chr(13)), '[ \t]+') AS p
           FROM read_csv({path}, columns = {{'line': 'VARCHAR'}}, header = false,
             skip = {dialect.skip_lines + 1}, delim = chr(31), quote = '', escape = '',
             auto_detect = false, strict_mode = false, null_padding = true)
-          WHERE line IS NOT NULL AND trim(line, ' ' || chr(9) || chr(13)) <> '')"""
+          WHERE line IS NOT NULL AND trim(line, ' ' || chr(9) || chr(13)) <> '')""",
     )
     return _Loaded(
         describe(con, SRC, list(dialect.columns)),
@@ -333,10 +343,9 @@ def _load_whitespace(con: duckdb.DuckDBPyConnection, path: str, dialect: Dialect
 
 def _number_duplicates(con: duckdb.DuckDBPyConnection, table: str) -> None:
     create, update = event_duplicates_sql(table)
-    con.execute(create)
-    count = con.execute("SELECT count(*) FROM d").fetchone()
-    if count and count[0]:
-        con.execute(update)
+    run(con, create)
+    if run(con, "SELECT count(*) FROM d")[0][0]:
+        run(con, update)
 
 
 def _assemble(
@@ -366,6 +375,15 @@ def _assemble(
         yield held
 
 
+def _raw_dict(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        return _decode_raw(raw)
+    except msgspec.DecodeError:  # pragma: no cover - json_object output is valid JSON
+        return {"_raw": raw}
+
+
 def _chunk(batch: pa.RecordBatch, schema: pa.Schema) -> TableChunk:
     verdicts = batch.column(REJECT_FIELD)
     rejects: list[Reject] = []
@@ -375,7 +393,7 @@ def _chunk(batch: pa.RecordBatch, schema: pa.Schema) -> TableChunk:
         good = batch.filter(keep)
         bad = batch.filter(pc.invert(keep))
         rejects = [
-            Reject(int(row), str(fld), str(why), _decode_raw(raw) if raw else {})
+            Reject(int(row), str(fld), str(why), _raw_dict(raw))
             for row, fld, why, raw in zip(
                 bad.column(ROW).to_pylist(),
                 bad.column(REJECT_FIELD).to_pylist(),
@@ -428,7 +446,7 @@ def _plan(options: ImportOptions, columns: Sequence[str], path: Path) -> Plan:
 
 def _check_timezone(probe: duckdb.DuckDBPyConnection, timezone: str) -> None:
     try:
-        probe.execute(f"SET TimeZone = {lit(timezone)}")
+        run(probe, f"SET TimeZone = {lit(timezone)}")
     except duckdb.Error as error:
         raise ImportInputError(
             "timezone", f"{timezone!r} is not a known IANA time zone (e.g. Europe/Paris)"
@@ -444,7 +462,7 @@ def _check_date_format(probe: duckdb.DuckDBPyConnection, date_format: str | None
             f"{date_format!r} has no % codes; write it as for strptime, e.g. %Y-%m-%d",
         )
     try:
-        probe.execute(f"SELECT try_strptime('', {lit(date_format)})").fetchall()
+        run(probe, f"SELECT try_strptime('', {lit(date_format)})")
     except duckdb.Error as error:
         raise ImportInputError(
             "date_format", f"{date_format!r} is not a valid strptime format: {error}"
@@ -495,8 +513,7 @@ def _check_constant_date(
         row_expr="1",
         year_now=datetime.now(UTC).year,
     )
-    row = probe.execute(f"SELECT isfinite({sql.timestamp(binding)})").fetchone()
-    if not row or not row[0]:
+    if not run(probe, f"SELECT isfinite({sql.timestamp(binding)})")[0][0]:
         how = f"--date-format {options.date_format}" if options.date_format else "ISO 8601"
         raise ImportInputError(name, f"{binding.constant!r} is not a date in {how}")
 

@@ -137,6 +137,8 @@ def records_table(path: Path) -> RecordsTable:
     arrays = {key: pa.array(c.values, pa.string()) for key, c in columns.items()}
     arrays[LINE_COLUMN] = pa.array(line_numbers, pa.int64())
     json_columns = tuple(
-        key for key, c in columns.items() if not c.has_string and any(v is not None for v in c.values)
+        key
+        for key, c in columns.items()
+        if not c.has_string and any(v is not None for v in c.values)
     )
     return RecordsTable(pa.table(arrays), json_columns, rejects, rows_read)

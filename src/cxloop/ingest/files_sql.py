@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 
@@ -77,11 +77,16 @@ class SourceColumn:
         return self.type == "VARCHAR"
 
 
+def run(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
+    """Runs a statement to completion: DuckDB refuses new work while a result is open."""
+    return con.execute(sql).fetchall()
+
+
 def describe(
     con: duckdb.DuckDBPyConnection, relation: str, names: Sequence[str]
 ) -> dict[str, SourceColumn]:
     """The named columns with their DuckDB types, in the file's order."""
-    types = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE {relation}").fetchall()}
+    types = {str(r[0]): str(r[1]) for r in run(con, f"DESCRIBE {relation}")}
     return {name: SourceColumn(name, types[name]) for name in names}
 
 
@@ -105,20 +110,27 @@ def value_kinds(
     aggregates: list[str] = []
     for column in probe:
         c = column.ref
-        aggregates.append(
-            f"count(*) FILTER (WHERE NOT regexp_full_match({c}, {lit(_NUMBER_OR_BLANK)}))"
-        )
-        aggregates.append(
+        aggregates += [
+            f"count(*) FILTER (WHERE NOT regexp_full_match({c}, {lit(_NUMBER_OR_BLANK)}))",
             f"count(*) FILTER (WHERE contains({c}, '.') OR contains({c}, 'e') "
-            f"OR contains({c}, 'E') OR length({c}) > 18)"
-        )
-    row = con.execute(f"SELECT {', '.join(aggregates)} FROM {SRC}").fetchone()
-    if row is None:  # pragma: no cover - an aggregate always returns a row
-        raise RuntimeError("no result from the column-kind query")
+            f"OR contains({c}, 'E'))",
+            f"count(*) FILTER (WHERE length({c}) > 18 AND try_cast({c} AS BIGINT) IS NULL)",
+        ]
+    row = run(con, f"SELECT {', '.join(aggregates)} FROM {SRC}")[0]
     for index, column in enumerate(probe):
-        not_numeric, not_integer = row[2 * index], row[2 * index + 1]
-        kinds[column.name] = "text" if not_numeric else "float" if not_integer else "int"
+        not_numeric, fractional, too_big = row[3 * index : 3 * index + 3]
+        kinds[column.name] = _kind(not_numeric, fractional, too_big)
     return kinds
+
+
+def _kind(not_numeric: int, fractional: int, too_big: int) -> ValueKind:
+    """Integers beyond 64 bits (19-digit category ids) stay text: as JSON numbers they
+    would be read back as floats and lose their last digits."""
+    if not_numeric:
+        return "text"
+    if fractional:
+        return "float"
+    return "text" if too_big else "int"
 
 
 @dataclass(frozen=True)
@@ -178,9 +190,7 @@ class MappingSql:
         rules: list[Rule] = []
         if required:
             rules.append((field, f"{text} IS NULL AND {value} IS NULL", f"'{field} is empty'"))
-        rules.append(
-            (field, f"{text} IS NOT NULL AND NOT coalesce(isfinite({value}), false)", why)
-        )
+        rules.append((field, f"{text} IS NOT NULL AND NOT coalesce(isfinite({value}), false)", why))
         return rules
 
     def bag_value(self, binding: Binding) -> str:
@@ -213,7 +223,10 @@ class MappingSql:
         """The source row as JSON; the caller evaluates it for rejected rows only."""
         if not self.columns:
             return "'{}'"
-        pairs = ", ".join(f"{lit(n)}, {ident(n)}" for n in self.columns)
+        pairs = ", ".join(
+            f"{lit(n)}, {ident(n) if c.is_text else f'CAST({ident(n)} AS VARCHAR)'}"
+            for n, c in self.columns.items()
+        )
         return f"CAST(json_object({pairs}) AS VARCHAR)"
 
     def verdict(self, rules: Sequence[Rule]) -> tuple[str, str]:

@@ -107,7 +107,13 @@ class IdentityPlanner:
         by_user = self._lookup(user_key) if user_key else None
         by_anon = self._lookup(anon_key) if anon_key else None
         by_email = self._lookup(email_key) if email_key and not user_key and not anon_key else None
-        customer = by_user if by_user is not None else by_anon if by_anon is not None else by_email
+        if user_key and by_user is None and by_anon is not None and by_anon in self._identified:
+            by_anon_usable = None  # the device belongs to someone else: a new person signs in
+        else:
+            by_anon_usable = by_anon
+        customer = by_user if by_user is not None else by_anon_usable
+        if customer is None:
+            customer = by_email
         if customer is None:
             customer = self._new_customer()
         elif (

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
@@ -72,6 +73,14 @@ class IngestResult:
         self.merges += other.merges
         self.rejected.extend(other.rejected)
         self.warnings.extend(other.warnings)
+
+
+@dataclass
+class CustomerUpsert:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rows: int = 0
 
 
 @dataclass
@@ -169,6 +178,36 @@ class IngestPipeline:
             duplicates=appended.duplicates,
             customers_created=len(plan.new_customers),
             merges=len(moves),
+        )
+
+    def upsert_customers(self, table: pa.Table, *, source: str) -> CustomerUpsert:
+        """Create or update customer profiles from imported rows (no events are written).
+
+        Rows find their customer by userId, else by e-mail. Only values a row gives change:
+        an empty cell never erases what is known. A row identical to what is stored counts
+        as unchanged, so importing the same file twice changes nothing.
+        """
+        rows = table.to_pylist()
+        if not rows:
+            return CustomerUpsert()
+        claims = [
+            IdentityClaim("identify", user_id=r.get("user_id"), email=r.get("email")) for r in rows
+        ]
+        with self._lock:
+            plan, owner = self._plan(claims)
+            now = datetime.now(UTC)
+            created = set(plan.new_customers) - {m.loser for m in plan.merges}
+            with self.engine.begin() as conn:
+                real = self._write_identities(conn, plan, {}, now)
+                desired = _desired_profiles(rows, [real(c) for c in plan.customer_of])
+                changed = _apply_profiles(conn, desired, now)
+            self._commit_cache(owner, plan, real)
+        new_ids = {real(c) for c in created}
+        return CustomerUpsert(
+            created=len(new_ids),
+            updated=len(changed - new_ids),
+            unchanged=len(set(desired) - changed - new_ids),
+            rows=len(rows),
         )
 
     def forget_customer(self, customer_id: int) -> None:
@@ -453,6 +492,73 @@ def merge_customers(
     return int(result.scalar_one()), [(k, v) for k, v in moved]
 
 
+def _desired_profiles(
+    rows: Sequence[dict[str, Any]], customers: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Per customer, the values the imported rows give (later rows win)."""
+    desired: dict[int, dict[str, Any]] = {}
+    for row, customer in zip(rows, customers, strict=True):
+        values = desired.setdefault(customer, {"traits": {}})
+        for name in (*TYPED_FIELDS, "created_at"):
+            value = row.get(name)
+            if value is not None and value != "":
+                values[name] = value
+        extra = row.get("traits")
+        if extra:
+            decoded = msgspec.json.decode(extra) if isinstance(extra, str) else extra
+            values["traits"].update({k: v for k, v in decoded.items() if v is not None})
+    return desired
+
+
+def _apply_profiles(
+    conn: Connection, desired: dict[int, dict[str, Any]], now: datetime
+) -> set[int]:
+    """Write the values that differ from what is stored; returns the customers changed."""
+    current: dict[int, Any] = {}
+    for chunk in _chunks(list(desired), _IN_CHUNK):
+        for found in conn.execute(select(customers_t).where(customers_t.c.id.in_(chunk))):
+            current[found.id] = found
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    changed: set[int] = set()
+    for customer, values in desired.items():
+        row = current.get(customer)
+        if row is None:
+            continue
+        traits = {**(row.traits or {}), **values["traits"]}
+        update_values: dict[str, Any] = {}
+        if traits != (row.traits or {}):
+            update_values["traits"] = traits
+        for name, value in values.items():
+            if name == "traits":
+                continue
+            stored = getattr(row, name)
+            if name == "created_at":
+                stored = _aware(stored)
+            if stored != value:
+                update_values[name] = value
+        if not update_values:
+            continue
+        changed.add(customer)
+        named = tuple(sorted(update_values))
+        groups.setdefault(named, []).append(
+            {
+                "b_id": customer,
+                "b_updated_at": now,
+                **{f"b_{k}": v for k, v in update_values.items()},
+            }
+        )
+    for named, params in groups.items():
+        conn.execute(
+            update(customers_t)
+            .where(customers_t.c.id == bindparam("b_id"))
+            .values(
+                updated_at=bindparam("b_updated_at"), **{k: bindparam(f"b_{k}") for k in named}
+            ),
+            params,
+        )
+    return changed
+
+
 def _first_of_each_id(messages: Sequence[Message]) -> list[Message]:
     seen: set[str] = set()
     unique = []
@@ -612,4 +718,12 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-__all__ = ["ANON", "USER", "IngestPipeline", "IngestResult", "Rejected", "merge_customers"]
+__all__ = [
+    "ANON",
+    "USER",
+    "CustomerUpsert",
+    "IngestPipeline",
+    "IngestResult",
+    "Rejected",
+    "merge_customers",
+]

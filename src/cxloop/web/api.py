@@ -22,8 +22,9 @@ from cxloop.customers.schemas import (
     RejectedPage,
     Stats,
 )
-from cxloop.domain.messages import InvalidMessage, Message, MessageError, normalise
-from cxloop.ingest.pipeline import IngestResult, Rejected, merge_customers
+from cxloop.domain.messages import MessageError
+from cxloop.ingest.importer import decode_messages
+from cxloop.ingest.pipeline import IngestResult, merge_customers
 from cxloop.store.database import session_scope
 from cxloop.store.keys import KeyInfo, create_key, list_keys, revoke_key
 from cxloop.web.errors import ApiError
@@ -275,47 +276,62 @@ class MessagesIn(BaseModel):
 @router.post("/import/messages", response_model=ImportSummary)
 async def import_messages(state: Secret, body: MessagesIn) -> ImportSummary:
     """Bulk Segment messages (no batch size limit), as `cxloop import` sends them."""
-    import msgspec
-
-    from cxloop.domain.messages import decode_message
-
-    received_at = datetime.now(UTC)
-    messages: list[Message] = []
-    rejects: list[Rejected] = []
-    for index, item in enumerate(body.messages):
-        raw = msgspec.json.encode(item)
-        try:
-            messages.append(normalise(decode_message(raw), received_at=received_at))
-        except InvalidMessage as exc:
-            rejects.append(Rejected(MessageError(index, exc.field, exc.reason), raw.decode()))
+    messages, rejected = decode_messages(body.messages, datetime.now(UTC))
     project = state.project
-    result = await state.writer.call(
-        lambda: project.pipeline.ingest(messages, rejects, source=body.source)
-    )
+    result = await state.writer.call(lambda: project.pipeline.ingest(messages, source=body.source))
+    result.rejected = [MessageError(i, f, r) for i, f, r in rejected]
     return _summary(result)
 
 
-@router.post(
-    "/import/events",
-    response_model=ImportSummary,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/vnd.apache.arrow.stream": {
-                    "schema": {"type": "string", "format": "binary"}
-                }
-            },
-        }
-    },
-)
-async def import_events(state: Secret, request: Request, source: str = "import") -> ImportSummary:
-    """Bulk track events as an Arrow IPC stream, as `cxloop import events` sends them."""
+class CustomersSummary(BaseModel):
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+
+
+async def _arrow_body(request: Request) -> pa.Table:
     body = await request.body()
     try:
-        table = pa.ipc.open_stream(body).read_all()
+        return pa.ipc.open_stream(body).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
         raise ApiError(400, "invalid_body", f"body: not an Arrow IPC stream ({exc})") from exc
+
+
+_ARROW_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/vnd.apache.arrow.stream": {
+                "schema": {"type": "string", "format": "binary"}
+            }
+        },
+    }
+}
+
+
+@router.post("/import/customers", response_model=CustomersSummary, openapi_extra=_ARROW_BODY)
+async def import_customers(
+    state: Secret, request: Request, source: str = "import"
+) -> CustomersSummary:
+    """Customer rows (the import's canonical columns) as an Arrow IPC stream."""
+    table = await _arrow_body(request)
+    project = state.project
+    result = await state.writer.call(
+        lambda: project.pipeline.upsert_customers(table, source=source)
+    )
+    return CustomersSummary(
+        rows=result.rows,
+        created=result.created,
+        updated=result.updated,
+        unchanged=result.unchanged,
+    )
+
+
+@router.post("/import/events", response_model=ImportSummary, openapi_extra=_ARROW_BODY)
+async def import_events(state: Secret, request: Request, source: str = "import") -> ImportSummary:
+    """Bulk track events as an Arrow IPC stream, as `cxloop import events` sends them."""
+    table = await _arrow_body(request)
     project = state.project
     result = await state.writer.call(lambda: project.pipeline.ingest_table(table, source=source))
     return _summary(result)

@@ -1,0 +1,43 @@
+# cxloop: `make demo` to try it, `make test` to check it. Both set everything up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit postgres venv bench-ingest bench-import clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cxloop needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/cxloop demo
+
+postgres:
+	bash scripts/ensure-postgres.sh
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv postgres
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+bench-ingest: venv
+	$(BIN)/python bench/ingest.py
+
+bench-import: venv
+	$(BIN)/python bench/import_events.py
+
+clean:
+	rm -rf $(VENV) .cxloop .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""One Alembic history for SQLite and PostgreSQL that matches the models exactly."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from cxloop.settings import Settings
+from cxloop.store.database import current_revision, head_revision, make_engine, migrate
+from cxloop.store.models import Base
+
+
+def test_migrations_create_exactly_the_models(settings: Settings) -> None:
+    engine = make_engine(settings.effective_database_url)
+    try:
+        migrate(engine)
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(context, Base.metadata)
+        assert diff == [], f"models and migrations disagree: {diff}"
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_migrate_is_idempotent_and_keeps_data(settings: Settings) -> None:
+    engine = make_engine(settings.effective_database_url)
+    try:
+        migrate(engine)
+        from cxloop.store.database import make_sessionmaker, session_scope
+        from cxloop.store.keys import create_key, list_keys
+
+        with session_scope(make_sessionmaker(engine)) as session:
+            create_key(session, "write", "kept")
+        migrate(engine)
+        with session_scope(make_sessionmaker(engine)) as session:
+            assert [k.name for k in list_keys(session)] == ["kept"]
+        tables = set(inspect(engine).get_table_names())
+        assert {"customers", "customer_identities", "customer_merges", "api_keys"} <= tables
+    finally:
+        engine.dispose()
