@@ -108,6 +108,7 @@ class InvalidMessage(ValueError):
 
 
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
+_MISSING = re.compile(r"Object missing required field `([^`]*)`")
 _message_decoder = msgspec.json.Decoder(WireMessage)
 _batch_decoder = msgspec.json.Decoder(WireBatch)
 _envelope_decoder = msgspec.json.Decoder(BatchEnvelope)
@@ -119,6 +120,10 @@ def decode_error(exc: msgspec.DecodeError) -> InvalidMessage:
     match = _PATH.search(text)
     field = match.group(1) if match and match.group(1) else "body"
     reason = _PATH.sub("", text).strip().rstrip("-").strip()
+    missing = _MISSING.search(reason)
+    if missing:
+        field = missing.group(1) if field == "body" else f"{field}.{missing.group(1)}"
+        reason = "is required"
     if reason.startswith("Expected `object`") and field == "body":
         reason = "must be a JSON object"
     if "Invalid RFC3339" in reason or "datetime" in reason:

@@ -54,7 +54,6 @@ from cxloop.ingest.files_sniff import (
     sniff_dialect,
 )
 from cxloop.ingest.files_sql import (
-    GENERATED,
     NVALUES,
     RAW,
     REJECT_FIELD,
@@ -66,8 +65,8 @@ from cxloop.ingest.files_sql import (
     ValueKind,
     customers_sql,
     describe,
-    event_duplicates_sql,
-    events_table_sql,
+    duplicate_ids_sql,
+    events_sql,
     ident,
     lit,
     run,
@@ -210,14 +209,17 @@ class ImportSource:
             year_now=datetime.now(UTC).year,
             expected_values=loaded.expected_values,
         )
+        batches: Iterable[pa.RecordBatch]
         if plan.kind == "events":
-            run(con, events_table_sql(sql, "m", loaded.ordered))
-            _number_duplicates(con, "m")
-            query = f"SELECT * EXCLUDE ({GENERATED}) FROM m"
+            reader = con.sql(events_sql(sql, loaded.ordered)).to_arrow_reader(
+                self.options.chunk_rows
+            )
+            batches = _fix_duplicate_ids(con, list(reader))
         else:
-            query = customers_sql(sql, loaded.ordered)
-        reader = con.sql(query).to_arrow_reader(self.options.chunk_rows)
-        yield from _assemble(reader, schema_for(plan.kind), loaded.early_rejects)
+            batches = con.sql(customers_sql(sql, loaded.ordered)).to_arrow_reader(
+                self.options.chunk_rows
+            )
+        yield from _assemble(batches, schema_for(plan.kind), loaded.early_rejects)
 
     def _load(self, con: duckdb.DuckDBPyConnection) -> _Loaded:
         path = lit(str(self.path))
@@ -341,21 +343,39 @@ def _load_whitespace(con: duckdb.DuckDBPyConnection, path: str, dialect: Dialect
     )
 
 
-def _number_duplicates(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    create, update = event_duplicates_sql(table)
-    run(con, create)
-    if run(con, "SELECT count(*) FROM d")[0][0]:
-        run(con, update)
+def _fix_duplicate_ids(
+    con: duckdb.DuckDBPyConnection, batches: list[pa.RecordBatch]
+) -> list[pa.RecordBatch]:
+    """Every event must be mapped before the first chunk leaves, since a row's id depends
+    on how often its content appeared before it; the mapped batches wait here as Arrow."""
+    if not batches:
+        return batches
+    con.register("__cx_events", pa.Table.from_batches(batches))
+    fixes = con.sql(duplicate_ids_sql("__cx_events")).to_arrow_table()
+    con.unregister("__cx_events")
+    if fixes.num_rows == 0:
+        return batches
+    rows, ids = fixes.column(ROW).combine_chunks(), fixes.column("message_id").combine_chunks()
+    patched: list[pa.RecordBatch] = []
+    for batch in batches:
+        mask = pc.is_in(batch.column(ROW), value_set=rows)
+        if pc.any(mask).as_py():
+            mine = ids.filter(pc.is_in(rows, value_set=batch.column(ROW)))
+            index = batch.schema.get_field_index("message_id")
+            column = pc.replace_with_mask(batch.column(index), mask, mine)
+            batch = batch.set_column(index, "message_id", column)
+        patched.append(batch)
+    return patched
 
 
 def _assemble(
-    reader: pa.RecordBatchReader, schema: pa.Schema, early: Sequence[Reject]
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, early: Sequence[Reject]
 ) -> Iterator[TableChunk]:
     """Chunks as DuckDB streams them; rows set aside before mapping join the chunk that
     covers their row number. One chunk is held back so leftovers have a home."""
     pending = deque(sorted(early, key=lambda r: r.row))
     held: TableChunk | None = None
-    for batch in reader:
+    for batch in batches:
         if batch.num_rows == 0:
             continue
         chunk = _chunk(batch, schema)

@@ -43,6 +43,7 @@ _WHITESPACE = " \t\r\n\f\v"
 # space, with or without an offset or a zone name such as " UTC", and plain dates).
 _FALLBACK_FORMATS = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d")
 _FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL")
+_PREFIX_ROWS = 10_000
 # Short internal names for the canonical event values inside the mapping query.
 _EVENT_COLUMNS = {
     "type": "'track'",
@@ -105,6 +106,7 @@ def value_kinds(
             probe.append(column)
         else:
             kinds[column.name] = "native"
+    probe = _numeric_in_prefix(con, probe, kinds)
     if not probe:
         return kinds
     aggregates: list[str] = []
@@ -121,6 +123,29 @@ def value_kinds(
         not_numeric, fractional, too_big = row[3 * index : 3 * index + 3]
         kinds[column.name] = _kind(not_numeric, fractional, too_big)
     return kinds
+
+
+def _numeric_in_prefix(
+    con: duckdb.DuckDBPyConnection,
+    columns: Sequence[SourceColumn],
+    kinds: dict[str, ValueKind],
+) -> list[SourceColumn]:
+    """One word in the first rows proves a column is text, so only columns that still look
+    numeric there pay for the scan of the whole file."""
+    if not columns:
+        return []
+    checks = ", ".join(
+        f"bool_and(coalesce(regexp_full_match({c.ref}, {lit(_NUMBER_OR_BLANK)}), true))"
+        for c in columns
+    )
+    row = run(con, f"SELECT {checks} FROM (SELECT * FROM {SRC} LIMIT {_PREFIX_ROWS}) {SRC}")[0]
+    numeric: list[SourceColumn] = []
+    for column, looks_numeric in zip(columns, row, strict=True):
+        if looks_numeric is False:
+            kinds[column.name] = "text"
+        else:
+            numeric.append(column)
+    return numeric
 
 
 def _kind(not_numeric: int, fractional: int, too_big: int) -> ValueKind:
@@ -265,8 +290,9 @@ def event_content(col: Callable[[str], str], occurrence: str) -> str:
     return f"concat_ws(chr(31), {', '.join(parts)})"
 
 
-def events_table_sql(sql: MappingSql, table: str, ordered: bool) -> str:
-    """Materialised, because duplicate rows need a second look before ids are final."""
+def events_sql(sql: MappingSql, ordered: bool) -> str:
+    """Ids assume each row's content is unique; ``duplicate_ids_sql`` then corrects the
+    few rows for which that is not so."""
     ts = sql.field("timestamp")
     rules: list[Rule] = [
         (
@@ -281,7 +307,6 @@ def events_table_sql(sql: MappingSql, table: str, ordered: bool) -> str:
     content = event_content(_EVENT_COLUMNS.__getitem__, "'1'")
     order = f" ORDER BY {ROW}" if ordered else ""
     return f"""
-CREATE TEMP TABLE {table} AS
 WITH __cx_a1 AS (
   SELECT {sql.row_expr} AS {ROW},
     {sql.text(sql.field("event"))} AS __cx_e,
@@ -309,22 +334,22 @@ FROM __cx_a2{order}
 """
 
 
-def event_duplicates_sql(table: str) -> list[str]:
-    """Identical rows are separate events (two equal purchases on one day): the second
-    and later copies get their occurrence number folded into the id. Only the few
-    duplicated rows are windowed and updated; the rest keep occurrence 1."""
+def duplicate_ids_sql(relation: str) -> str:
+    """Identical rows are separate events (two equal purchases on one day): the second and
+    later copies get their occurrence number folded into the id. Only duplicated rows are
+    windowed; the answer is (row, corrected id) for those few rows, in row order."""
     valid = f"{GENERATED} AND {REJECT_FIELD} IS NULL"
-    content = event_content(lambda name: f"{table}.{ident(name)}", "CAST(d.n AS VARCHAR)")
-    return [
-        f"""CREATE TEMP TABLE d AS
-SELECT {ROW}, n FROM (
-  SELECT {ROW}, row_number() OVER (PARTITION BY message_id ORDER BY {ROW}) AS n
-  FROM {table} WHERE {valid} AND message_id IN (
-    SELECT message_id FROM {table} WHERE {valid} GROUP BY message_id HAVING count(*) > 1)
-) WHERE n > 1""",
-        f"""UPDATE {table} SET message_id = 'imp-' || md5({content})
-FROM d WHERE {table}.{ROW} = d.{ROW}""",
-    ]
+    content = event_content(ident, "CAST(__cx_n AS VARCHAR)")
+    return f"""
+WITH __cx_dup AS (
+  SELECT message_id FROM {relation} WHERE {valid} GROUP BY message_id HAVING count(*) > 1
+), __cx_numbered AS (
+  SELECT *, row_number() OVER (PARTITION BY message_id ORDER BY {ROW}) AS __cx_n
+  FROM {relation} WHERE {valid} AND message_id IN (SELECT message_id FROM __cx_dup)
+)
+SELECT {ROW}, 'imp-' || md5({content}) AS message_id
+FROM __cx_numbered WHERE __cx_n > 1 ORDER BY {ROW}
+"""
 
 
 def customers_sql(sql: MappingSql, ordered: bool) -> str:

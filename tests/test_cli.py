@@ -1,0 +1,229 @@
+"""The `cxloop` command as a user runs it: settings, keys, formats, errors, imports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cxloop.settings import Settings
+from cxloop.web.app import create_app
+from tests.conftest import ServerProcess, cxloop_bin, free_port, make_keys, project_env
+
+CDNOW_MAP = [
+    "--map", "customer_id=user_id", "--map", "date=timestamp",
+    "--map", "dollar_value=properties.revenue", "--set", "event=Order Completed",
+    "--date-format", "%Y%m%d",
+]  # fmt: skip
+TELCO_MAP = ["--map", "customerID=user_id", "--map", "gender=gender"]
+
+
+def cx(
+    settings: Settings, *args: str, check: bool = True, **env: str
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [cxloop_bin(), *args],
+        env=project_env(settings, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=settings.home.parent,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"cxloop {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def cx_json(settings: Settings, *args: str) -> Any:
+    return json.loads(cx(settings, *args, "--format", "json").stdout)
+
+
+def test_config_show_masks_secrets_and_honours_settings(embedded_settings: Settings) -> None:
+    url = "postgresql+psycopg://alice:s3cret-pw@db.internal:5432/cx"
+    shown = cx_json(embedded_settings, "config", "show")
+    assert shown["home"] == str(embedded_settings.home.resolve())
+    assert shown["database_url"].startswith("sqlite:///")
+    assert shown["timezone"] == "UTC"
+    masked = cx(
+        embedded_settings, "config", "show", "--format", "json",
+        CXLOOP_DATABASE_URL=url, CXLOOP_SECRET_KEY="hush", CXLOOP_TIMEZONE="Europe/Berlin",
+    ).stdout  # fmt: skip
+    assert "s3cret-pw" not in masked and "hush" not in masked
+    data = json.loads(masked)
+    assert data["database_url"] == "postgresql+psycopg://alice:********@db.internal:5432/cx"
+    assert data["secret_key"] == "********"
+    assert data["timezone"] == "Europe/Berlin"
+
+
+def test_bad_setting_is_named_on_stderr(embedded_settings: Settings) -> None:
+    result = cx(embedded_settings, "config", "show", check=False, CXLOOP_TIMEZONE="Mars/Base")
+    assert result.returncode == 2
+    assert "CXLOOP_TIMEZONE" in result.stderr and "Mars/Base" in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_init_is_idempotent(embedded_settings: Settings) -> None:
+    first = cx(embedded_settings, "init")
+    second = cx(embedded_settings, "init")
+    assert "ready" in first.stdout and "ready" in second.stdout
+    assert (embedded_settings.home / "cxloop.db").exists()
+    assert (embedded_settings.home / "events.duckdb").exists()
+
+
+def test_keys_create_list_revoke(embedded_settings: Settings) -> None:
+    key = cx(embedded_settings, "keys", "create", "--kind", "write", "--name", "website").stdout
+    assert re.fullmatch(r"cxw_[A-Za-z0-9_-]{20,}\n", key)
+    listed = cx_json(embedded_settings, "keys", "list")
+    assert [(k["kind"], k["name"], k["prefix"]) for k in listed] == [("write", "website", key[:10])]
+    assert key.strip() not in json.dumps(listed)
+    cx(embedded_settings, "keys", "revoke", str(listed[0]["id"]))
+    assert cx_json(embedded_settings, "keys", "list") == []
+    bad = cx(embedded_settings, "keys", "create", "--kind", "admin", "--name", "x", check=False)
+    assert bad.returncode == 2 and "--kind" in bad.stderr
+
+
+def test_import_real_files_counts_and_reimport_changes_nothing(
+    settings: Settings, shared_data: Path
+) -> None:
+    cdnow = cx_json(
+        settings, "import", "events", str(shared_data / "cdnow-purchases.txt"), *CDNOW_MAP
+    )
+    assert (cdnow["read"], cdnow["imported"], cdnow["rejected"]) == (69_659, 69_659, 0)
+    telco = cx_json(settings, "import", "customers", str(shared_data / "telco-customer-churn.csv"),
+                    *TELCO_MAP)  # fmt: skip
+    assert (telco["read"], telco["imported"], telco["rejected"]) == (7_043, 7_043, 0)
+    stats = cx_json(settings, "stats")
+    assert stats["events"] == 69_659
+    assert stats["customers"] == 23_570 + 7_043
+    again = cx_json(
+        settings, "import", "events", str(shared_data / "cdnow-purchases.txt"), *CDNOW_MAP
+    )
+    assert (again["imported"], again["unchanged"]) == (0, 69_659)
+    telco_again = cx_json(
+        settings, "import", "customers", str(shared_data / "telco-customer-churn.csv"), *TELCO_MAP
+    )
+    assert (telco_again["imported"], telco_again["updated"], telco_again["unchanged"]) == (
+        0, 0, 7_043)  # fmt: skip
+    assert cx_json(settings, "stats")["events"] == 69_659
+    blank = cx_json(settings, "customers", "show", "4472-LVYGI", "--timeline", "0")
+    assert blank["gender"] == "female" and blank["traits"].get("TotalCharges") is None
+    charged = cx_json(settings, "customers", "show", "7590-VHVEG", "--timeline", "0")
+    assert charged["traits"]["TotalCharges"] == pytest.approx(29.85)
+    assert blank["traits"]["tenure"] == 0 and blank["traits"]["Churn"] == "No"
+    buyer = cx_json(settings, "customers", "show", "00001")
+    assert buyer["event_count"] == 1
+    assert buyer["timeline"][0]["properties"]["revenue"] == pytest.approx(11.77)
+    assert buyer["timeline"][0]["timestamp"].startswith("1997-01-01")
+
+
+def test_cli_json_is_the_api_json(embedded_settings: Settings, shared_data: Path) -> None:
+    cx(embedded_settings, "import", "customers", str(shared_data / "telco-customer-churn.csv"),
+       *TELCO_MAP)  # fmt: skip
+    _, secret = make_keys(embedded_settings)
+    with TestClient(create_app(embedded_settings)) as http:
+        auth = {"Authorization": f"Bearer {secret}"}
+        api_page = http.get("/api/v1/customers?gender=male&limit=5&sort=id", headers=auth).json()
+        api_one = http.get("/api/v1/customers/7590-VHVEG?timeline=5", headers=auth).json()
+    cli_page = cx_json(
+        embedded_settings, "customers", "list", "--where", "gender=male", "--limit", "5",
+        "--sort", "id",
+    )  # fmt: skip
+    assert cli_page == api_page
+    assert (
+        cx_json(embedded_settings, "customers", "show", "7590-VHVEG", "--timeline", "5") == api_one
+    )
+
+
+def test_import_rejects_go_to_a_file_with_reasons(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "events.csv"
+    source.write_text(
+        "user,when,what,amount\n"
+        "u1,2024-05-01 10:00:00,Order Completed,10.5\n"
+        "u2,not a date,Order Completed,3\n"
+        ",2024-05-02 11:00:00,Order Completed,4\n"
+        "u3,2024-05-03,Refund Issued,-2\n"
+    )
+    args = ["import", "events", str(source), "--map", "user=user_id", "--map", "when=timestamp",
+            "--map", "what=event"]  # fmt: skip
+    summary = cx_json(embedded_settings, *args)
+    assert (summary["read"], summary["imported"], summary["rejected"]) == (4, 2, 2)
+    rejects_file = Path(summary["rejects_file"])
+    assert rejects_file == tmp_path / "events.rejects.csv"
+    with rejects_file.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["field"] for r in rows] == ["timestamp", "user_id"]
+    assert "not a date" in rows[0]["reason"]
+    assert rows[0]["user"] == "u2"
+    events = cx_json(embedded_settings, "events", "list", "--customer", "u3")
+    assert events["items"][0]["properties"] == {"amount": -2}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["import", "events", "missing.csv"], "missing.csv"),
+        (["import", "events", "{csv}", "--map", "nope=user_id"], "nope"),
+        (["import", "events", "{csv}", "--map", "user=bogus_field"], "bogus_field"),
+        (["import", "events", "{csv}", "--map", "user"], "--map"),
+        (["events", "list", "--from", "yesterday"], "--from"),
+        (["customers", "list", "--where", "shoe_size=42"], "shoe_size"),
+        (["customers", "show", "nobody"], "nobody"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_nonzero(
+    embedded_settings: Settings, tmp_path: Path, args: list[str], expected: str
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("user,when,what\nu1,2024-01-01,Signed Up\n")
+    result = cx(embedded_settings, *[a.replace("{csv}", str(source)) for a in args], check=False)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_commands_work_while_the_server_runs(
+    embedded_settings: Settings, shared_data: Path, tmp_path: Path
+) -> None:
+    """DuckDB has one writer: with `serve` running, the CLI hands its work to the server."""
+    server = ServerProcess(embedded_settings, free_port(), tmp_path / "server.log")
+    server.start()
+    try:
+        summary = cx_json(embedded_settings, "import", "events",
+                          str(shared_data / "cdnow-purchases.txt"), *CDNOW_MAP)  # fmt: skip
+        assert summary["imported"] == 69_659
+        customers = cx_json(embedded_settings, "import", "customers",
+                            str(shared_data / "telco-customer-churn.csv"), *TELCO_MAP)  # fmt: skip
+        assert customers["imported"] == 7_043
+        stats = cx_json(embedded_settings, "stats")
+        assert (stats["events"], stats["customers"]) == (69_659, 30_613)
+        shown = cx_json(embedded_settings, "customers", "show", "00002")
+        assert shown["event_count"] == 2
+        second = cx(embedded_settings, "serve", "--port", str(free_port()), check=False)
+        assert second.returncode != 0 and "already runs" in second.stderr
+    finally:
+        server.stop()
+    assert cx_json(embedded_settings, "stats")["events"] == 69_659
+
+
+def test_demo_loads_once_and_prints_working_keys(embedded_settings: Settings) -> None:
+    first = cx(embedded_settings, "demo", "--no-serve", "--customers", "150", "--seed", "3")
+    write_key = re.search(r"write key:\s+(cxw_\S+)", first.stdout)
+    secret_key = re.search(r"secret key:\s+(cxs_\S+)", first.stdout)
+    assert write_key and secret_key
+    assert "http://127.0.0.1:8000" in first.stdout
+    stats = cx_json(embedded_settings, "stats")
+    assert stats["events"] > 150 * 20
+    cx(embedded_settings, "demo", "--no-serve", "--customers", "150", "--seed", "3")
+    assert cx_json(embedded_settings, "stats")["events"] == stats["events"]
+    with TestClient(create_app(embedded_settings)) as http:
+        ok = http.get("/api/v1/stats", headers={"Authorization": f"Bearer {secret_key.group(1)}"})
+        assert ok.status_code == 401, "keys of an earlier demo run are retired"

@@ -1,0 +1,212 @@
+"""Acknowledged means stored: SIGKILL the server mid-stream, restart it, let the client retry.
+
+The official Segment client streams messages (ids set by the test) in small batches. Its
+request function is wrapped (the real one still does the work) so that every batch the
+server acknowledged with a 200 is recorded. The server is killed with SIGKILL while the
+stream runs and started again on the same port and stores; the client's own retries send
+what was not acknowledged. Afterwards every acknowledged message must be stored exactly
+once, and so must every message sent (a batch the server committed but could not answer
+is sent again and must not be stored twice).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import httpx
+import psycopg
+import pytest
+from segment.analytics import Client
+from segment.analytics import consumer as segment_consumer
+
+from cxloop.settings import Settings
+from tests.conftest import ServerProcess, make_keys
+
+pytestmark = pytest.mark.slow
+
+FIRST_PART = 3000  # sent before the kill
+SECOND_PART = 2000  # queued once the server is dead: sent to it and retried
+KILL_AFTER = 1000  # acknowledged messages before the kill
+USERS = 300
+UPLOAD_SIZE = 50
+WAIT = 120.0  # a guard against a hang, not a measurement
+
+
+@dataclass
+class Ledger:
+    """What the wrapped request function saw, shared with the consumer thread."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    acked: list[list[str]] = field(default_factory=list)
+    accepted: list[int] = field(default_factory=list)
+    failures: list[tuple[str, list[str]]] = field(default_factory=list)
+    acked_enough: threading.Event = field(default_factory=threading.Event)
+    failed: threading.Event = field(default_factory=threading.Event)
+
+    def acked_ids(self) -> list[str]:
+        with self.lock:
+            return [mid for batch in self.acked for mid in batch]
+
+
+def _wrap(real: Any, ledger: Ledger) -> Any:
+    def post(*args: Any, **kwargs: Any) -> Any:
+        ids = [m["messageId"] for m in kwargs["batch"]]
+        try:
+            response = real(*args, **kwargs)
+        except Exception as exc:
+            with ledger.lock:
+                ledger.failures.append((type(exc).__name__, ids))
+            ledger.failed.set()
+            raise
+        with ledger.lock:
+            ledger.acked.append(ids)
+            ledger.accepted.append(int(response.json()["accepted"]))
+            if sum(len(b) for b in ledger.acked) >= KILL_AFTER:
+                ledger.acked_enough.set()
+        return response
+
+    return post
+
+
+def _message(client: Client, n: int, run: str, rng: random.Random) -> tuple[str, str]:
+    user = rng.randrange(USERS)
+    mid = f"{run}-{n:06d}"
+    common: dict[str, Any] = {
+        "user_id": f"u-{run}-{user}",
+        "anonymous_id": f"a-{run}-{user}",
+        "context": {"ip": f"198.51.100.{user % 250}", "locale": "en-GB"},
+        "message_id": mid,
+    }
+    kind = n % 10
+    if kind == 0:
+        client.identify(traits={"email": f"user{user}@example.com", "plan": "pro"}, **common)
+    elif kind < 4:
+        client.page(name="Product", properties={"path": f"/p/{n % 97}", "n": n}, **common)
+    else:
+        client.track(
+            event=rng.choice(["Product Viewed", "Product Added", "Order Completed"]),
+            properties={"sku": f"sku-{n % 211}", "price": round(rng.uniform(1, 200), 2), "n": n},
+            **common,
+        )
+    return mid, common["user_id"]
+
+
+def _stored_counts(settings: Settings) -> Counter[str]:
+    """message id -> rows, read from the event store itself (server stopped)."""
+    if settings.events_url:
+        with psycopg.connect(settings.events_url) as con:
+            rows = con.execute("SELECT message_id, count(*) FROM events GROUP BY 1").fetchall()
+    else:
+        con = duckdb.connect(settings.effective_events_url.split("///", 1)[1], read_only=True)
+        try:
+            rows = con.execute("SELECT message_id, count(*) FROM events GROUP BY 1").fetchall()
+        finally:
+            con.close()
+    return Counter({str(mid): int(n) for mid, n in rows})
+
+
+def test_acknowledged_messages_survive_sigkill(
+    server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_key, secret_key = make_keys(server.settings)
+    ledger = Ledger()
+    monkeypatch.setattr(segment_consumer, "post", _wrap(segment_consumer.post, ledger))
+    errors: list[tuple[Exception, list[dict[str, Any]]]] = []
+    client = Client(
+        write_key,
+        host=server.url,
+        upload_size=UPLOAD_SIZE,
+        upload_interval=0.05,
+        max_queue_size=FIRST_PART + SECOND_PART,
+        max_retries=30,
+        timeout=10,
+        on_error=lambda exc, batch: errors.append((exc, batch)),
+    )
+    run = uuid.uuid4().hex[:8]
+    sent: list[str] = []
+    owner: dict[str, str] = {}
+    killed = threading.Event()
+
+    def produce() -> None:
+        rng = random.Random(7)
+        for n in range(FIRST_PART + SECOND_PART):
+            if n == FIRST_PART:
+                killed.wait(WAIT)
+            mid, user = _message(client, n, run, rng)
+            sent.append(mid)
+            owner[mid] = user
+
+    producer = threading.Thread(target=produce, name="producer", daemon=True)
+    producer.start()
+    try:
+        assert ledger.acked_enough.wait(WAIT), "the server acknowledged nothing"
+        server.kill()
+        acked_before_kill = ledger.acked_ids()
+        killed.set()
+        # The client meets the dead server (the second part at the latest) before the
+        # restart, so some batch is certainly retried.
+        assert ledger.failed.wait(WAIT), "the client never met the dead server"
+        server.start()
+        producer.join(WAIT)
+        assert not producer.is_alive()
+        flusher = threading.Thread(target=client.flush, daemon=True)
+        flusher.start()
+        flusher.join(WAIT)
+        assert not flusher.is_alive(), "the client did not finish sending"
+    finally:
+        killed.set()
+        client.join()
+
+    total = FIRST_PART + SECOND_PART
+    assert errors == [], f"batches dropped by the client: {[str(e) for e, _ in errors]}"
+    assert len(sent) == len(set(sent)) == total
+    assert KILL_AFTER <= len(acked_before_kill) < total
+    acked = ledger.acked_ids()
+    assert sorted(acked) == sorted(sent), "every message is acknowledged once in the end"
+    assert ledger.accepted == [len(b) for b in ledger.acked]  # nothing refused
+    retried = {mid for _, ids in ledger.failures for mid in ids}
+    assert retried, "no batch was retried"
+    assert retried <= set(sent)
+
+    # Through the REST API of the restarted server: all there, no customer twice.
+    with httpx.Client(
+        base_url=f"{server.url}/api/v1",
+        headers={"Authorization": f"Bearer {secret_key}"},
+        timeout=30,
+    ) as rest:
+        stats = rest.get("/stats").json()
+        assert stats["events"] == total
+        assert stats["rejected_messages"] == 0
+        users = {f"u-{run}-{u}" for u in range(USERS)}
+        assert stats["customers"] == stats["identified_customers"] == len(users)
+        assert stats["merges"] == 0
+        # A few acknowledged and retried messages, found on their customer's timeline.
+        probe = sorted(acked_before_kill)[:: max(1, len(acked_before_kill) // 5)]
+        for mid in [*probe, *sorted(retried)[:5]]:
+            timeline = rest.get("/events", params={"customer": owner[mid], "limit": 1000})
+            found = [e for e in timeline.json()["items"] if e["message_id"] == mid]
+            assert len(found) == 1, mid
+            assert found[0]["user_id"] == owner[mid]
+            assert found[0]["context"]["library"]["name"] == "analytics-python"
+
+    # In the store itself: one row per message id, acknowledged ones included.
+    server.stop()
+    counts = _stored_counts(server.settings)
+    assert set(counts) == set(sent)
+    assert [mid for mid in acked_before_kill if counts[mid] != 1] == []
+    assert [mid for mid, n in counts.items() if n != 1] == []
+    assert sum(counts.values()) == total
+
+    print(
+        f"\n[{(server.settings.events_url and 'postgres') or 'embedded'}] "
+        f"acknowledged before the kill: {len(acked_before_kill)}/{total}; "
+        f"failed attempts: {len(ledger.failures)} ({len(retried)} messages retried); "
+        f"acknowledged batches: {len(ledger.acked)}; stored: {sum(counts.values())}, "
+        f"each once"
+    )
