@@ -23,7 +23,7 @@ from cxloop.customers.schemas import (
 )
 from cxloop.domain.traits import TYPED_FIELDS
 from cxloop.events.base import EventQuery, EventStore
-from cxloop.ingest.identity import USER
+from cxloop.ingest.identity import EMAIL, USER
 from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, RejectedMessage
 
 customers_t = cast(Table, Customer.__table__)
@@ -101,12 +101,13 @@ def list_customers(
     for key, value in (traits or {}).items():
         where.append(customers_t.c.traits[key].as_string() == value)
     if search:
-        pattern = f"%{search.strip().lower()}%"
+        literal = search.strip().lower().replace("\\", "\\\\")
+        pattern = "%" + literal.replace("%", "\\%").replace("_", "\\_") + "%"
         owners = select(identities_t.c.customer_id).where(identities_t.c.value == search.strip())
         where.append(
             or_(
-                func.lower(customers_t.c.name).like(pattern),
-                func.lower(customers_t.c.email).like(pattern),
+                func.lower(customers_t.c.name).like(pattern, escape="\\"),
+                func.lower(customers_t.c.email).like(pattern, escape="\\"),
                 customers_t.c.id.in_(owners),
             )
         )
@@ -137,6 +138,13 @@ def resolve_customer_id(conn: Connection, ref: str | int) -> int:
             select(identities_t.c.customer_id)
             .where(identities_t.c.value == text)
             .order_by(identities_t.c.kind.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+    if customer_id is None and "@" in text:
+        # E-mail identities are stored lower-cased.
+        customer_id = conn.execute(
+            select(identities_t.c.customer_id)
+            .where(identities_t.c.kind == EMAIL, identities_t.c.value == text.lower())
             .limit(1)
         ).scalar_one_or_none()
     if customer_id is None:

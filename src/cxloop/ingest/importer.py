@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,9 @@ from cxloop.domain.messages import InvalidMessage, Message, WireMessage, decode_
 from cxloop.ingest.files import open_import, rejects_path_for, write_rejects
 from cxloop.ingest.files_model import ImportOptions, MessageChunk, Reject, TableChunk
 from cxloop.ingest.pipeline import IngestPipeline
+
+
+STORE_ROWS = 500_000
 
 
 @dataclass
@@ -87,7 +90,7 @@ def run_import(
     source = f"import:{path.name}"
     summary = ImportSummary(kind=options.kind, path=str(path))
     rejects: list[Reject] = []
-    for chunk in source_file.chunks():
+    for chunk in _coalesced(source_file.chunks()):
         rejects.extend(chunk.rejects)
         if isinstance(chunk, TableChunk):
             outcome = _store_table(chunk, options, target, source)
@@ -108,6 +111,39 @@ def run_import(
         rejects_file.unlink(missing_ok=True)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _coalesced(
+    chunks: Iterable[TableChunk | MessageChunk],
+) -> Iterator[TableChunk | MessageChunk]:
+    """Join small table chunks into large ones: each store call resolves every customer it
+    sees once, so fewer, larger calls do less work for the same rows."""
+    pending: list[TableChunk] = []
+    rows = 0
+    for chunk in chunks:
+        if isinstance(chunk, MessageChunk):
+            if pending:
+                yield _join(pending)
+                pending, rows = [], 0
+            yield chunk
+            continue
+        pending.append(chunk)
+        rows += chunk.table.num_rows
+        if rows >= STORE_ROWS:
+            yield _join(pending)
+            pending, rows = [], 0
+    if pending:
+        yield _join(pending)
+
+
+def _join(chunks: list[TableChunk]) -> TableChunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    return TableChunk(
+        table=pa.concat_tables([c.table for c in chunks]),
+        rejects=[r for c in chunks for r in c.rejects],
+        rows_read=sum(c.rows_read for c in chunks),
+    )
 
 
 def _store_table(

@@ -19,7 +19,23 @@ from typing import Any, cast
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from cxloop.domain.messages import Message, MessageError
 from cxloop.domain.traits import TYPED_FIELDS, split_traits
@@ -146,7 +162,9 @@ class IngestPipeline:
         user = pc.fill_null(keys["user_id"], "")
         anon = pc.fill_null(keys["anonymous_id"], "")
         pairs = (
-            pa.table({"u": user, "a": anon}).group_by(["u", "a"], use_threads=False).aggregate([])
+            pa.table({"u": user, "a": anon, "ts": table["timestamp"]})
+            .group_by(["u", "a"], use_threads=False)
+            .aggregate([("ts", "min"), ("ts", "max")])
         )
         claims = [
             IdentityClaim("track", user_id=u or None, anonymous_id=a or None)
@@ -155,8 +173,19 @@ class IngestPipeline:
         with self._lock:
             plan, owner = self._plan(claims)
             now = datetime.now(UTC)
+            bounds: dict[int, tuple[datetime, datetime]] = {}
+            for customer, lo, hi in zip(
+                plan.customer_of,
+                pairs["ts_min"].to_pylist(),
+                pairs["ts_max"].to_pylist(),
+                strict=True,
+            ):
+                known = bounds.get(customer)
+                bounds[customer] = (
+                    (lo, hi) if known is None else (min(lo, known[0]), max(hi, known[1]))
+                )
             with self.engine.begin() as conn:
-                real = self._write_identities(conn, plan, {}, now)
+                real = self._write_identities(conn, plan, bounds, now)
                 moves = self._write_merges(conn, plan, real, [], now, owner)
             pair_ids = pa.table(
                 {
@@ -169,7 +198,6 @@ class IngestPipeline:
             joined = keyed.join(pair_ids, keys=["u", "a"], join_type="inner", use_threads=True)
             rows = _complete_event_columns(joined.drop_columns(["u", "a"]), source, now)
             appended = self.events.append(rows)
-            self._update_seen_from_table(rows)
             self._finish_moves(moves)
             self._commit_cache(owner, plan, real)
         return IngestResult(
@@ -272,14 +300,10 @@ class IngestPipeline:
                 }
                 for c in to_create
             ]
-            ids = (
-                conn.execute(
-                    insert(customers_t).returning(customers_t.c.id, sort_by_parameter_order=True),
-                    rows,
-                )
-                .scalars()
-                .all()
-            )
+            ids = _allocate_customer_ids(conn, len(rows))
+            for row, customer_id in zip(rows, ids, strict=True):
+                row["id"] = customer_id
+            conn.execute(insert(customers_t), rows)
             provisional = dict(zip(to_create, ids, strict=True))
 
         def real(customer: int) -> int:
@@ -396,22 +420,6 @@ class IngestPipeline:
                     .where(merges_t.c.id == merge_id)
                     .values(events_moved=True, events_moved_count=moved)
                 )
-
-    def _update_seen_from_table(self, rows: pa.Table) -> None:
-        grouped = rows.group_by("customer_id").aggregate(
-            [("timestamp", "min"), ("timestamp", "max")]
-        )
-        bounds = {
-            c: (lo, hi)
-            for c, lo, hi in zip(
-                grouped["customer_id"].to_pylist(),
-                grouped["timestamp_min"].to_pylist(),
-                grouped["timestamp_max"].to_pylist(),
-                strict=True,
-            )
-        }
-        with self.engine.begin() as conn:
-            _update_seen(conn, bounds)
 
     def _commit_cache(self, owner: dict[Key, int], plan: IdentityPlan, real: Any) -> None:
         """Remember what this batch committed: only real ids of surviving customers.
@@ -615,17 +623,39 @@ def _profiles(
     return profiles, warnings
 
 
+def _allocate_customer_ids(conn: Connection, count: int) -> list[int]:
+    """Ids for new customers, so they can be inserted in one executemany.
+
+    PostgreSQL hands them out from the table's sequence (safe with other writers). SQLite
+    continues after the highest id inside the writing transaction; the project has one
+    writer (see docs/architecture.md), and a clash would fail the batch, never mix people.
+    """
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('customers', 'id')) "
+                "FROM generate_series(1, :n)"
+            ),
+            {"n": count},
+        )
+        return sorted(int(r[0]) for r in rows)
+    start = conn.execute(select(func.coalesce(func.max(customers_t.c.id), 0))).scalar_one()
+    return list(range(int(start) + 1, int(start) + 1 + count))
+
+
 def _load_owners(conn: Connection, keys: Sequence[Key]) -> dict[Key, int]:
-    wanted = set(keys)
+    """Owners of the keys, one indexed look-up per kind (the index is on kind, value)."""
     found: dict[Key, int] = {}
-    values = sorted({v for _, v in keys})
-    for chunk in _chunks(values, _IN_CHUNK):
-        for kind, value, customer in conn.execute(
-            select(identities_t.c.kind, identities_t.c.value, identities_t.c.customer_id).where(
-                identities_t.c.value.in_(chunk)
-            )
-        ):
-            if (kind, value) in wanted:
+    by_kind: dict[str, list[str]] = {}
+    for kind, value in keys:
+        by_kind.setdefault(kind, []).append(value)
+    for kind, values in by_kind.items():
+        for chunk in _chunks(sorted(values), _IN_CHUNK):
+            for value, customer in conn.execute(
+                select(identities_t.c.value, identities_t.c.customer_id).where(
+                    identities_t.c.kind == kind, identities_t.c.value.in_(chunk)
+                )
+            ):
                 found[(kind, value)] = customer
     return found
 
@@ -643,30 +673,43 @@ def _load_identified(conn: Connection, customers: Iterable[int]) -> set[int]:
     return identified
 
 
+_seen_t = Table(
+    "cx_seen_bounds",
+    MetaData(),
+    Column("id", BigInteger, primary_key=True),
+    Column("lo", DateTime(timezone=True)),
+    Column("hi", DateTime(timezone=True)),
+    prefixes=["TEMPORARY"],
+)
+
+
 def _update_seen(conn: Connection, bounds: dict[int, tuple[datetime, datetime]]) -> None:
+    """Widen first/last seen of existing customers with one set-based UPDATE.
+
+    The bounds go to a temporary table in one executemany; a row-by-row UPDATE costs a
+    statement per customer, which dominated large imports.
+    """
     if not bounds:
         return
-    current = {}
-    for chunk in _chunks(list(bounds), _IN_CHUNK):
-        for row in conn.execute(
-            select(customers_t.c.id, customers_t.c.first_seen, customers_t.c.last_seen).where(
-                customers_t.c.id.in_(chunk)
-            )
-        ):
-            current[row.id] = (row.first_seen, row.last_seen)
-    changes = []
-    for customer, (lo, hi) in bounds.items():
-        first, last = current.get(customer, (None, None))
-        new_first, new_last = _min(first, lo), _max(last, hi)
-        if (new_first, new_last) != (first, last):
-            changes.append({"b_id": customer, "b_first": new_first, "b_last": new_last})
-    if changes:
-        conn.execute(
-            update(customers_t)
-            .where(customers_t.c.id == bindparam("b_id"))
-            .values(first_seen=bindparam("b_first"), last_seen=bindparam("b_last")),
-            changes,
+    _seen_t.create(conn, checkfirst=True)
+    conn.execute(_seen_t.delete())
+    conn.execute(insert(_seen_t), [{"id": c, "lo": lo, "hi": hi} for c, (lo, hi) in bounds.items()])
+    c = customers_t.c
+    conn.execute(
+        update(customers_t)
+        .where(c.id == _seen_t.c.id)
+        .values(
+            first_seen=case(
+                (or_(c.first_seen.is_(None), _seen_t.c.lo < c.first_seen), _seen_t.c.lo),
+                else_=c.first_seen,
+            ),
+            last_seen=case(
+                (or_(c.last_seen.is_(None), _seen_t.c.hi > c.last_seen), _seen_t.c.hi),
+                else_=c.last_seen,
+            ),
         )
+    )
+    conn.execute(_seen_t.delete())
 
 
 def _complete_event_columns(table: pa.Table, source: str, now: datetime) -> pa.Table:

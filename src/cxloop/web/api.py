@@ -242,8 +242,11 @@ def new_key(state: Secret, body: KeyIn) -> KeyCreated:
 
 @router.delete("/keys/{key_id}", response_model=KeyOut)
 def delete_key(state: Secret, key_id: int) -> KeyOut:
-    with session_scope(state.project.sessions) as session:
-        info = revoke_key(session, key_id)
+    try:
+        with session_scope(state.project.sessions) as session:
+            info = revoke_key(session, key_id)
+    except LookupError as exc:
+        raise ApiError(404, "not_found", str(exc), field="key_id") from exc
     state.keys.entries.clear()
     return KeyOut(**_key(info))
 
