@@ -13,7 +13,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel
 
-from cxloop.cli.context import handle_errors, load_settings, local_project, remote_server
+from cxloop.cli.context import (
+    handle_errors,
+    load_settings,
+    local_project,
+    parse_pairs,
+    remote_server,
+)
 from cxloop.cli.output import Format, emit, key_values
 from cxloop.customers import service
 from cxloop.customers.schemas import CustomerDetail, CustomerPage, EventPage, RejectedPage, Stats
@@ -48,16 +54,6 @@ def _date(value: str | None, field: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _filters(items: list[str] | None, option: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"{option}: {item!r} is not NAME=VALUE")
-        key, value = item.split("=", 1)
-        found[key.strip()] = value
-    return found
-
-
 @customers_app.command("list")
 @handle_errors
 def customers_list(
@@ -75,11 +71,11 @@ def customers_list(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """List customers (newest activity first)."""
-    filters = _filters(where, "--where")
+    filters = parse_pairs(where, "--where")
     for field in filters:
         if field not in service.FILTER_FIELDS:
             raise ValueError(f"--where: {field!r} is not one of {', '.join(service.FILTER_FIELDS)}")
-    traits = _filters(trait, "--trait")
+    traits = parse_pairs(trait, "--trait")
     params: dict[str, Any] = {
         **filters,
         "search": search,

@@ -22,6 +22,7 @@ from cxloop.cli.context import (
     handle_errors,
     load_settings,
     local_project,
+    parse_pairs,
     remote_server,
 )
 from cxloop.cli.output import Format, err_console, key_values
@@ -100,18 +101,6 @@ class RemoteTarget:
         )
 
 
-def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"{option}: {item!r} is not NAME=VALUE")
-        key, value = item.split("=", 1)
-        if not key.strip():
-            raise ValueError(f"{option}: {item!r} has an empty name")
-        found[key.strip()] = value
-    return found
-
-
 def _delimiter(value: str | None) -> str | None:
     if value is None:
         return None
@@ -130,8 +119,8 @@ def _run(
     settings = load_settings()
     options = ImportOptions(
         kind=kind,
-        mapping=_pairs(mapping, "--map"),
-        constants=_pairs(constants, "--set"),
+        mapping=parse_pairs(mapping, "--map"),
+        constants=parse_pairs(constants, "--set"),
         delimiter=_delimiter(delimiter),
         date_format=date_format,
         timezone=settings.timezone,
