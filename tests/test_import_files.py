@@ -31,7 +31,18 @@ from cxloop.ingest.files import (
     write_rejects,
 )
 
-DATA = Path("/work/shared/data")
+# The shared data sets sit beside the repository (CI clones it next to shared/).
+DATA = next(
+    (
+        d
+        for d in (
+            Path("/work/shared/data"),
+            Path(__file__).resolve().parents[2] / "shared" / "data",
+        )
+        if d.is_dir()
+    ),
+    Path("/work/shared/data"),
+)
 TELCO = DATA / "telco-customer-churn.csv"
 CDNOW = DATA / "cdnow-purchases.txt"
 REES46 = DATA / "rees46-ecommerce-events-sample.csv"
@@ -339,6 +350,16 @@ def test_property_columns_are_typed_as_whole_columns(tmp_path: Path) -> None:
     ]
 
 
+def test_column_kinds_look_past_the_first_rows(tmp_path: Path) -> None:
+    rows = ["u,E,2020-01-01,1,1.5,1" for _ in range(12_000)]
+    rows.append("u,E,2020-01-01,2.5,n/a,007")
+    path = write(tmp_path / "late.csv", "user_id,event,timestamp,a,b,c\n" + "\n".join(rows) + "\n")
+    _, table, _, _ = read_all(path, kind="events")
+    assert table is not None
+    assert props(table.slice(0, 1)) == [{"a": 1.0, "b": "1.5", "c": "1"}]
+    assert props(table.slice(12_000)) == [{"a": 2.5, "b": "n/a", "c": "007"}]
+
+
 def test_columns_named_like_fields_map_themselves(tmp_path: Path) -> None:
     path = write(
         tmp_path / "auto.csv",
@@ -350,6 +371,31 @@ def test_columns_named_like_fields_map_themselves(tmp_path: Path) -> None:
     row = table.to_pylist()[0]
     assert (row["anonymous_id"], row["user_id"], row["channel"]) == ("a1", None, "web")
     assert json.loads(row["properties"]) == {"plan": "pro", "other": "x"}
+
+
+def test_camel_case_and_capitalised_names_map_themselves(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "camel.csv",
+        "userId,anonymousId,Event,Timestamp,messageId\nu1,a1,Clicked,2020-01-01,m-1\n",
+    )
+    _, table, _, _ = read_all(path, kind="events")
+    assert table is not None
+    row = table.to_pylist()[0]
+    assert (row["user_id"], row["anonymous_id"], row["event"]) == ("u1", "a1", "Clicked")
+    assert (row["message_id"], row["properties"]) == ("m-1", "{}")
+
+
+def test_nested_properties_object_is_merged(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "nested.jsonl",
+        '{"userId":"u1","event":"A","timestamp":"2020-01-01","properties":{"revenue":5},"x":1}\n',
+    )
+    _, table, _, _ = read_all(path, kind="events")
+    assert table is not None
+    assert props(table) == [{"revenue": 5, "x": 1}]
+    text = write(tmp_path / "text.csv", "user_id,event,timestamp,properties\nu1,A,2020-01-01,hi\n")
+    _, table, _, _ = read_all(text, kind="events")
+    assert table is not None and props(table) == [{"properties": "hi"}]
 
 
 def test_constants_fill_fields_and_properties(tmp_path: Path) -> None:

@@ -6,12 +6,14 @@ can be seen from the header alone is reported here, naming what to fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cxloop.ingest.files_model import BAG_COLUMN, ImportInputError, ImportKind, fields_for
 
 _LIST_LIMIT = 40
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,9 @@ class Plan:
     kind: ImportKind
     fields: Mapping[str, Binding]  # canonical field -> binding; absent fields stay null
     bag: tuple[tuple[str, Binding], ...]  # properties / traits keys, in output order
-
-    @property
-    def bag_column(self) -> str:
-        return BAG_COLUMN[self.kind]
+    # A column named "properties" / "traits" holding objects (JSONL, Parquet structs):
+    # its keys are merged into the bag instead of nesting the object under its own name.
+    bag_base: str | None = None
 
 
 def allowed_targets(kind: ImportKind) -> str:
@@ -89,19 +90,44 @@ def make_plan(
             )
         bound[target] = Binding(constant=value)
     mapped_sources = set(mapping)
-    for column in columns:
-        if column in mapped_sources or column in bound:
-            continue
-        if column in fields_for(kind) or bag_key(kind, column) is not None:
-            bound[column] = Binding(column=column)
-            mapped_sources.add(column)
+    for target, column in _self_mapped(kind, columns, mapped_sources, bound):
+        bound[target] = Binding(column=column)
+        mapped_sources.add(column)
+    base = BAG_COLUMN[kind]
+    bag_base = base if base in columns and base not in mapped_sources else None
+    if bag_base is not None:
+        mapped_sources.add(bag_base)
     plan = Plan(
         kind=kind,
         fields={t: b for t, b in bound.items() if t in fields_for(kind)},
         bag=_bag(kind, columns, bound, mapped_sources),
+        bag_base=bag_base,
     )
     _check_required(plan)
     return plan
+
+
+def _self_mapped(
+    kind: ImportKind, columns: Sequence[str], mapped: set[str], bound: Mapping[str, Binding]
+) -> list[tuple[str, str]]:
+    """(target, column) for columns named like a field: exactly, then as ``userId`` or
+    ``Email`` (Segment's camelCase, spreadsheet capitals), exact names winning."""
+    taken = set(bound)
+    pairs: list[tuple[str, str]] = []
+    for spelled in (lambda c: c, _snake):
+        for column in columns:
+            target = spelled(column)
+            if column in mapped or target in taken:
+                continue
+            if target in fields_for(kind) or bag_key(kind, target) is not None:
+                pairs.append((target, column))
+                taken.add(target)
+                mapped = mapped | {column}
+    return pairs
+
+
+def _snake(name: str) -> str:
+    return _CAMEL.sub("_", name.strip()).lower()
 
 
 def _bag(

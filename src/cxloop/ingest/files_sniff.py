@@ -31,6 +31,7 @@ _SAMPLE_LINES = 200
 # Share of sampled rows that must have the header's column count for a delimiter to win;
 # below 1.0 so that a few ragged rows (which become rejects) do not defeat the sniffer.
 _CONSISTENCY = 0.8
+_LOOSE_CONSISTENCY = 0.5
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def read_sample_lines(path: Path) -> list[str]:
 
 
 def sniff_dialect(path: Path, delimiter: str | None) -> Dialect:
+    """The header is the first non-blank line; its names are what ``--map`` refers to."""
     lines = read_sample_lines(path)
     skip = next((i for i, line in enumerate(lines) if line.strip()), None)
     if skip is None:
@@ -117,20 +119,19 @@ def _sniff(lines: Sequence[str]) -> str:
             best = (*score, candidate)
     if best is not None:
         return best[2]
-    # No delimiter character makes a table; a header of several blank-separated words
-    # then says "columns separated by blanks", even if some sampled lines are ragged.
-    if len(lines[0].split()) >= 2:
-        return WHITESPACE
-    return ","
+    # No delimiter character makes a table: blank-separated words then do, if at least
+    # half the lines agree with the header (the others become rejects, not a new guess).
+    words = [len(line.split()) for line in lines if line.strip()]
+    return WHITESPACE if _steadiness(words, _LOOSE_CONSISTENCY) is not None else ","
 
 
-def _steadiness(counts: Sequence[int]) -> tuple[float, int] | None:
+def _steadiness(counts: Sequence[int], minimum: float = _CONSISTENCY) -> tuple[float, int] | None:
     """(share of rows matching the header's column count, that count), if it is a table."""
     if not counts or counts[0] < 2:
         return None
     rows = counts[1:]
     share = sum(1 for n in rows if n == counts[0]) / len(rows) if rows else 1.0
-    return (share, counts[0]) if share >= _CONSISTENCY else None
+    return (share, counts[0]) if share >= minimum else None
 
 
 def _clean_header(names: Sequence[str]) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ ROW = "__cx_row"
 REJECT_FIELD = "__cx_reject_field"
 REJECT_REASON = "__cx_reject_reason"
 RAW = "__cx_raw"
-GENERATED = "__cx_generated"
+CONTENT_HASH = "__cx_h"  # cheap 64-bit hash of a generated id's content, to find repeats
 NVALUES = "__cx_nvalues"  # values found on a whitespace-separated line
 
 # A number as people write it; integers with leading zeros ("00042") are identifiers and
@@ -96,7 +96,9 @@ def value_kinds(
     columns: Sequence[SourceColumn],
     preset: Mapping[str, ValueKind],
 ) -> dict[str, ValueKind]:
-    """One pass over the text columns decides which of them are wholly numeric."""
+    """Decides which text columns are wholly numeric, scanning as little as it can: a word
+    in the first rows proves a column is text and a decimal point there proves it is not
+    integer, so the pass over the whole file checks only what is still open."""
     kinds: dict[str, ValueKind] = {}
     probe: list[SourceColumn] = []
     for column in columns:
@@ -106,56 +108,68 @@ def value_kinds(
             probe.append(column)
         else:
             kinds[column.name] = "native"
-    probe = _numeric_in_prefix(con, probe, kinds)
-    if not probe:
-        return kinds
-    aggregates: list[str] = []
-    for column in probe:
-        c = column.ref
-        aggregates += [
-            f"count(*) FILTER (WHERE NOT regexp_full_match({c}, {lit(_NUMBER_OR_BLANK)}))",
-            f"count(*) FILTER (WHERE contains({c}, '.') OR contains({c}, 'e') "
-            f"OR contains({c}, 'E'))",
-            f"count(*) FILTER (WHERE length({c}) > 18 AND try_cast({c} AS BIGINT) IS NULL)",
-        ]
-    row = run(con, f"SELECT {', '.join(aggregates)} FROM {SRC}")[0]
-    for index, column in enumerate(probe):
-        not_numeric, fractional, too_big = row[3 * index : 3 * index + 3]
-        kinds[column.name] = _kind(not_numeric, fractional, too_big)
+    prefix = f"(SELECT * FROM {SRC} LIMIT {_PREFIX_ROWS}) {SRC}"
+    for column, stats in zip(probe, _stats(con, probe, prefix, [True] * len(probe)), strict=True):
+        kinds[column.name] = stats.kind
+    open_ = [c for c in probe if kinds[c.name] != "text"]
+    shape = [kinds[c.name] == "int" for c in open_]
+    for column, stats in zip(open_, _stats(con, open_, SRC, shape), strict=True):
+        kind = stats.kind if kinds[column.name] == "int" else "float" if stats.numeric else "text"
+        if kind == "int" and stats.longest > 18 and not _fits_int64(con, column):
+            kind = "text"  # 20-digit ids as JSON numbers would come back as lossy floats
+        kinds[column.name] = kind
     return kinds
 
 
-def _numeric_in_prefix(
+@dataclass(frozen=True)
+class _Stats:
+    numeric: bool  # every value a number or blank
+    fractional: bool  # some value has a decimal point or an exponent
+    longest: int
+
+    @property
+    def kind(self) -> ValueKind:
+        return "text" if not self.numeric else "float" if self.fractional else "int"
+
+
+def _stats(
     con: duckdb.DuckDBPyConnection,
     columns: Sequence[SourceColumn],
-    kinds: dict[str, ValueKind],
-) -> list[SourceColumn]:
-    """One word in the first rows proves a column is text, so only columns that still look
-    numeric there pay for the scan of the whole file."""
+    relation: str,
+    shape: Sequence[bool],
+) -> list[_Stats]:
+    """One aggregate query; ``shape`` says for which columns fraction and length matter."""
     if not columns:
         return []
-    checks = ", ".join(
-        f"bool_and(coalesce(regexp_full_match({c.ref}, {lit(_NUMBER_OR_BLANK)}), true))"
-        for c in columns
-    )
-    row = run(con, f"SELECT {checks} FROM (SELECT * FROM {SRC} LIMIT {_PREFIX_ROWS}) {SRC}")[0]
-    numeric: list[SourceColumn] = []
-    for column, looks_numeric in zip(columns, row, strict=True):
-        if looks_numeric is False:
-            kinds[column.name] = "text"
+    aggregates: list[str] = []
+    for column, wanted in zip(columns, shape, strict=True):
+        c = column.ref
+        aggregates.append(f"coalesce(min(regexp_full_match({c}, {lit(_NUMBER_OR_BLANK)})), true)")
+        if wanted:
+            dotted = f"contains({c}, '.') OR contains({c}, 'e') OR contains({c}, 'E')"
+            aggregates += [f"coalesce(max({dotted}), false)", f"coalesce(max(length({c})), 0)"]
         else:
-            numeric.append(column)
-    return numeric
+            aggregates += ["false", "0"]
+    row = run(con, f"SELECT {', '.join(aggregates)} FROM {relation}")[0]
+    return [_Stats(bool(row[i]), bool(row[i + 1]), int(row[i + 2])) for i in range(0, len(row), 3)]
 
 
-def _kind(not_numeric: int, fractional: int, too_big: int) -> ValueKind:
-    """Integers beyond 64 bits (19-digit category ids) stay text: as JSON numbers they
-    would be read back as floats and lose their last digits."""
-    if not_numeric:
-        return "text"
-    if fractional:
-        return "float"
-    return "text" if too_big else "int"
+def _fits_int64(con: duckdb.DuckDBPyConnection, column: SourceColumn) -> bool:
+    c = column.ref
+    sql = f"SELECT count(*) FILTER (WHERE length({c}) > 18 AND try_cast({c} AS BIGINT) IS NULL)"
+    return bool(run(con, f"{sql} FROM {SRC}")[0][0] == 0)
+
+
+def parse_timestamp(text: str, date_format: str | None) -> str:
+    """SQL reading the text expression as an instant. Naive values are taken in the
+    session time zone, which is set from the --timezone option."""
+    if date_format is not None:
+        return f"CAST(try_strptime({text}, {lit(date_format)}) AS TIMESTAMPTZ)"
+    fallback = "[" + ", ".join(lit(f) for f in _FALLBACK_FORMATS) + "]"
+    return (
+        f"coalesce(try_cast({text} AS TIMESTAMPTZ), "
+        f"CAST(try_strptime({text}, {fallback}) AS TIMESTAMPTZ))"
+    )
 
 
 @dataclass(frozen=True)
@@ -185,20 +199,12 @@ class MappingSql:
         return f"nullif(trim({value}), '')"
 
     def timestamp(self, binding: Binding | None) -> str:
-        """Typed date columns are taken as they are; text goes through the date rules.
-        Naive values are read in the session time zone, which is the --timezone option."""
+        """Typed date columns are taken as they are; text goes through the date rules."""
         if binding is not None and binding.column is not None:
             column = self.columns[binding.column]
             if column.type.startswith("TIMESTAMP") or column.type == "DATE":
                 return f"CAST({column.ref} AS TIMESTAMPTZ)"
-        text = self.text(binding)
-        if self.date_format is not None:
-            return f"CAST(try_strptime({text}, {lit(self.date_format)}) AS TIMESTAMPTZ)"
-        fallback = "[" + ", ".join(lit(f) for f in _FALLBACK_FORMATS) + "]"
-        return (
-            f"coalesce(try_cast({text} AS TIMESTAMPTZ), "
-            f"CAST(try_strptime({text}, {fallback}) AS TIMESTAMPTZ))"
-        )
+        return parse_timestamp(self.text(binding), self.date_format)
 
     def timestamp_rules(self, field: str, text: str, value: str, required: bool) -> list[Rule]:
         """A date that is empty (when required) or does not parse."""
@@ -239,10 +245,22 @@ class MappingSql:
         )
 
     def bag(self) -> str:
-        if not self.plan.bag:
-            return "'{}'"
-        pairs = ", ".join(f"{lit(key)}, {self.bag_value(b)}" for key, b in self.plan.bag)
-        return f"CAST(json_object({pairs}) AS VARCHAR)"
+        entries = list(self.plan.bag)
+        base = self.plan.bag_base
+        if base is not None and not self._holds_objects(base):
+            entries.append((base, Binding(column=base)))  # text, not objects: keep as is
+            base = None
+        pairs = ", ".join(f"{lit(key)}, {self.bag_value(b)}" for key, b in entries)
+        if base is None:
+            return f"CAST(json_object({pairs}) AS VARCHAR)" if pairs else "'{}'"
+        # Merge-patch semantics: keys whose value is null are left out of the result.
+        ref = self.columns[base].ref
+        built = f"json_merge_patch(coalesce(CAST({ref} AS JSON), '{{}}'), json_object({pairs}))"
+        return f"CAST({built} AS VARCHAR)"
+
+    def _holds_objects(self, name: str) -> bool:
+        column = self.columns[name]
+        return self.kinds.get(name) == "json" or column.type.startswith(("STRUCT", "MAP", "JSON"))
 
     def raw(self) -> str:
         """The source row as JSON; the caller evaluates it for rejected rows only."""
@@ -325,7 +343,8 @@ WITH __cx_a1 AS (
 SELECT {ROW},
   CASE WHEN {REJECT_FIELD} IS NULL THEN coalesce(__cx_mid, 'imp-' || md5({content})) END
     AS message_id,
-  __cx_mid IS NULL AS {GENERATED},
+  CASE WHEN {REJECT_FIELD} IS NULL AND __cx_mid IS NULL
+    THEN hash(__cx_e, __cx_u, __cx_a, __cx_ts, __cx_ch, __cx_props) END AS {CONTENT_HASH},
   'track' AS type, __cx_e AS event, __cx_u AS user_id, __cx_a AS anonymous_id,
   CASE WHEN {REJECT_FIELD} IS NULL THEN __cx_ts END AS timestamp, __cx_ch AS channel,
   __cx_props AS properties, {REJECT_FIELD}, {REJECT_REASON},
@@ -334,18 +353,17 @@ FROM __cx_a2{order}
 """
 
 
-def duplicate_ids_sql(relation: str) -> str:
+def duplicate_ids_sql(relation: str, candidates: str) -> str:
     """Identical rows are separate events (two equal purchases on one day): the second and
-    later copies get their occurrence number folded into the id. Only duplicated rows are
-    windowed; the answer is (row, corrected id) for those few rows, in row order."""
-    valid = f"{GENERATED} AND {REJECT_FIELD} IS NULL"
+    later copies get their occurrence number folded into the id. Only rows whose content
+    hash repeats are looked at; the answer is (row, corrected id) in row order."""
     content = event_content(ident, "CAST(__cx_n AS VARCHAR)")
     return f"""
-WITH __cx_dup AS (
-  SELECT message_id FROM {relation} WHERE {valid} GROUP BY message_id HAVING count(*) > 1
+WITH __cx_maybe AS (
+  SELECT * FROM {relation} WHERE {CONTENT_HASH} IN (SELECT h FROM {candidates})
 ), __cx_numbered AS (
   SELECT *, row_number() OVER (PARTITION BY message_id ORDER BY {ROW}) AS __cx_n
-  FROM {relation} WHERE {valid} AND message_id IN (SELECT message_id FROM __cx_dup)
+  FROM __cx_maybe
 )
 SELECT {ROW}, 'imp-' || md5({content}) AS message_id
 FROM __cx_numbered WHERE __cx_n > 1 ORDER BY {ROW}
