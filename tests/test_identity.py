@@ -79,6 +79,10 @@ def test_anonymous_history_lands_on_identified_customer(project: Project) -> Non
     with project.engine.connect() as conn:
         row = conn.execute(select(Customer).where(Customer.id == customer)).one()
     assert (row.gender, row.birth_year, row.email) == ("female", 1984, "ann@example.com")
+    with project.engine.connect() as conn:
+        profile = service.get_customer(conn, project.events, customer)
+    assert profile.first_seen == T0
+    assert profile.last_seen == T0 + timedelta(minutes=3)
     assert_no_orphans(project)
 
 
@@ -168,6 +172,37 @@ def test_interrupted_merge_moves_events_at_next_open(project: Project) -> None:
     assert project.pipeline.recover() == 1
     assert events_of(project, survivor) == {"f1", "f2", "f3"}
     assert_no_orphans(project)
+
+
+def test_imported_rows_widen_first_and_last_seen(project: Project) -> None:
+    import pyarrow as pa
+
+    def rows(user: str, minutes: list[int]) -> pa.Table:
+        return pa.table(
+            {
+                "message_id": [f"{user}-{m}" for m in minutes],
+                "type": ["track"] * len(minutes),
+                "event": ["Order Completed"] * len(minutes),
+                "user_id": [user] * len(minutes),
+                "anonymous_id": pa.nulls(len(minutes), pa.string()),
+                "timestamp": pa.array(
+                    [T0 + timedelta(minutes=m) for m in minutes], pa.timestamp("us", tz="UTC")
+                ),
+                "channel": pa.nulls(len(minutes), pa.string()),
+                "properties": ["{}"] * len(minutes),
+            }
+        )
+
+    project.pipeline.ingest_table(rows("g-1", [10, 20]), source="test")
+    project.pipeline.ingest_table(rows("g-1", [5]), source="test")
+    project.pipeline.ingest_table(rows("g-1", [15, 30]), source="test")
+    with project.engine.connect() as conn:
+        profile = service.get_customer(conn, project.events, "g-1")
+    assert (profile.first_seen, profile.last_seen) == (
+        T0 + timedelta(minutes=5),
+        T0 + timedelta(minutes=30),
+    )
+    assert profile.event_count == 5
 
 
 def test_demo_scale_history_has_no_orphans(project: Project) -> None:

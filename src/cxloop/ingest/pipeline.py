@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -290,32 +290,35 @@ class IngestPipeline:
         to_create = [c for c in plan.new_customers if c not in losers]
         provisional: dict[int, int] = {}
         if to_create:
-            rows: list[dict[str, Any]] = [
-                {
-                    "traits": {},
-                    "created_at": bounds.get(c, (now, now))[0] if c in bounds else now,
-                    "updated_at": now,
-                    "first_seen": bounds[c][0] if c in bounds else None,
-                    "last_seen": bounds[c][1] if c in bounds else None,
-                }
-                for c in to_create
-            ]
-            ids = _allocate_customer_ids(conn, len(rows))
-            for row, customer_id in zip(rows, ids, strict=True):
-                row["id"] = customer_id
-            conn.execute(insert(customers_t), rows)
+            ids = _allocate_customer_ids(conn, len(to_create))
+            empty: dict[str, Any] = {}
+            _bulk_insert(
+                conn,
+                customers_t,
+                ("id", "traits", "created_at", "updated_at", "first_seen", "last_seen"),
+                [
+                    (
+                        customer_id,
+                        empty,
+                        bounds[c][0] if c in bounds else now,
+                        now,
+                        bounds[c][0] if c in bounds else None,
+                        bounds[c][1] if c in bounds else None,
+                    )
+                    for c, customer_id in zip(to_create, ids, strict=True)
+                ],
+            )
             provisional = dict(zip(to_create, ids, strict=True))
 
         def real(customer: int) -> int:
             return provisional.get(customer, customer)
 
         if plan.new_identities:
-            conn.execute(
-                insert(identities_t),
-                [
-                    {"customer_id": real(c), "kind": k, "value": v, "created_at": now}
-                    for (k, v), c in plan.new_identities.items()
-                ],
+            _bulk_insert(
+                conn,
+                identities_t,
+                ("customer_id", "kind", "value", "created_at"),
+                [(real(c), k, v, now) for (k, v), c in plan.new_identities.items()],
             )
         existing = {real(c): b for c, b in bounds.items() if c >= 0}
         if existing:
@@ -621,6 +624,49 @@ def _profiles(
             MessageError(i, f, reason, messages[i].message_id) for f, reason in problems
         )
     return profiles, warnings
+
+
+def _bulk_insert(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """executemany straight to the driver, values converted by SQLAlchemy's own column types.
+
+    Skipping statement compilation per row makes large imports several times cheaper
+    while storing exactly what an ORM insert would (same date and JSON formats).
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    processors = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    ]
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([marker] * len(columns))})"
+    if any(processors):
+        converters = [_memoised(p) if p is not None else None for p in processors]
+        rows = [
+            tuple(
+                value if convert is None or value is None else convert(value)
+                for value, convert in zip(row, converters, strict=True)
+            )
+            for row in rows
+        ]
+    conn.exec_driver_sql(sql, [tuple(r) for r in rows])
+
+
+def _memoised(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Convert each distinct value once: imports repeat the same times and empty objects."""
+    seen: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        key = id(value) if isinstance(value, dict | list) else value
+        found = seen.get(key, seen)
+        if found is seen:
+            found = seen[key] = process(value)
+        return found
+
+    return convert
 
 
 def _allocate_customer_ids(conn: Connection, count: int) -> list[int]:
