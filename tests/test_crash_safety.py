@@ -34,6 +34,7 @@ FIRST_PART = 3000  # sent before the kill
 SECOND_PART = 2000  # queued once the server is dead: sent to it and retried
 KILL_AFTER = 1000  # acknowledged messages before the kill
 USERS = 300
+CLIENTS = 3  # concurrent clients, so that requests are in flight when the server dies
 UPLOAD_SIZE = 50
 WAIT = 120.0  # a guard against a hang, not a measurement
 
@@ -115,66 +116,86 @@ def test_acknowledged_messages_survive_sigkill(
     server: ServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_key, secret_key = make_keys(server.settings)
+    settings = server.settings
     ledger = Ledger()
     monkeypatch.setattr(segment_consumer, "post", _wrap(segment_consumer.post, ledger))
     errors: list[tuple[Exception, list[dict[str, Any]]]] = []
-    client = Client(
-        write_key,
-        host=server.url,
-        upload_size=UPLOAD_SIZE,
-        upload_interval=0.05,
-        max_queue_size=FIRST_PART + SECOND_PART,
-        max_retries=30,
-        timeout=10,
-        on_error=lambda exc, batch: errors.append((exc, batch)),
-    )
+    total = FIRST_PART + SECOND_PART
+    clients = [
+        Client(
+            write_key,
+            host=server.url,
+            upload_size=UPLOAD_SIZE,
+            upload_interval=0.05,
+            max_queue_size=total,
+            max_retries=30,
+            timeout=10,
+            on_error=lambda exc, batch: errors.append((exc, batch)),
+        )
+        for _ in range(CLIENTS)
+    ]
     run = uuid.uuid4().hex[:8]
-    sent: list[str] = []
-    owner: dict[str, str] = {}
+    owner: dict[str, str] = {}  # message id -> user id, in the order sent
     killed = threading.Event()
 
-    def produce() -> None:
-        rng = random.Random(7)
-        for n in range(FIRST_PART + SECOND_PART):
-            if n == FIRST_PART:
+    def produce(index: int) -> None:
+        rng = random.Random(index)
+        for n in range(index, total, CLIENTS):
+            if n >= FIRST_PART:
                 killed.wait(WAIT)
-            mid, user = _message(client, n, run, rng)
-            sent.append(mid)
+            mid, user = _message(clients[index], n, run, rng)
             owner[mid] = user
 
-    producer = threading.Thread(target=produce, name="producer", daemon=True)
-    producer.start()
+    producers = [
+        threading.Thread(target=produce, args=(i,), name=f"producer-{i}", daemon=True)
+        for i in range(CLIENTS)
+    ]
+    for thread in producers:
+        thread.start()
     try:
         assert ledger.acked_enough.wait(WAIT), "the server acknowledged nothing"
         server.kill()
-        acked_before_kill = ledger.acked_ids()
         killed.set()
-        # The client meets the dead server (the second part at the latest) before the
+        # The clients meet the dead server (with the second part at the latest) before the
         # restart, so some batch is certainly retried.
-        assert ledger.failed.wait(WAIT), "the client never met the dead server"
+        assert ledger.failed.wait(WAIT), "no client met the dead server"
+        # The store as the crash left it, before any retry: every acknowledged message is
+        # in it. Messages stored but never acknowledged were committed by a request the
+        # kill cut off before its answer; the client sends them again.
+        acked_by_dead_server = ledger.acked_ids()
+        at_crash = _stored_counts(settings)
         server.start()
-        producer.join(WAIT)
-        assert not producer.is_alive()
-        flusher = threading.Thread(target=client.flush, daemon=True)
-        flusher.start()
-        flusher.join(WAIT)
-        assert not flusher.is_alive(), "the client did not finish sending"
+        for thread in producers:
+            thread.join(WAIT)
+            assert not thread.is_alive()
+        for client in clients:
+            flusher = threading.Thread(target=client.flush, daemon=True)
+            flusher.start()
+            flusher.join(WAIT)
+            assert not flusher.is_alive(), "a client did not finish sending"
     finally:
         killed.set()
-        client.join()
+        for client in clients:
+            client.join()
 
-    total = FIRST_PART + SECOND_PART
-    assert errors == [], f"batches dropped by the client: {[str(e) for e, _ in errors]}"
-    assert len(sent) == len(set(sent)) == total
-    assert KILL_AFTER <= len(acked_before_kill) < total
+    sent = set(owner)
+    assert len(sent) == total
+    assert errors == [], f"batches dropped by a client: {[str(e) for e, _ in errors]}"
+    assert KILL_AFTER <= len(acked_by_dead_server) < total
+    assert [mid for mid in acked_by_dead_server if at_crash[mid] != 1] == []
+    assert [mid for mid, n in at_crash.items() if n != 1] == []
+    assert set(at_crash) <= sent
+    committed_unanswered = set(at_crash) - set(acked_by_dead_server)
+
     acked = ledger.acked_ids()
     assert sorted(acked) == sorted(sent), "every message is acknowledged once in the end"
     assert ledger.accepted == [len(b) for b in ledger.acked]  # nothing refused
     retried = {mid for _, ids in ledger.failures for mid in ids}
     assert retried, "no batch was retried"
-    assert retried <= set(sent)
+    assert committed_unanswered <= retried
 
     # Through the REST API of the restarted server: all there, no customer twice.
+    users = set(owner.values())
     with httpx.Client(
         base_url=f"{server.url}/api/v1",
         headers={"Authorization": f"Bearer {secret_key}"},
@@ -183,30 +204,28 @@ def test_acknowledged_messages_survive_sigkill(
         stats = rest.get("/stats").json()
         assert stats["events"] == total
         assert stats["rejected_messages"] == 0
-        users = {f"u-{run}-{u}" for u in range(USERS)}
         assert stats["customers"] == stats["identified_customers"] == len(users)
         assert stats["merges"] == 0
-        # A few acknowledged and retried messages, found on their customer's timeline.
-        probe = sorted(acked_before_kill)[:: max(1, len(acked_before_kill) // 5)]
-        for mid in [*probe, *sorted(retried)[:5]]:
+        # Acknowledged and retried messages, each once on its customer's timeline.
+        probe = sorted(acked_by_dead_server)[:: max(1, len(acked_by_dead_server) // 5)]
+        for mid in [*probe, *sorted(retried)[:: max(1, len(retried) // 5)]]:
             timeline = rest.get("/events", params={"customer": owner[mid], "limit": 1000})
             found = [e for e in timeline.json()["items"] if e["message_id"] == mid]
             assert len(found) == 1, mid
             assert found[0]["user_id"] == owner[mid]
             assert found[0]["context"]["library"]["name"] == "analytics-python"
 
-    # In the store itself: one row per message id, acknowledged ones included.
+    # In the store itself, server stopped: one row per message id.
     server.stop()
-    counts = _stored_counts(server.settings)
-    assert set(counts) == set(sent)
-    assert [mid for mid in acked_before_kill if counts[mid] != 1] == []
+    counts = _stored_counts(settings)
+    assert set(counts) == sent
     assert [mid for mid, n in counts.items() if n != 1] == []
     assert sum(counts.values()) == total
 
     print(
-        f"\n[{(server.settings.events_url and 'postgres') or 'embedded'}] "
-        f"acknowledged before the kill: {len(acked_before_kill)}/{total}; "
-        f"failed attempts: {len(ledger.failures)} ({len(retried)} messages retried); "
-        f"acknowledged batches: {len(ledger.acked)}; stored: {sum(counts.values())}, "
-        f"each once"
+        f"\n[{'postgres' if settings.events_url else 'embedded'}] acknowledged before the "
+        f"kill: {len(acked_by_dead_server)}/{total}; stored at the crash: {len(at_crash)} "
+        f"({len(committed_unanswered)} committed but unanswered); failed attempts: "
+        f"{len(ledger.failures)} ({len(retried)} messages retried); acknowledged batches: "
+        f"{len(ledger.acked)}; stored in the end: {sum(counts.values())}, each once"
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -13,44 +12,43 @@ from cxloop.domain.messages import Message
 from cxloop.events.base import EVENTS_ARROW_SCHEMA
 
 _encode = msgspec.json.Encoder().encode
+_TYPES = {f.name: f.type for f in EVENTS_ARROW_SCHEMA}
 
 
-def _json(value: dict[str, Any]) -> str | None:
-    return _encode(value).decode() if value else None
-
-
-def _micros(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    return int(value.timestamp() * 1_000_000)
+def _json(values: list[dict[str, Any]]) -> pa.Array:
+    """One JSON text per row (null for an empty object), UTF-8 straight from the encoder."""
+    return pa.array([_encode(v) if v else None for v in values], pa.binary()).cast(pa.string())
 
 
 def messages_table(
     messages: Sequence[Message], customer_ids: Sequence[int], source: str
 ) -> pa.Table:
-    """Columns built as Python lists once, then one Arrow table: cheaper than row dicts."""
-    return pa.table(
-        {
-            "message_id": [m.message_id for m in messages],
-            "type": [m.type for m in messages],
-            "event": [m.event for m in messages],
-            "name": [m.name for m in messages],
-            "customer_id": pa.array(customer_ids, pa.int64()),
-            "user_id": [m.user_id for m in messages],
-            "anonymous_id": [m.anonymous_id for m in messages],
-            "timestamp": pa.array([_micros(m.timestamp) for m in messages], pa.int64()),
-            "original_timestamp": pa.array(
-                [_micros(m.original_timestamp) for m in messages], pa.int64()
-            ),
-            "sent_at": pa.array([_micros(m.sent_at) for m in messages], pa.int64()),
-            "received_at": pa.array([_micros(m.received_at) for m in messages], pa.int64()),
-            "channel": [m.channel for m in messages],
-            "source": [source] * len(messages),
-            "properties": [_json(m.properties) for m in messages],
-            "traits": [_json(m.traits) for m in messages],
-            "context": [_json(m.context) for m in messages],
-            "integrations": [_json(m.integrations) for m in messages],
-            "group_id": [m.group_id for m in messages],
-            "previous_id": [m.previous_id for m in messages],
-        }
-    ).cast(EVENTS_ARROW_SCHEMA)
+    """Columns built as Python lists once, then one Arrow table: cheaper than row dicts.
+
+    Timestamps are aware UTC datetimes, converted by Arrow itself (exact to the microsecond).
+    """
+    ts = _TYPES["timestamp"]
+    columns: dict[str, pa.Array] = {
+        "message_id": pa.array([m.message_id for m in messages], pa.string()),
+        "type": pa.array([m.type for m in messages], pa.string()),
+        "event": pa.array([m.event for m in messages], pa.string()),
+        "name": pa.array([m.name for m in messages], pa.string()),
+        "customer_id": pa.array(customer_ids, pa.int64()),
+        "user_id": pa.array([m.user_id for m in messages], pa.string()),
+        "anonymous_id": pa.array([m.anonymous_id for m in messages], pa.string()),
+        "timestamp": pa.array([m.timestamp for m in messages], ts),
+        "original_timestamp": pa.array([m.original_timestamp for m in messages], ts),
+        "sent_at": pa.array([m.sent_at for m in messages], ts),
+        "received_at": pa.array([m.received_at for m in messages], ts),
+        "channel": pa.array([m.channel for m in messages], pa.string()),
+        "source": pa.array([source] * len(messages), pa.string()),
+        "properties": _json([m.properties for m in messages]),
+        "traits": _json([m.traits for m in messages]),
+        "context": _json([m.context for m in messages]),
+        "integrations": _json([m.integrations for m in messages]),
+        "group_id": pa.array([m.group_id for m in messages], pa.string()),
+        "previous_id": pa.array([m.previous_id for m in messages], pa.string()),
+    }
+    return pa.Table.from_arrays(
+        [columns[f.name] for f in EVENTS_ARROW_SCHEMA], schema=EVENTS_ARROW_SCHEMA
+    )

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cxloop.domain.messages import Message
+from cxloop.domain.messages import Message, MessageError
 from cxloop.ingest.pipeline import IngestPipeline, IngestResult, Rejected
 
 log = logging.getLogger(__name__)
@@ -130,11 +130,14 @@ class GroupCommitWriter:
 
 def _share(result: IngestResult, item: _Ingest) -> IngestResult:
     """The part of a group's result that belongs to one request (warnings by message id)."""
-    ids = {m.message_id for m in item.messages}
+    warnings: list[MessageError] = []
+    if result.warnings:
+        ids = {m.message_id for m in item.messages}
+        warnings = [w for w in result.warnings if w.message_id in ids]
     return IngestResult(
         accepted=len(item.messages),
         rejected=[r.error for r in item.rejects],
-        warnings=[w for w in result.warnings if w.message_id in ids],
+        warnings=warnings,
     )
 
 

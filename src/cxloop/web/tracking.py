@@ -196,7 +196,8 @@ async def batch(request: Request) -> Response:
     if isinstance(stored, Response):
         return stored
     rejected, warnings = stored
-    position = {m.message_id: i for m, i in zip(messages, indices, strict=True)}
+    # Warnings name message ids; their index in this request is looked up only if any.
+    position = {m.message_id: i for m, i in zip(messages, indices, strict=True)} if warnings else {}
     return _json(
         {
             "success": True,
