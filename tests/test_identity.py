@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
 from sqlalchemy import select
 
 from cxloop.customers import service
-from cxloop.domain.messages import WireMessage, normalise
+from cxloop.domain.messages import from_dict, normalise
 from cxloop.events.base import EventQuery
 from cxloop.project import Project
 from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge
@@ -29,7 +28,7 @@ def msg(kind: str, mid: str, minutes: int = 0, **fields: Any) -> dict[str, Any]:
 def ingest(project: Project, *messages: dict[str, Any]) -> None:
     now = datetime.now(UTC)
     project.pipeline.ingest(
-        [normalise(msgspec.convert(m, WireMessage), received_at=now) for m in messages],
+        [normalise(from_dict(m), received_at=now) for m in messages],
         source="test",
     )
 

@@ -71,6 +71,7 @@ def rejected(api: ApiClient) -> list[dict[str, Any]]:
 
 def event_row(api: ApiClient, message_id: str) -> dict[str, Any]:
     """The stored row itself, with the columns the REST shape leaves out (integrations)."""
+    api.http.get("/api/v1/stats", headers=api.auth)  # a read waits for acknowledged messages
     events = api.http.app.state.cxloop.project.events  # type: ignore[attr-defined]
     rows = [r for r in events.query(EventQuery(limit=1000)) if r["message_id"] == message_id]
     assert len(rows) == 1, rows

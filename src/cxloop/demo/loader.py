@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import msgspec
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import func, select, update
 
-from cxloop.domain.messages import WireMessage, normalise
+from cxloop.domain.messages import from_dict, normalise
 from cxloop.ingest.pipeline import IngestResult
 from cxloop.project import Project
 from cxloop.store.database import session_scope
@@ -58,7 +57,7 @@ def load_demo(
             received_at = datetime.now(UTC)
             for start in range(0, len(messages), CHUNK):
                 chunk = [
-                    normalise(msgspec.convert(m, WireMessage), received_at=received_at)
+                    normalise(from_dict(m), received_at=received_at)
                     for m in messages[start : start + CHUNK]
                 ]
                 total.add(project.pipeline.ingest(chunk, source="demo"))

@@ -37,10 +37,12 @@ class WireMessage(msgspec.Struct, kw_only=True, rename={"write_key": "writeKey"}
     event: str | None = None
     name: str | None = None
     category: str | None = None
-    properties: dict[str, Any] | None = None
+    # Kept as raw JSON: they are stored as sent, so building Python objects for them
+    # (and encoding them again) would be wasted work on the hot path.
+    properties: msgspec.Raw = msgspec.Raw()
     traits: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None
-    integrations: dict[str, Any] | None = None
+    context: msgspec.Raw = msgspec.Raw()
+    integrations: msgspec.Raw = msgspec.Raw()
     timestamp: datetime | None = None
     originalTimestamp: datetime | None = None
     sentAt: datetime | None = None
@@ -79,10 +81,10 @@ class Message:
     sent_at: datetime | None
     received_at: datetime
     channel: str | None
-    properties: dict[str, Any]
+    properties: str | None  # JSON object text, None when empty
     traits: dict[str, Any]
-    context: dict[str, Any]
-    integrations: dict[str, Any]
+    context: str | None  # JSON object text
+    integrations: str | None  # JSON object text
     group_id: str | None
     previous_id: str | None
 
@@ -184,14 +186,54 @@ def corrected_timestamp(
     return received_at - (sent_at - timestamp)
 
 
+class _ChannelOnly(msgspec.Struct):
+    channel: Any = None
+
+
+_channel_decoder = msgspec.json.Decoder(_ChannelOnly)
+_encode = msgspec.json.Encoder().encode
+
+
+def _channel_in(raw: msgspec.Raw) -> str | None:
+    if not raw:
+        return None
+    value = _channel_decoder.decode(raw).channel
+    return value.strip()[:80] if isinstance(value, str) and value.strip() else None
+
+
 def channel_of(msg: WireMessage) -> str | None:
     """The business channel: properties.channel, then context.channel, then the top level."""
-    for source in (msg.properties, msg.context):
-        if source:
-            value = source.get("channel")
-            if isinstance(value, str) and value.strip():
-                return value.strip()[:80]
+    found = _channel_in(msg.properties) or _channel_in(msg.context)
+    if found:
+        return found
     return msg.channel.strip()[:80] if msg.channel and msg.channel.strip() else None
+
+
+def _object_text(raw: msgspec.Raw, field: str) -> str | None:
+    """The raw JSON of an object field as text (None when absent, null or empty)."""
+    if not raw:
+        return None
+    text = bytes(raw).decode()
+    head = text.lstrip()[:1]
+    if head == "n" and text.strip() == "null":
+        return None
+    if head != "{":
+        raise InvalidMessage(field, "must be a JSON object")
+    return None if len(text) < 8 and text.replace(" ", "") == "{}" else text
+
+
+def _merged(raw: msgspec.Raw, outer: dict[str, Any] | None, field: str) -> str | None:
+    """A message's object field with a batch-level one under it (the message's keys win)."""
+    own = _object_text(raw, field)
+    if not outer:
+        return own
+    inner = msgspec.json.decode(own) if own else {}
+    return _encode({**outer, **inner}).decode()
+
+
+def from_dict(item: dict[str, Any]) -> WireMessage:
+    """A message given as Python data (imports, the demo), checked like one sent as JSON."""
+    return decode_message(_encode(item))
 
 
 def normalise(
@@ -237,12 +279,6 @@ def normalise(
         raise InvalidMessage("timestamp", "is more than 2 days in the future")
     if timestamp < EARLIEST:
         raise InvalidMessage("timestamp", "is before 1970")
-    context = msg.context or {}
-    if batch_context:
-        context = {**batch_context, **context}
-    integrations = msg.integrations or {}
-    if batch_integrations:
-        integrations = {**batch_integrations, **integrations}
     return Message(
         type=kind,
         message_id=message_id,
@@ -255,17 +291,10 @@ def normalise(
         sent_at=sent_at,
         received_at=received_at,
         channel=channel_of(msg),
-        properties=msg.properties or {},
-        traits=msg.traits or _context_traits(context, kind),
-        context=context,
-        integrations=integrations,
+        properties=_object_text(msg.properties, "properties"),
+        traits=msg.traits or {},
+        context=_merged(msg.context, batch_context, "context"),
+        integrations=_merged(msg.integrations, batch_integrations, "integrations"),
         group_id=group_id,
         previous_id=previous_id,
     )
-
-
-def _context_traits(context: dict[str, Any], kind: str) -> dict[str, Any]:
-    if kind == "identify":
-        return {}
-    traits = context.get("traits")
-    return traits if isinstance(traits, dict) else {}

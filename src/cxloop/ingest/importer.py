@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import msgspec
 import pyarrow as pa
 
-from cxloop.domain.messages import InvalidMessage, Message, WireMessage, decode_error, normalise
+from cxloop.domain.messages import InvalidMessage, Message, from_dict, normalise
 from cxloop.ingest.files import open_import, rejects_path_for, write_rejects
 from cxloop.ingest.files_model import ImportOptions, MessageChunk, Reject, TableChunk
 from cxloop.ingest.pipeline import IngestPipeline
@@ -174,13 +173,7 @@ def decode_messages(
     rejected: list[tuple[int, str, str]] = []
     for index, item in enumerate(items):
         try:
-            wire = msgspec.convert(item, WireMessage)
-        except msgspec.ValidationError as exc:
-            error = decode_error(exc)
-            rejected.append((index, error.field, error.reason))
-            continue
-        try:
-            messages.append(normalise(wire, received_at=received_at))
+            messages.append(normalise(from_dict(item), received_at=received_at))
         except InvalidMessage as exc:
             rejected.append((index, exc.field, exc.reason))
     return messages, rejected

@@ -42,10 +42,10 @@ def messages_table(
         "received_at": pa.array([m.received_at for m in messages], ts),
         "channel": pa.array([m.channel for m in messages], pa.string()),
         "source": pa.array([source] * len(messages), pa.string()),
-        "properties": _json([m.properties for m in messages]),
+        "properties": pa.array([m.properties for m in messages], pa.string()),
         "traits": _json([m.traits for m in messages]),
-        "context": _json([m.context for m in messages]),
-        "integrations": _json([m.integrations for m in messages]),
+        "context": pa.array([m.context for m in messages], pa.string()),
+        "integrations": pa.array([m.integrations for m in messages], pa.string()),
         "group_id": pa.array([m.group_id for m in messages], pa.string()),
         "previous_id": pa.array([m.previous_id for m in messages], pa.string()),
     }

@@ -1,9 +1,18 @@
-"""Group commit: one thread owns all writes; concurrent requests share one commit.
+"""Acknowledge after the log's fsync, apply in large batches behind it.
 
-A commit (fsync) per HTTP request would cap ingestion at a few hundred requests a second;
-collecting whatever arrived while the previous commit ran and committing it together gives
-the same durability ("acknowledged = stored") at a fraction of the cost. Other writes
-(imports, merges) run on the same thread, so the process stays the single writer.
+Two threads own all writes of a server:
+
+* the **logger** takes every request that arrived while its previous fsync ran, appends them
+  to the ingestion log as one write and one fsync, and only then answers them — so a 200
+  means the messages are on disk, at the cost of one fsync per group, not per request;
+* the **applier** takes whatever the logger has acknowledged (thousands of messages at a
+  time) and runs the pipeline on it: identity resolution, profiles, the columnar append.
+  Other writes (imports, merges) run on this thread too, so the process stays the single
+  writer of the stores.
+
+Reads wait until the applier has caught up with every acknowledged message (``settled``),
+so a client that got a 200 and then asks the API sees its events. If the applier falls far
+behind, the logger holds acknowledgements back until it catches up (bounded memory).
 """
 
 from __future__ import annotations
@@ -12,23 +21,30 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cxloop.domain.messages import Message, MessageError
+from cxloop.domain.messages import Message
+from cxloop.ingest.log import IngestLog, LogRecord
 from cxloop.ingest.pipeline import IngestPipeline, IngestResult, Rejected
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_RETRY_S = 1.0
 
 
 @dataclass
 class _Ingest:
-    messages: Sequence[Message]
-    rejects: Sequence[Rejected]
-    source: str
+    record: LogRecord
     done: Callable[[IngestResult | BaseException], None]
+
+
+@dataclass
+class _Logged:
+    seq: int
+    record: LogRecord
 
 
 @dataclass
@@ -39,10 +55,11 @@ class _Call:
 
 @dataclass
 class WriterStats:
-    commits: int = 0
+    log_writes: int = 0
+    applies: int = 0
     messages: int = 0
-    largest_group: int = 0
-    failures: int = 0
+    largest_apply: int = 0
+    apply_failures: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -50,95 +67,204 @@ _STOP = object()
 
 
 class GroupCommitWriter:
-    def __init__(self, pipeline: IngestPipeline, *, max_messages: int = 20_000) -> None:
+    def __init__(
+        self,
+        pipeline: IngestPipeline,
+        ingest_log: IngestLog,
+        *,
+        max_messages: int = 20_000,
+        max_backlog: int = 200_000,
+    ) -> None:
         self.pipeline = pipeline
+        self.log = ingest_log
         self.max_messages = max_messages
+        self.max_backlog = max_backlog
         self.stats = WriterStats()
-        self._queue: queue.Queue[object] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="cxloop-writer", daemon=True)
-        self._thread.start()
+        self._incoming: queue.Queue[object] = queue.Queue()
+        self._to_apply: queue.Queue[object] = queue.Queue()
+        self._progress = threading.Condition()
+        self._logged_seq = ingest_log.last_seq
+        self._applied_seq = ingest_log.applied
+        self._backlog = 0
+        self._waiters: list[tuple[int, Callable[[Any], None]]] = []
+        self.recover()
+        self._logger = threading.Thread(target=self._run_logger, name="cxloop-log", daemon=True)
+        self._applier = threading.Thread(target=self._run_applier, name="cxloop-apply", daemon=True)
+        self._logger.start()
+        self._applier.start()
 
-    # -- submitting (from the event loop) -------------------------------------------------
+    # -- called from the event loop ---------------------------------------------------------------
 
     async def ingest(
         self, messages: Sequence[Message], rejects: Sequence[Rejected], source: str
     ) -> IngestResult:
+        """Durably log one request's messages; returns once they are on disk."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[IngestResult] = loop.create_future()
-        self._queue.put(_Ingest(messages, rejects, source, _resolver(loop, future)))
+        record = LogRecord(source, list(messages), list(rejects))
+        self._incoming.put(_Ingest(record, _resolver(loop, future)))
         return await future
 
     async def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the writer thread, between group commits."""
+        """Run ``fn`` on the applier thread, after everything acknowledged so far."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Call(fn, _resolver(loop, future)))
+        self._to_apply.put(_Call(fn, _resolver(loop, future)))
         return await future
 
-    def close(self, timeout: float = 30.0) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+    async def settled(self, timeout: float = 30.0) -> bool:
+        """Wait until every message acknowledged before this call is applied."""
+        target = self._logged_seq
+        if self._applied_seq >= target:
+            return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._progress:
+            if self._applied_seq >= target:
+                return True
+            self._waiters.append((target, _resolver(loop, future)))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            log.warning("reads went ahead while %d messages wait to be applied", self._backlog)
+            return False
+        return True
 
-    # -- the writer thread ------------------------------------------------------------------
+    def close(self, timeout: float = 60.0) -> None:
+        self._incoming.put(_STOP)
+        self._logger.join(timeout)
+        self._to_apply.put(_STOP)
+        self._applier.join(timeout)
+        self.log.close()
 
-    def _run(self) -> None:
+    # -- start-up ---------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Apply what a previous run acknowledged but did not apply; returns the messages."""
+        batch: list[tuple[int, LogRecord]] = []
+        count = 0
+        total = 0
+        for seq, record in self.log.pending():
+            batch.append((seq, record))
+            count += len(record.messages) + len(record.rejects)
+            if count >= self.max_messages:
+                total += self._apply_with_retry(batch)
+                batch, count = [], 0
+        if batch:
+            total += self._apply_with_retry(batch)
+        if total:
+            log.info("replayed %d acknowledged messages from the ingestion log", total)
+        return total
+
+    # -- the logger thread ------------------------------------------------------------------------
+
+    def _run_logger(self) -> None:
+        while True:
+            first = self._incoming.get()
+            if first is _STOP:
+                return
+            group = [first]
+            while True:
+                try:
+                    nxt = self._incoming.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self._log_group(group)  # type: ignore[arg-type]
+                    return
+                group.append(nxt)
+            self._log_group(group)  # type: ignore[arg-type]
+
+    def _log_group(self, group: list[_Ingest]) -> None:
+        size = sum(len(g.record.messages) + len(g.record.rejects) for g in group)
+        with self._progress:
+            while self._backlog > self.max_backlog:
+                self._progress.wait(1.0)
+        try:
+            last = self.log.append([g.record for g in group])
+        except Exception as exc:  # disk full, I/O error: nothing acknowledged, clients retry
+            log.exception("could not write the ingestion log")
+            for g in group:
+                g.done(exc)
+            return
+        self.stats.log_writes += 1
+        with self._progress:
+            self._logged_seq = last
+            self._backlog += size
+        first_seq = last - len(group) + 1
+        for offset, g in enumerate(group):
+            self._to_apply.put(_Logged(first_seq + offset, g.record))
+        for g in group:
+            g.done(
+                IngestResult(
+                    accepted=len(g.record.messages), rejected=[r.error for r in g.record.rejects]
+                )
+            )
+
+    # -- the applier thread -----------------------------------------------------------------------
+
+    def _run_applier(self) -> None:
         pending: object | None = None
         while True:
-            item = pending if pending is not None else self._queue.get()
+            item = pending if pending is not None else self._to_apply.get()
             pending = None
             if item is _STOP:
                 return
             if isinstance(item, _Call):
                 _settle(item.done, item.fn)
                 continue
-            assert isinstance(item, _Ingest)
-            group = [item]
-            count = len(item.messages)
+            assert isinstance(item, _Logged)
+            batch = [(item.seq, item.record)]
+            count = len(item.record.messages)
             while count < self.max_messages:
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._to_apply.get_nowait()
                 except queue.Empty:
                     break
-                if not isinstance(nxt, _Ingest):
+                if not isinstance(nxt, _Logged):
                     pending = nxt
                     break
-                group.append(nxt)
-                count += len(nxt.messages)
-            self._commit(group)
+                batch.append((nxt.seq, nxt.record))
+                count += len(nxt.record.messages)
+            self._apply_with_retry(batch)
 
-    def _commit(self, group: list[_Ingest]) -> None:
-        by_source: dict[str, list[_Ingest]] = {}
-        for item in group:
-            by_source.setdefault(item.source, []).append(item)
-        for source, items in by_source.items():
-            messages = [m for it in items for m in it.messages]
-            rejects = [r for it in items for r in it.rejects]
+    def _apply_with_retry(self, batch: list[tuple[int, LogRecord]]) -> int:
+        """Apply until it works: the messages are acknowledged, so giving up would lose them."""
+        while True:
             try:
-                result = self.pipeline.ingest(messages, rejects, source=source)
-            except Exception as exc:  # each waiting request gets the failure as a 503
-                log.exception("group commit of %d messages failed", len(messages))
-                self.stats.failures += 1
-                for it in items:
-                    it.done(exc)
-                continue
-            self.stats.commits += 1
-            self.stats.messages += len(messages)
-            self.stats.largest_group = max(self.stats.largest_group, len(items))
-            for it in items:
-                it.done(_share(result, it))
+                applied = self._apply(batch)
+                break
+            except Exception:
+                self.stats.apply_failures += 1
+                log.exception("applying %d logged records failed; retrying", len(batch))
+                time.sleep(_RETRY_S)
+        last = batch[-1][0]
+        self.log.mark_applied(last)
+        size = sum(len(r.messages) + len(r.rejects) for _, r in batch)
+        with self._progress:
+            self._applied_seq = max(self._applied_seq, last)
+            self._backlog = max(0, self._backlog - size)
+            ready = [w for w in self._waiters if w[0] <= self._applied_seq]
+            self._waiters = [w for w in self._waiters if w[0] > self._applied_seq]
+            self._progress.notify_all()
+        for _, resolve in ready:
+            resolve(True)
+        return applied
 
-
-def _share(result: IngestResult, item: _Ingest) -> IngestResult:
-    """The part of a group's result that belongs to one request (warnings by message id)."""
-    warnings: list[MessageError] = []
-    if result.warnings:
-        ids = {m.message_id for m in item.messages}
-        warnings = [w for w in result.warnings if w.message_id in ids]
-    return IngestResult(
-        accepted=len(item.messages),
-        rejected=[r.error for r in item.rejects],
-        warnings=warnings,
-    )
+    def _apply(self, batch: list[tuple[int, LogRecord]]) -> int:
+        by_source: dict[str, list[LogRecord]] = {}
+        for _, record in batch:
+            by_source.setdefault(record.source, []).append(record)
+        total = 0
+        for source, records in by_source.items():
+            messages = [m for r in records for m in r.messages]
+            rejects = [x for r in records for x in r.rejects]
+            self.pipeline.ingest(messages, rejects, source=source)
+            total += len(messages)
+        self.stats.applies += 1
+        self.stats.messages += total
+        self.stats.largest_apply = max(self.stats.largest_apply, total)
+        return total
 
 
 def _settle(done: Callable[[Any], None], fn: Callable[[], Any]) -> None:

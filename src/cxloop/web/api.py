@@ -31,7 +31,9 @@ from cxloop.web.errors import ApiError
 from cxloop.web.state import ServerState, bearer_token, state_of
 
 
-def require_secret(request: Request) -> ServerState:
+async def require_secret(request: Request) -> ServerState:
+    """Check the secret key, then wait until every acknowledged message is applied, so a
+    client that got a 200 from the tracking API reads what it sent."""
     state = state_of(request)
     token = bearer_token(request.headers.get("authorization"))
     if token is None or state.check_key(token, "secret") is None:
@@ -40,6 +42,7 @@ def require_secret(request: Request) -> ServerState:
             "unauthorized",
             "a secret key is required as 'Authorization: Bearer KEY'",
         )
+    await state.writer.settled()
     return state
 
 

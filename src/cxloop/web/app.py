@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cxloop import __version__
+from cxloop.ingest.log import IngestLog
 from cxloop.ingest.writer import GroupCommitWriter
 from cxloop.project import open_project, register_server, unregister_server
 from cxloop.settings import Settings
@@ -29,7 +30,11 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         project = open_project(settings)
-        writer = GroupCommitWriter(project.pipeline, max_messages=settings.commit_max_messages)
+        writer = GroupCommitWriter(
+            project.pipeline,
+            IngestLog(settings.home_dir / "ingest-log"),
+            max_messages=settings.commit_max_messages,
+        )
         info = register_server(settings, public_url) if public_url else None
         app.state.cxloop = ServerState(
             project=project, writer=writer, run_token=info.token if info else None

@@ -26,6 +26,7 @@ from cxloop.domain.messages import (
     normalise,
     write_key_of,
 )
+from cxloop.domain.traits import split_traits
 from cxloop.ingest.pipeline import Rejected
 from cxloop.web.state import ServerState, basic_user, state_of
 
@@ -121,13 +122,24 @@ def _authenticate(request: Request, body: bytes, state: ServerState) -> str | Re
 
 async def _store(
     state: ServerState, messages: list[Message], rejects: list[Rejected], source: str
-) -> Response | tuple[list[MessageError], list[MessageError]]:
+) -> Response | list[MessageError]:
+    """Log the request durably; the refused messages come back for the answer."""
     try:
         result = await state.writer.ingest(messages, rejects, source)
     except Exception:
         log.exception("ingestion failed")
         return _error(503, "unavailable", "storage is unavailable; retry later")
-    return result.rejected, result.warnings
+    return result.rejected
+
+
+def _warnings(messages: list[Message], indices: list[int]) -> list[dict[str, Any]]:
+    """Typed traits that were kept as free traits, named by the message's own position."""
+    found: list[dict[str, Any]] = []
+    for message, index in zip(messages, indices, strict=True):
+        if message.type == "identify" and message.traits:
+            for field, reason in split_traits(message.traits)[2]:
+                found.append({"index": index, "field": field, "reason": reason})
+    return found
 
 
 def _single(implied: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -149,7 +161,7 @@ def _single(implied: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         stored = await _store(state, [message], [], source)
         if isinstance(stored, Response):
             return stored
-        return _json({"success": True, "warnings": [w.as_dict() for w in stored[1]]})
+        return _json({"success": True, "warnings": _warnings([message], [0])})
 
     handle.__name__ = f"track_{implied}"
     handle.__doc__ = f"Record one `{implied}` message (Segment spec)."
@@ -195,18 +207,12 @@ async def batch(request: Request) -> Response:
     stored = await _store(state, messages, rejects, source)
     if isinstance(stored, Response):
         return stored
-    rejected, warnings = stored
-    # Warnings name message ids; their index in this request is looked up only if any.
-    position = {m.message_id: i for m, i in zip(messages, indices, strict=True)} if warnings else {}
     return _json(
         {
             "success": True,
             "accepted": len(messages),
-            "rejected": [r.as_dict() for r in rejected],
-            "warnings": [
-                {**w.as_dict(), "index": position.get(w.message_id or "", w.index)}
-                for w in warnings
-            ],
+            "rejected": [r.as_dict() for r in stored],
+            "warnings": _warnings(messages, indices),
         }
     )
 
