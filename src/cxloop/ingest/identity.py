@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 USER = "user_id"
 ANON = "anonymous_id"
@@ -25,9 +26,9 @@ EMAIL = "email"
 Key = tuple[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class IdentityClaim:
-    """The identities one message names, and what kind of message it is."""
+class IdentityClaim(NamedTuple):
+    """The identities one message names, and what kind of message it is (a tuple: one is
+    made per message, and tuples are the cheapest records Python builds)."""
 
     kind: str  # the message type: track, identify, alias, …
     user_id: str | None = None
