@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated, Any
 
 import typer
@@ -90,6 +91,10 @@ def run_server(settings: Any) -> None:
     local_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{local_host}:{settings.port}"
     app_ = create_app(settings, public_url=url)
+    # Ingestion allocates many short-lived containers; the default collector thresholds
+    # make it scan the long-lived caches over and over. Collect far less often.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
     err_console.print(f"cxloop {__version__} serving on {url} (API docs: {url}/docs)")
     uvicorn.run(
         app_,
