@@ -21,7 +21,7 @@ from cxloop.ingest.files import open_import, rejects_path_for, write_rejects
 from cxloop.ingest.files_model import ImportOptions, MessageChunk, Reject, TableChunk
 from cxloop.ingest.pipeline import IngestPipeline
 
-STORE_ROWS = 500_000
+STORE_ROWS = 1_000_000
 
 
 @dataclass

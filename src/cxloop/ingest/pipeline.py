@@ -158,13 +158,16 @@ class IngestPipeline:
         """
         if table.num_rows == 0:
             return IngestResult()
-        keys = table.select(["user_id", "anonymous_id"])
-        user = pc.fill_null(keys["user_id"], "")
-        anon = pc.fill_null(keys["anonymous_id"], "")
+        user = pc.fill_null(table["user_id"], "")
+        anon = pc.fill_null(table["anonymous_id"], "")
+        # One text key per (userId, anonymousId) pair: grouping and looking rows up by a
+        # single column is much cheaper than a two-column join.
+        key = pc.binary_join_element_wise(user, anon, "\x1f")
         pairs = (
-            pa.table({"u": user, "a": anon, "ts": table["timestamp"]})
-            .group_by(["u", "a"], use_threads=False)
-            .aggregate([("ts", "min"), ("ts", "max")])
+            pa.table({"k": key, "u": user, "a": anon, "ts": table["timestamp"]})
+            .group_by(["k"], use_threads=False)
+            .aggregate([("u", "first"), ("a", "first"), ("ts", "min"), ("ts", "max")])
+            .rename_columns(["k", "u", "a", "ts_min", "ts_max"])
         )
         claims = [
             IdentityClaim("track", user_id=u or None, anonymous_id=a or None)
@@ -187,16 +190,10 @@ class IngestPipeline:
             with self.engine.begin() as conn:
                 real = self._write_identities(conn, plan, bounds, now)
                 moves = self._write_merges(conn, plan, real, [], now, owner)
-            pair_ids = pa.table(
-                {
-                    "u": pairs["u"],
-                    "a": pairs["a"],
-                    "customer_id": pa.array([real(c) for c in plan.customer_of], pa.int64()),
-                }
-            )
-            keyed = table.append_column("u", user).append_column("a", anon)
-            joined = keyed.join(pair_ids, keys=["u", "a"], join_type="inner", use_threads=True)
-            rows = _complete_event_columns(joined.drop_columns(["u", "a"]), source, now)
+            pair_customers = pa.array([real(c) for c in plan.customer_of], pa.int64())
+            position = pc.index_in(key, value_set=pairs["k"])
+            with_ids = table.append_column("customer_id", pc.take(pair_customers, position))
+            rows = _complete_event_columns(with_ids, source, now)
             appended = self.events.append(rows)
             self._finish_moves(moves)
             self._commit_cache(owner, plan, real)
@@ -644,29 +641,29 @@ def _bulk_insert(
     names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
     sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([marker] * len(columns))})"
     if any(processors):
-        converters = [_memoised(p) if p is not None else None for p in processors]
-        rows = [
-            tuple(
-                value if convert is None or value is None else convert(value)
-                for value, convert in zip(row, converters, strict=True)
-            )
-            for row in rows
+        columns_in = list(zip(*rows, strict=True))
+        columns_out = [
+            values if process is None else _convert_column(values, process)
+            for values, process in zip(columns_in, processors, strict=True)
         ]
+        rows = list(zip(*columns_out, strict=True))
     conn.exec_driver_sql(sql, [tuple(r) for r in rows])
 
 
-def _memoised(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Convert each distinct value once: imports repeat the same times and empty objects."""
+def _convert_column(values: Sequence[Any], process: Callable[[Any], Any]) -> list[Any]:
+    """Convert one column, each distinct value once (imports repeat times and empty objects)."""
     seen: dict[Any, Any] = {}
-
-    def convert(value: Any) -> Any:
+    out: list[Any] = []
+    for value in values:
+        if value is None:
+            out.append(None)
+            continue
         key = id(value) if isinstance(value, dict | list) else value
-        found = seen.get(key, seen)
-        if found is seen:
+        found = seen.get(key)
+        if found is None:
             found = seen[key] = process(value)
-        return found
-
-    return convert
+        out.append(found)
+    return out
 
 
 def _allocate_customer_ids(conn: Connection, count: int) -> list[int]:
