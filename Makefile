@@ -29,7 +29,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 unit: venv postgres
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 test: lint typecheck unit
 
