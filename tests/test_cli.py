@@ -227,3 +227,35 @@ def test_demo_loads_once_and_prints_working_keys(embedded_settings: Settings) ->
     with TestClient(create_app(embedded_settings)) as http:
         ok = http.get("/api/v1/stats", headers={"Authorization": f"Bearer {secret_key.group(1)}"})
         assert ok.status_code == 401, "keys of an earlier demo run are retired"
+
+
+def test_jsonl_segment_history_imports_with_merges(settings: Settings, tmp_path: Path) -> None:
+    """identify/alias lines of a JSONL export merge people exactly as live traffic does."""
+    lines = [
+        {"type": "track", "messageId": "j1", "anonymousId": "anon-9", "event": "Ad Clicked",
+         "timestamp": "2024-03-01T10:00:00Z", "properties": {"campaign": "spring"}},
+        {"type": "identify", "messageId": "j2", "userId": "u-9", "anonymousId": "anon-9",
+         "timestamp": "2024-03-01T10:05:00Z", "traits": {"email": "nine@example.com"}},
+        {"type": "track", "messageId": "j3", "userId": "old-9", "event": "Signed Up",
+         "timestamp": "2024-02-01T09:00:00Z"},
+        {"type": "alias", "messageId": "j4", "previousId": "old-9", "userId": "u-9",
+         "timestamp": "2024-03-02T08:00:00Z"},
+        {"type": "track", "messageId": "j5", "event": "Orphan",
+         "timestamp": "2024-03-03T00:00:00Z"},
+    ]  # fmt: skip
+    source = tmp_path / "history.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
+    summary = cx_json(settings, "import", "events", str(source))
+    assert (summary["read"], summary["imported"], summary["rejected"]) == (6, 4, 2)
+    customer = cx_json(settings, "customers", "show", "u-9")
+    assert {e["message_id"] for e in customer["timeline"]} == {"j1", "j2", "j3", "j4"}
+    assert {(i["kind"], i["value"]) for i in customer["identities"]} >= {
+        ("user_id", "u-9"), ("user_id", "old-9"), ("anonymous_id", "anon-9"),
+        ("email", "nine@example.com"),
+    }  # fmt: skip
+    assert customer["first_seen"].startswith("2024-02-01")
+    with (tmp_path / "history.rejects.csv").open() as fh:
+        rejects = list(csv.DictReader(fh))
+    assert [(r["row"], r["field"]) for r in rejects] == [("5", "userId"), ("6", "line")]
+    again = cx_json(settings, "import", "events", str(source))
+    assert (again["imported"], again["unchanged"]) == (0, 4)

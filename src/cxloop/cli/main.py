@@ -95,7 +95,9 @@ def run_server(settings: Any) -> None:
     # make it scan the long-lived caches over and over. Collect far less often.
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)
-    err_console.print(f"cxloop {__version__} serving on {url} (API docs: {url}/docs)")
+    err_console.print(
+        f"cxloop {__version__} serving on {url} (API docs: {url}/docs)", soft_wrap=True
+    )
     uvicorn.run(
         app_,
         host=settings.host,
