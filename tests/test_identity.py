@@ -219,3 +219,20 @@ def test_demo_scale_history_has_no_orphans(project: Project) -> None:
             )
         ).all()
     assert len({u for u, _ in users}) == len(users)
+
+
+def test_last_seen_is_kept_to_the_minute(project: Project) -> None:
+    """Each batch of an active customer does not rewrite the row: last seen may lag by up
+    to a minute, never more, and first seen is exact."""
+    seconds = [0, 30, 300, 330, 400]
+    for n, second in enumerate(seconds):
+        ts = (T0 + timedelta(seconds=second)).isoformat()
+        ingest(project, {"type": "track", "messageId": f"s{n}", "timestamp": ts,
+                         "userId": "u-s", "event": "Product Used"})  # fmt: skip
+        with project.engine.connect() as conn:
+            profile = service.get_customer(conn, project.events, "u-s", timeline=0)
+        assert profile.first_seen == T0
+        newest = T0 + timedelta(seconds=second)
+        assert profile.last_seen is not None
+        assert newest - timedelta(minutes=1) <= profile.last_seen <= newest
+    assert profile.last_seen == T0 + timedelta(seconds=400)

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import msgspec
@@ -61,6 +61,8 @@ rejected_t = cast(Table, RejectedMessage.__table__)
 
 _IN_CHUNK = 500
 _CACHE_LIMIT = 2_000_000
+_SEEN_LIMIT = 1_000_000
+_SEEN_GRANULARITY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ class IngestPipeline:
         self.events = events
         self._owner: dict[Key, int] = {}
         self._identified: set[int] = set()
+        self._seen: dict[int, tuple[datetime, datetime]] = {}
+        self._seen_learned: dict[int, tuple[datetime, datetime]] = {}
         self._lock = threading.Lock()
 
     # -- public entry points -------------------------------------------------------------
@@ -317,10 +321,37 @@ class IngestPipeline:
                 ("customer_id", "kind", "value", "created_at"),
                 [(real(c), k, v, now) for (k, v), c in plan.new_identities.items()],
             )
-        existing = {real(c): b for c, b in bounds.items() if c >= 0}
-        if existing:
-            _update_seen(conn, existing)
+        widening = self._seen_to_write(bounds, real)
+        if widening:
+            _update_seen(conn, widening)
         return real
+
+    def _seen_to_write(
+        self, bounds: dict[int, tuple[datetime, datetime]], real: Any
+    ) -> dict[int, tuple[datetime, datetime]]:
+        """The first/last-seen changes worth a write.
+
+        ``_seen`` holds bounds known to lie inside the stored ones. A batch of an active
+        customer whose events fall inside them (last seen at most a minute later) needs no
+        write: last seen is kept to the minute, and most rewrites of customer rows go away.
+        """
+        widening: dict[int, tuple[datetime, datetime]] = {}
+        learned: dict[int, tuple[datetime, datetime]] = {}
+        for customer, (lo, hi) in bounds.items():
+            if customer < 0:
+                learned[real(customer)] = (lo, hi)  # created with exactly these bounds
+                continue
+            known = self._seen.get(customer)
+            if known is not None and lo >= known[0] and hi <= known[1] + _SEEN_GRANULARITY:
+                continue
+            widening[customer] = (lo, hi)
+            learned[customer] = (
+                (lo, hi) if known is None else (min(lo, known[0]), max(hi, known[1]))
+            )
+        # Learned only once the transaction commits (see _commit_cache): a failed batch is
+        # retried, and its retry must write again.
+        self._seen_learned = learned
+        return widening
 
     def _write_profiles(
         self, conn: Connection, profiles: dict[int, _Profile], real: Any, now: datetime
@@ -430,6 +461,10 @@ class IngestPipeline:
         if len(self._owner) > _CACHE_LIMIT:
             self._owner.clear()
             self._identified.clear()
+        if len(self._seen) > _SEEN_LIMIT:
+            self._seen.clear()
+        self._seen.update(self._seen_learned)
+        self._seen_learned = {}
         for key, customer in owner.items():
             if key not in plan.new_identities and customer >= 0:
                 self._owner[key] = customer
