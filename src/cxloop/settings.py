@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     commit_max_messages: int = Field(
         default=20_000,
         ge=1,
-        description="Most messages one group commit of the ingestion writer takes.",
+        description="Most messages the ingestion applier stores in one batch.",
     )
 
     @field_validator("timezone")

@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cxloop.domain.messages import Message
@@ -60,7 +60,6 @@ class WriterStats:
     messages: int = 0
     largest_apply: int = 0
     apply_failures: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 _STOP = object()
