@@ -259,3 +259,17 @@ def test_jsonl_segment_history_imports_with_merges(settings: Settings, tmp_path:
     assert [(r["row"], r["field"]) for r in rejects] == [("5", "userId"), ("6", "line")]
     again = cx_json(settings, "import", "events", str(source))
     assert (again["imported"], again["unchanged"]) == (0, 4)
+
+
+def test_serve_reports_a_busy_event_store_in_one_line(embedded_settings: Settings) -> None:
+    import duckdb
+
+    cx(embedded_settings, "init")
+    holder = duckdb.connect(str(embedded_settings.home / "events.duckdb"))
+    try:
+        result = cx(embedded_settings, "serve", "--port", str(free_port()), check=False)
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    assert "in use by another process" in result.stderr
+    assert "Traceback" not in result.stderr

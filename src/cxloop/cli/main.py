@@ -88,6 +88,10 @@ def run_server(settings: Any) -> None:
         raise CliError(
             f"a server already runs for this project at {running.url} (pid {running.pid})"
         )
+    # Open (and migrate) the stores once here, so that a store in use by another process
+    # is reported in one line instead of a start-up traceback.
+    with local_project(settings):
+        pass
     local_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{local_host}:{settings.port}"
     app_ = create_app(settings, public_url=url)
