@@ -448,3 +448,24 @@ def test_a_bad_typed_trait_is_kept_as_a_free_trait_with_a_warning(api: ApiClient
     ]
     bo = api.http.get("/api/v1/customers/u-bo", headers=api.auth).json()
     assert (bo["gender"], bo["birth_year"], bo["traits"]) == ("male", None, {"birth_year": "soon"})
+
+
+def test_nul_characters_are_refused_on_every_backend(api: ApiClient) -> None:
+    """PostgreSQL cannot keep NUL in text or JSON; every backend refuses it up front, so an
+    acknowledged message is always one every store can hold."""
+    batch = [
+        msg("track", "n0", userId="u\u0000x", event="E"),
+        msg("track", "n1", userId="u", event="E\u0000"),
+        msg("track", "n2", userId="u", event="E", properties={"note": "a\u0000b"}),
+        msg("identify", "n3", userId="u", traits={"nick": "\u0000"}),
+        msg("track", "n4", userId="u", event="E", properties={"note": "a literal \\u0000"}),
+    ]
+    response = send(api, "/v1/batch", {"batch": batch})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [
+        (0, "userId"), (1, "event"), (2, "properties"), (3, "traits"),
+    ]  # fmt: skip
+    assert all("NUL" in r["reason"] for r in body["rejected"])
+    assert stored_ids(api) == ["n4"]
+    assert stored(api)[0]["properties"] == {"note": "a literal \\u0000"}

@@ -157,12 +157,26 @@ def write_key_of(raw: bytes) -> str | None:
         return None
 
 
+_NUL_REASON = "must not contain the NUL character (\\u0000)"
+# A JSON escape \u0000 (an odd number of backslashes before "u0000"), not the text "\\u0000".
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _no_nul(text: str | None, field: str) -> str | None:
+    """PostgreSQL cannot store NUL in text or JSON; refuse it here, for every backend alike,
+    rather than accept a message that one store could never keep."""
+    if text is not None and "\x00" in text:
+        raise InvalidMessage(field, _NUL_REASON)
+    return text
+
+
 def _as_id(value: Id | None, field: str) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
     if not text:
         return None
+    _no_nul(text, field)
     if len(text) > MAX_ID_LENGTH:
         raise InvalidMessage(field, f"longer than {MAX_ID_LENGTH} characters")
     return text
@@ -217,6 +231,8 @@ def _object_text(raw: msgspec.Raw, field: str) -> str | None:
     if not raw:
         return None
     text = bytes(raw).decode()
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise InvalidMessage(field, _NUL_REASON)
     head = text.lstrip()[:1]
     if head == "n" and text.strip() == "null":
         return None
@@ -274,7 +290,11 @@ def normalise(
             raise InvalidMessage("event", f"longer than {MAX_NAME_LENGTH} characters")
     if kind == "group" and group_id is None:
         raise InvalidMessage("groupId", "is required for group")
-    name = msg.name.strip()[:MAX_NAME_LENGTH] if msg.name else None
+    _no_nul(event, "event")
+    name = _no_nul(msg.name.strip()[:MAX_NAME_LENGTH] if msg.name else None, "name")
+    _no_nul(msg.channel, "channel")
+    if msg.traits and _NUL_ESCAPE.search(_encode(msg.traits).decode()):
+        raise InvalidMessage("traits", _NUL_REASON)
     original = _aware(msg.timestamp or msg.originalTimestamp)
     sent_at = _aware(msg.sentAt) or _aware(batch_sent_at)
     timestamp = corrected_timestamp(original, sent_at, received_at)

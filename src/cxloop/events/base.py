@@ -74,6 +74,10 @@ class EventStore(Protocol):
 
     def count(self, query: EventQuery | None = None) -> int: ...
 
+    def ping(self) -> None:
+        """Raise if the store cannot answer a trivial query (it is down, not the data bad)."""
+        ...
+
     def events_per_day(self, timezone: str, days: int | None = None) -> list[tuple[date, int]]: ...
 
     def customer_bounds(self) -> pa.Table:

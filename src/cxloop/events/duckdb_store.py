@@ -163,6 +163,9 @@ class DuckDBEventStore:
         names = [d[0] for d in cur.description or []]
         return [_decode_row(dict(zip(names, row, strict=True))) for row in rows]
 
+    def ping(self) -> None:
+        self._cursor().execute("SELECT 1").fetchone()
+
     def count(self, query: EventQuery | None = None) -> int:
         where, params = where_clause(query, "?")
         row = self._cursor().execute(f"SELECT count(*) FROM events{where}", params).fetchone()

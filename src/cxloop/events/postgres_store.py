@@ -130,6 +130,9 @@ class PostgresEventStore:
                 row[column] = row[column] or {}
         return rows
 
+    def ping(self) -> None:
+        self._connection().execute("SELECT 1").fetchone()
+
     def count(self, query: EventQuery | None = None) -> int:
         where, params = where_clause(query, "%s")
         row = self._connection().execute(f"SELECT count(*) FROM events{where}", params).fetchone()

@@ -239,6 +239,34 @@ class IngestPipeline:
             rows=len(rows),
         )
 
+    def healthy(self) -> bool:
+        """Both stores answer: a failure now is about the data, not an outage."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+            self.events.ping()
+        except Exception:
+            return False
+        return True
+
+    def quarantine(
+        self, messages: Sequence[Message], rejects: Sequence[Rejected], *, source: str, why: str
+    ) -> None:
+        """Keep messages that cannot be stored in rejected_messages, with the reason.
+
+        They were acknowledged, so they must not vanish; but one message the stores refuse
+        must not stop everything behind it either.
+        """
+        kept = [
+            Rejected(
+                MessageError(-1, "message", f"could not be stored: {why}"[:2000], m.message_id),
+                _message_json(m),
+            )
+            for m in messages
+        ]
+        with self._lock, self.engine.begin() as conn:
+            self._write_rejects(conn, [*rejects, *kept], source, datetime.now(UTC))
+
     def forget_customer(self, customer_id: int) -> None:
         """Drop cached identities of a customer merged away outside the pipeline."""
         with self._lock:
@@ -533,6 +561,10 @@ def merge_customers(
         },
     )
     return int(result.scalar_one()), [(k, v) for k, v in moved]
+
+
+def _message_json(message: Message) -> str:
+    return msgspec.json.encode(msgspec.structs.asdict(message)).decode(errors="replace")
 
 
 def _desired_profiles(

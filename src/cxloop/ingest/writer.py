@@ -33,6 +33,7 @@ from cxloop.ingest.pipeline import IngestPipeline, IngestResult, Rejected
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _RETRY_S = 1.0
+_ISOLATE_AFTER = 3
 
 
 @dataclass
@@ -228,14 +229,25 @@ class GroupCommitWriter:
             self._apply_with_retry(batch)
 
     def _apply_with_retry(self, batch: list[tuple[int, LogRecord]]) -> int:
-        """Apply until it works: the messages are acknowledged, so giving up would lose them."""
+        """Apply until it works: the messages are acknowledged, so giving up would lose them.
+
+        While a store is down, retry for as long as it takes. If the stores are up and the
+        batch still fails, some message in it is one they refuse: apply the batch message by
+        message and keep the refused ones in rejected_messages, so one bad message cannot
+        stall ingestion.
+        """
+        failures = 0
         while True:
             try:
                 applied = self._apply(batch)
                 break
             except Exception:
                 self.stats.apply_failures += 1
-                log.exception("applying %d logged records failed; retrying", len(batch))
+                failures += 1
+                log.exception("applying %d logged records failed", len(batch))
+                if failures >= _ISOLATE_AFTER and self.pipeline.healthy():
+                    applied = self._apply_one_by_one(batch)
+                    break
                 time.sleep(_RETRY_S)
         last = batch[-1][0]
         self.log.mark_applied(last)
@@ -248,6 +260,19 @@ class GroupCommitWriter:
             self._progress.notify_all()
         for _, resolve in ready:
             resolve(True)
+        return applied
+
+    def _apply_one_by_one(self, batch: list[tuple[int, LogRecord]]) -> int:
+        applied = 0
+        for _, record in batch:
+            self.pipeline.ingest([], record.rejects, source=record.source)
+            for message in record.messages:
+                try:
+                    self.pipeline.ingest([message], source=record.source)
+                    applied += 1
+                except Exception as exc:
+                    log.error("message %s cannot be stored: %s", message.message_id, exc)
+                    self.pipeline.quarantine([message], [], source=record.source, why=str(exc))
         return applied
 
     def _apply(self, batch: list[tuple[int, LogRecord]]) -> int:
