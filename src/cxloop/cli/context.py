@@ -25,19 +25,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def parse_pairs(items: list[str] | None, option: str) -> dict[str, str]:
-    """NAME=VALUE options (--map, --set, --where, --trait) as a dict, checked."""
-    found: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"{option}: {item!r} is not NAME=VALUE")
-        key, value = item.split("=", 1)
-        if not key.strip():
-            raise ValueError(f"{option}: {item!r} has an empty name")
-        found[key.strip()] = value
-    return found
-
-
 class CliError(Exception):
     """A problem to report in one line (no traceback), with an exit code."""
 

@@ -17,12 +17,12 @@ from cxloop.cli.context import (
     handle_errors,
     load_settings,
     local_project,
-    parse_pairs,
     remote_server,
 )
 from cxloop.cli.output import Format, emit, key_values
 from cxloop.customers import service
 from cxloop.customers.schemas import CustomerDetail, CustomerPage, EventPage, RejectedPage, Stats
+from cxloop.domain.values import parse_pairs
 from cxloop.project import Project
 
 customers_app = typer.Typer(help="Search and show customer profiles.", no_args_is_help=True)

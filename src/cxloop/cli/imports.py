@@ -22,10 +22,10 @@ from cxloop.cli.context import (
     handle_errors,
     load_settings,
     local_project,
-    parse_pairs,
     remote_server,
 )
 from cxloop.cli.output import Format, err_console, key_values
+from cxloop.domain.values import parse_pairs
 from cxloop.ingest.files_model import CUSTOMER_FIELDS, EVENT_FIELDS, ImportKind, ImportOptions
 from cxloop.ingest.importer import (
     ImportSummary,

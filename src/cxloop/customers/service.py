@@ -22,6 +22,7 @@ from cxloop.customers.schemas import (
     Stats,
 )
 from cxloop.domain.traits import TYPED_FIELDS
+from cxloop.domain.values import as_utc
 from cxloop.events.base import EventQuery, EventStore
 from cxloop.ingest.identity import EMAIL, USER
 from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, RejectedMessage
@@ -47,16 +48,10 @@ class NotFound(LookupError):
     pass
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _customer(row: Any, user_id: str | None) -> CustomerOut:
     data = {c: getattr(row, c) for c in CustomerOut.model_fields if c != "user_id"}
     for key in ("first_seen", "last_seen", "created_at"):
-        data[key] = _aware(data[key])
+        data[key] = as_utc(data[key])
     data["traits"] = data["traits"] or {}
     return CustomerOut(**data, user_id=user_id)
 
@@ -191,7 +186,7 @@ def _merge(row: Any) -> MergeOut:
         into_customer_id=row.into_customer_id,
         reason=row.reason,
         message_id=row.message_id,
-        merged_at=_aware(row.merged_at) or datetime.now(UTC),
+        merged_at=as_utc(row.merged_at) or datetime.now(UTC),
         events_moved=row.events_moved,
         identities=list((row.details or {}).get("identities", [])),
     )
@@ -258,6 +253,6 @@ def list_rejected(conn: Connection, *, limit: int = 100, offset: int = 0) -> Rej
         select(rejected_t).order_by(rejected_t.c.id.desc()).limit(limit).offset(offset)
     ).all()
     items = [
-        RejectedOut(**{**row._asdict(), "received_at": _aware(row.received_at)}) for row in rows
+        RejectedOut(**{**row._asdict(), "received_at": as_utc(row.received_at)}) for row in rows
     ]
     return RejectedPage(items=items, total=total, limit=limit, offset=offset)

@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from cxloop.domain.values import as_utc
+
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 MAX_NAME_LENGTH = 200
 MAX_ID_LENGTH = 200
@@ -182,12 +184,6 @@ def _as_id(value: Id | None, field: str) -> str | None:
     return text
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def corrected_timestamp(
     timestamp: datetime | None, sent_at: datetime | None, received_at: datetime
 ) -> datetime:
@@ -295,8 +291,8 @@ def normalise(
     _no_nul(msg.channel, "channel")
     if msg.traits and _NUL_ESCAPE.search(_encode(msg.traits).decode()):
         raise InvalidMessage("traits", _NUL_REASON)
-    original = _aware(msg.timestamp or msg.originalTimestamp)
-    sent_at = _aware(msg.sentAt) or _aware(batch_sent_at)
+    original = as_utc(msg.timestamp or msg.originalTimestamp)
+    sent_at = as_utc(msg.sentAt) or as_utc(batch_sent_at)
     timestamp = corrected_timestamp(original, sent_at, received_at)
     if timestamp > received_at + MAX_FUTURE:
         raise InvalidMessage("timestamp", "is more than 2 days in the future")

@@ -57,6 +57,8 @@ class IngestLog:
         self.last_seq = self.applied
         self._fh: int | None = None
         self._size = 0
+        # Older segments exist (so an applied mark may free some): list the folder only then.
+        self._older_segments = len(segments) > 1
         if segments:
             last_path = segments[-1][1]
             end, last = _scan_end(last_path)
@@ -95,6 +97,7 @@ class IngestLog:
             return self._fh
         if self._fh is not None:
             os.close(self._fh)
+            self._older_segments = True
         path = self.directory / f"{first_seq:020d}.log"
         self._fh = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._size = os.fstat(self._fh).st_size
@@ -111,10 +114,13 @@ class IngestLog:
         tmp = self._applied_file.with_suffix(".tmp")
         tmp.write_text(str(seq))
         os.replace(tmp, self._applied_file)
+        if not self._older_segments:
+            return
         segments = self._segments()
         for (_first, path), (next_first, _) in pairwise(segments):
             if next_first - 1 <= seq:
                 path.unlink(missing_ok=True)
+        self._older_segments = len(self._segments()) > 1
 
     def pending(self) -> Iterator[tuple[int, LogRecord]]:
         """Records written but not yet applied, oldest first (start-up recovery)."""

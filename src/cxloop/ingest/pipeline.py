@@ -39,6 +39,7 @@ from sqlalchemy import (
 
 from cxloop.domain.messages import Message, MessageError
 from cxloop.domain.traits import TYPED_FIELDS, split_traits
+from cxloop.domain.values import as_utc
 from cxloop.events.base import EventStore
 from cxloop.ingest.identity import (
     ANON,
@@ -81,7 +82,6 @@ class IngestResult:
     customers_created: int = 0
     merges: int = 0
     rejected: list[MessageError] = field(default_factory=list)
-    warnings: list[MessageError] = field(default_factory=list)
 
     def add(self, other: IngestResult) -> None:
         self.accepted += other.accepted
@@ -90,7 +90,6 @@ class IngestResult:
         self.customers_created += other.customers_created
         self.merges += other.merges
         self.rejected.extend(other.rejected)
-        self.warnings.extend(other.warnings)
 
 
 @dataclass
@@ -133,8 +132,8 @@ class IngestPipeline:
             plan, owner = self._plan(claims)
             now = datetime.now(UTC)
             bounds = _bounds(plan.customer_of, [m.timestamp for m in unique])
-            profiles, warnings = _profiles(unique, plan.customer_of)
-            result = IngestResult(accepted=len(messages), warnings=warnings)
+            profiles = _profiles(unique, plan.customer_of)
+            result = IngestResult(accepted=len(messages))
             result.duplicates = len(messages) - len(unique)
             with self.engine.begin() as conn:
                 real = self._write_identities(conn, plan, bounds, now)
@@ -608,7 +607,7 @@ def _apply_profiles(
                 continue
             stored = getattr(row, name)
             if name == "created_at":
-                stored = _aware(stored)
+                stored = as_utc(stored)
             if stored != value:
                 update_values[name] = value
         if not update_values:
@@ -670,24 +669,19 @@ def _bounds(
     return bounds
 
 
-def _profiles(
-    messages: Sequence[Message], customers: Sequence[int]
-) -> tuple[dict[int, _Profile], list[MessageError]]:
+def _profiles(messages: Sequence[Message], customers: Sequence[int]) -> dict[int, _Profile]:
+    """Trait updates per customer; bad typed values were already reported to the sender."""
     profiles: dict[int, _Profile] = {}
-    warnings: list[MessageError] = []
     ordered = sorted(
         (i for i, m in enumerate(messages) if m.type == "identify" and m.traits),
         key=lambda i: messages[i].timestamp,
     )
     for i in ordered:
-        typed, free, problems = split_traits(messages[i].traits)
+        typed, free, _problems = split_traits(messages[i].traits)
         profile = profiles.setdefault(customers[i], _Profile())
         profile.typed.update(typed)
         profile.free.update(free)
-        warnings.extend(
-            MessageError(i, f, reason, messages[i].message_id) for f, reason in problems
-        )
-    return profiles, warnings
+    return profiles
 
 
 def _bulk_insert(
@@ -842,14 +836,8 @@ def _complete_event_columns(table: pa.Table, source: str, now: datetime) -> pa.T
     return pa.table(columns, schema=EVENTS_ARROW_SCHEMA)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _min(a: datetime | None, b: datetime | None) -> datetime | None:
-    a, b = _aware(a), _aware(b)
+    a, b = as_utc(a), as_utc(b)
     if a is None:
         return b
     if b is None:
@@ -858,7 +846,7 @@ def _min(a: datetime | None, b: datetime | None) -> datetime | None:
 
 
 def _max(a: datetime | None, b: datetime | None) -> datetime | None:
-    a, b = _aware(a), _aware(b)
+    a, b = as_utc(a), as_utc(b)
     if a is None:
         return b
     if b is None:

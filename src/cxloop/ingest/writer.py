@@ -54,15 +54,6 @@ class _Call:
     done: Callable[[Any], None]
 
 
-@dataclass
-class WriterStats:
-    log_writes: int = 0
-    applies: int = 0
-    messages: int = 0
-    largest_apply: int = 0
-    apply_failures: int = 0
-
-
 _STOP = object()
 
 
@@ -79,7 +70,6 @@ class GroupCommitWriter:
         self.log = ingest_log
         self.max_messages = max_messages
         self.max_backlog = max_backlog
-        self.stats = WriterStats()
         self._incoming: queue.Queue[object] = queue.Queue()
         self._to_apply: queue.Queue[object] = queue.Queue()
         self._progress = threading.Condition()
@@ -187,7 +177,6 @@ class GroupCommitWriter:
             for g in group:
                 g.done(exc)
             return
-        self.stats.log_writes += 1
         with self._progress:
             self._logged_seq = last
             self._backlog += size
@@ -242,7 +231,6 @@ class GroupCommitWriter:
                 applied = self._apply(batch)
                 break
             except Exception:
-                self.stats.apply_failures += 1
                 failures += 1
                 log.exception("applying %d logged records failed", len(batch))
                 if failures >= _ISOLATE_AFTER and self.pipeline.healthy():
@@ -285,9 +273,6 @@ class GroupCommitWriter:
             rejects = [x for r in records for x in r.rejects]
             self.pipeline.ingest(messages, rejects, source=source)
             total += len(messages)
-        self.stats.applies += 1
-        self.stats.messages += total
-        self.stats.largest_apply = max(self.stats.largest_apply, total)
         return total
 
 

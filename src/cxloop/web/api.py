@@ -23,6 +23,7 @@ from cxloop.customers.schemas import (
     Stats,
 )
 from cxloop.domain.messages import MessageError
+from cxloop.domain.values import as_utc, parse_pairs
 from cxloop.ingest.importer import decode_messages
 from cxloop.ingest.pipeline import IngestResult, merge_customers
 from cxloop.store.database import session_scope
@@ -50,12 +51,6 @@ Secret = Annotated[ServerState, Depends(require_secret)]
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 @router.get("/customers", response_model=CustomerPage)
 def customers(
     state: Secret,
@@ -81,14 +76,7 @@ def customers(
     """Customers (merged ones hidden), filtered by demographics and traits."""
     values = dict(locals())
     filters = {f: str(values[f]) for f in service.FILTER_FIELDS if values.get(f) is not None}
-    traits: dict[str, str] = {}
-    for item in trait or []:
-        if "=" not in item:
-            raise ApiError(
-                422, "invalid_request", f"trait: {item!r} is not NAME=VALUE", field="trait"
-            )
-        key, value = item.split("=", 1)
-        traits[key.strip()] = value
+    traits = parse_pairs(trait, "trait")
     with state.project.engine.connect() as conn:
         return service.list_customers(
             conn,
@@ -172,8 +160,8 @@ def events(
             customer=customer,
             event=event,
             type=type,
-            start=_aware(start),
-            end=_aware(end),
+            start=as_utc(start),
+            end=as_utc(end),
             limit=limit,
             offset=offset,
         )
@@ -224,9 +212,9 @@ def _key(info: KeyInfo) -> dict[str, Any]:
         "kind": info.kind,
         "name": info.name,
         "prefix": info.prefix,
-        "created_at": _aware(info.created_at),
-        "revoked_at": _aware(info.revoked_at),
-        "last_used_at": _aware(info.last_used_at),
+        "created_at": as_utc(info.created_at),
+        "revoked_at": as_utc(info.revoked_at),
+        "last_used_at": as_utc(info.last_used_at),
     }
 
 

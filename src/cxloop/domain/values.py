@@ -1,0 +1,25 @@
+"""Small value rules shared by the API, the CLI and the pipeline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """An aware UTC datetime; naive ones (SQLite hands them back so) are taken as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    """NAME=VALUE options (--map, --set, --where, trait filters) as a dict, checked."""
+    found: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"{option}: {item!r} is not NAME=VALUE")
+        key, value = item.split("=", 1)
+        if not key.strip():
+            raise ValueError(f"{option}: {item!r} has an empty name")
+        found[key.strip()] = value
+    return found
