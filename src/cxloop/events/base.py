@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -62,8 +63,15 @@ class EventStore(Protocol):
 
     backend: str
 
-    def append(self, table: pa.Table) -> AppendResult:
-        """Store the rows durably, skipping message ids already stored."""
+    def append(
+        self, table: pa.Table, *, before_commit: Callable[[], None] | None = None
+    ) -> AppendResult:
+        """Store the rows durably, skipping message ids already stored.
+
+        ``before_commit`` runs after the rows are written and before they commit; if it
+        raises, nothing is stored. It lets a caller write the app database at the same time
+        and still never leave events behind for customers that were not created.
+        """
         ...
 
     def move_customers(self, moves: dict[int, int]) -> int:

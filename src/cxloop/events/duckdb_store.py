@@ -1,14 +1,16 @@
 """DuckDB event store: one columnar file, written by one process, appended as Arrow.
 
-Idempotency on ``messageId`` uses a 64-bit key (the top half of the message id's MD5) as
-the primary key: an ART index on eight bytes is about twice as fast to maintain as one on
-the id text. A true hash collision is detected (the stored id differs) and the newcomer is
-stored under a salted key, so no distinct message is ever dropped as a duplicate.
+Idempotency on ``messageId`` is an anti-join, not a primary key: an ART index costs two to
+three times the append itself and grows with the table (and must fit in memory), while a
+hash join of the incoming batch against a 64-bit key column (the top half of the id's MD5)
+is a scan DuckDB runs in parallel. The key only narrows the join; the id text decides, so
+a hash collision never drops a distinct message.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -16,17 +18,19 @@ from typing import Any
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cxloop.events.base import EVENT_COLUMNS, JSON_COLUMNS, AppendResult, EventQuery
 from cxloop.events.factory import EventStoreUnavailable
 from cxloop.events.sql import where_clause
 
 _COLUMNS_SQL = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
-_KEY = "(md5_number({expr}) >> 64)::UBIGINT"
+_KEY = "(md5_number(message_id) >> 64)::UBIGINT"
+SCHEMA_VERSION = "2"
 
-DDL = """
-CREATE TABLE IF NOT EXISTS events (
-    h UBIGINT PRIMARY KEY,
+_EVENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    h UBIGINT NOT NULL,
     message_id VARCHAR NOT NULL,
     type VARCHAR NOT NULL,
     event VARCHAR,
@@ -47,9 +51,11 @@ CREATE TABLE IF NOT EXISTS events (
     group_id VARCHAR,
     previous_id VARCHAR
 );
-CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR);
-INSERT OR IGNORE INTO schema_info VALUES ('events_schema', '1');
 """
+DDL = _EVENTS_TABLE.format(name="events") + (
+    "CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR);\n"
+    f"INSERT OR IGNORE INTO schema_info VALUES ('events_schema', '{SCHEMA_VERSION}');\n"
+)
 
 
 class DuckDBEventStore:
@@ -73,66 +79,36 @@ class DuckDBEventStore:
         self._write_lock = threading.Lock()
         if not read_only:
             self._con.execute(DDL)
+            _upgrade(self._con)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for the calling thread (DuckDB connections are not shared)."""
         return self._con.cursor()
 
-    def append(self, table: pa.Table) -> AppendResult:
+    def append(
+        self, table: pa.Table, *, before_commit: Callable[[], None] | None = None
+    ) -> AppendResult:
         if table.num_rows == 0:
             return AppendResult(0, 0)
         batch = table.select(list(EVENT_COLUMNS))
+        # A batch normally holds each id once; only when it does not is the costlier
+        # first-of-each-id step added to the insert.
+        repeats = len(pc.unique(batch["message_id"])) < batch.num_rows
         with self._write_lock:
             con = self._con
             con.execute("BEGIN")
             try:
                 con.register("incoming", batch)
-                inserted = self._insert(con, "incoming", _KEY.format(expr="message_id"))
-                if inserted < batch.num_rows:
-                    inserted += self._store_collisions(con)
+                row = con.execute(_insert_sql("incoming", first_of_each_id=repeats)).fetchone()
                 con.unregister("incoming")
+                if before_commit is not None:
+                    before_commit()
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+        inserted = int(row[0]) if row else 0
         return AppendResult(inserted, batch.num_rows - inserted)
-
-    @staticmethod
-    def _insert(con: duckdb.DuckDBPyConnection, relation: str, key_sql: str) -> int:
-        row = con.execute(
-            f"INSERT OR IGNORE INTO events (h, {_COLUMNS_SQL}) "
-            f"SELECT {key_sql}, {_COLUMNS_SQL} FROM {relation}"
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    def _store_collisions(self, con: duckdb.DuckDBPyConnection) -> int:
-        """Rows the insert skipped whose key belongs to a different message id."""
-        clashes = con.execute(
-            f"SELECT i.message_id FROM incoming i JOIN events e "
-            f"ON e.h = {_KEY.format(expr='i.message_id')} WHERE e.message_id <> i.message_id"
-        ).fetchall()
-        stored = 0
-        for (message_id,) in clashes:
-            salt = 1
-            while True:
-                key_sql = _KEY.format(expr=f"(message_id || '#{salt}')")
-                found = con.execute(
-                    f"SELECT e.message_id FROM events e WHERE e.h = "
-                    f"(SELECT {key_sql} FROM incoming WHERE message_id = ? LIMIT 1)",
-                    [message_id],
-                ).fetchone()
-                if found is None:
-                    con.execute(
-                        f"INSERT INTO events (h, {_COLUMNS_SQL}) SELECT {key_sql}, {_COLUMNS_SQL} "
-                        f"FROM incoming WHERE message_id = ? LIMIT 1",
-                        [message_id],
-                    )
-                    stored += 1
-                    break
-                if found[0] == message_id:
-                    break
-                salt += 1
-        return stored
 
     def move_customers(self, moves: dict[int, int]) -> int:
         if not moves:
@@ -204,3 +180,39 @@ def _decode_row(row: dict[str, Any]) -> dict[str, Any]:
         value = row.get(column)
         row[column] = msgspec.json.decode(value) if value else {}
     return row
+
+
+def _insert_sql(relation: str, *, first_of_each_id: bool) -> str:
+    """Rows whose id is not stored yet (the key narrows the join, the id decides)."""
+    source = f"SELECT {_KEY} AS h, {_COLUMNS_SQL} FROM {relation}"
+    if first_of_each_id:
+        source += " QUALIFY row_number() OVER (PARTITION BY message_id) = 1"
+    return (
+        f"INSERT INTO events (h, {_COLUMNS_SQL}) SELECT i.h, {_cols('i')} FROM ({source}) i "
+        "WHERE NOT EXISTS (SELECT 1 FROM events e "
+        "WHERE e.h = i.h AND e.message_id = i.message_id)"
+    )
+
+
+def _cols(alias: str) -> str:
+    return ", ".join(f'{alias}."{c}"' for c in EVENT_COLUMNS)
+
+
+def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
+    """Files of schema 1 keyed ``h`` as a primary key: copy them into the key-less table."""
+    row = con.execute("SELECT value FROM schema_info WHERE key = 'events_schema'").fetchone()
+    if row is None or row[0] == SCHEMA_VERSION:
+        return
+    con.execute("BEGIN")
+    try:
+        con.execute(_EVENTS_TABLE.format(name="events_v2"))
+        con.execute(f"INSERT INTO events_v2 SELECT h, {_COLUMNS_SQL} FROM events").fetchall()
+        con.execute("DROP TABLE events")
+        con.execute("ALTER TABLE events_v2 RENAME TO events")
+        con.execute(
+            "UPDATE schema_info SET value = ? WHERE key = 'events_schema'", [SCHEMA_VERSION]
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -79,7 +80,9 @@ class PostgresEventStore:
             self._local.con = con
         return con
 
-    def append(self, table: pa.Table) -> AppendResult:
+    def append(
+        self, table: pa.Table, *, before_commit: Callable[[], None] | None = None
+    ) -> AppendResult:
         if table.num_rows == 0:
             return AppendResult(0, 0)
         buffer = io.BytesIO()
@@ -101,6 +104,8 @@ class PostgresEventStore:
                 f"{_COLUMNS_SQL} FROM incoming ON CONFLICT (message_id) DO NOTHING"
             )
             inserted = cur.rowcount
+            if before_commit is not None:
+                before_commit()
         return AppendResult(inserted, table.num_rows - inserted)
 
     def move_customers(self, moves: dict[int, int]) -> int:
