@@ -207,16 +207,17 @@ _channel_decoder = msgspec.json.Decoder(_ChannelOnly)
 _encode = msgspec.json.Encoder().encode
 
 
-def _channel_in(raw: msgspec.Raw) -> str | None:
-    if not raw:
+def _channel_in(text: str | None) -> str | None:
+    # Most objects name no channel: a substring test spares decoding them again.
+    if not text or '"channel"' not in text:
         return None
-    value = _channel_decoder.decode(raw).channel
+    value = _channel_decoder.decode(text).channel
     return value.strip()[:80] if isinstance(value, str) and value.strip() else None
 
 
-def channel_of(msg: WireMessage) -> str | None:
+def channel_of(msg: WireMessage, properties: str | None, context: str | None) -> str | None:
     """The business channel: properties.channel, then context.channel, then the top level."""
-    found = _channel_in(msg.properties) or _channel_in(msg.context)
+    found = _channel_in(properties) or _channel_in(context)
     if found:
         return found
     return msg.channel.strip()[:80] if msg.channel and msg.channel.strip() else None
@@ -298,6 +299,8 @@ def normalise(
         raise InvalidMessage("timestamp", "is more than 2 days in the future")
     if timestamp < EARLIEST:
         raise InvalidMessage("timestamp", "is before 1970")
+    properties = _object_text(msg.properties, "properties")
+    context = _merged(msg.context, batch_context, "context")
     return Message(
         type=kind,
         message_id=message_id,
@@ -309,10 +312,10 @@ def normalise(
         original_timestamp=original,
         sent_at=sent_at,
         received_at=received_at,
-        channel=channel_of(msg),
-        properties=_object_text(msg.properties, "properties"),
+        channel=channel_of(msg, properties, context),
+        properties=properties,
         traits=msg.traits or {},
-        context=_merged(msg.context, batch_context, "context"),
+        context=context,
         integrations=_merged(msg.integrations, batch_integrations, "integrations"),
         group_id=group_id,
         previous_id=previous_id,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 def as_utc(value: datetime | None) -> datetime | None:
     """An aware UTC datetime; naive ones (SQLite hands them back so) are taken as UTC."""
-    if value is None:
-        return None
+    if value is None or value.tzinfo is UTC:
+        return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
