@@ -215,6 +215,29 @@ def test_batch_context_and_integrations_merge_into_each_message(api: ApiClient) 
     assert by_api["bare"]["ip"] == "10.0.0.1"
 
 
+def test_channel_comes_from_properties_then_context_then_the_message(api: ApiClient) -> None:
+    body = {
+        "context": {"channel": "batch-ctx"},
+        "batch": [
+            msg("track", "ch-props", userId="u-1", event="A", properties={"channel": " store "}),
+            msg("track", "ch-ctx", userId="u-1", event="A", context={"channel": "phone"}),
+            msg("track", "ch-batch", userId="u-1", event="A", properties={"sku": "channel"}),
+            msg("track", "ch-top", userId="u-1", event="A", channel="server", context={}),
+        ],
+    }
+    assert send(api, "/v1/batch", body).status_code == 200
+    bare = {"batch": [msg("track", "ch-none", userId="u-1", event="A", channel=" ")]}
+    assert send(api, "/v1/batch", bare).status_code == 200
+    channels = {e["message_id"]: e["channel"] for e in stored(api)}
+    assert channels == {
+        "ch-props": "store",
+        "ch-ctx": "phone",
+        "ch-batch": "batch-ctx",
+        "ch-top": "batch-ctx",
+        "ch-none": None,
+    }
+
+
 # -- idempotency ----------------------------------------------------------------------------
 
 
