@@ -760,9 +760,7 @@ def _bulk_insert(
     conn.exec_driver_sql(sql, rows if isinstance(rows, list) else list(rows))
 
 
-def _converter(
-    column_type: Any, dialect: Any
-) -> Callable[[Sequence[Any]], Sequence[Any]] | None:
+def _converter(column_type: Any, dialect: Any) -> Callable[[Sequence[Any]], Sequence[Any]] | None:
     """How a column's values become driver values. SQLite keeps date-times as text in
     SQLAlchemy's format; Arrow writes that text for a whole column at once, far cheaper
     than one Python call per value."""
