@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cxloop.events import EventStore, open_event_store
 from cxloop.ingest.pipeline import IngestPipeline
+from cxloop.lifecycle.engine import StageEngine
 from cxloop.settings import Settings
 from cxloop.store.database import make_engine, make_sessionmaker, migrate
 
@@ -30,6 +31,7 @@ class Project:
     sessions: sessionmaker[Session]
     events: EventStore
     pipeline: IngestPipeline
+    stages: StageEngine
 
     def close(self) -> None:
         self.events.close()
@@ -52,8 +54,10 @@ def open_project(settings: Settings, *, migrate_schema: bool = True) -> Project:
         engine.dispose()
         raise
     pipeline = IngestPipeline(engine, events)
+    stages = StageEngine(engine, events)
+    pipeline.listeners.append(stages.on_batch)
     pipeline.recover()
-    return Project(settings, engine, make_sessionmaker(engine), events, pipeline)
+    return Project(settings, engine, make_sessionmaker(engine), events, pipeline, stages)
 
 
 # -- the running server's address, for other processes of the same project --------------

@@ -56,7 +56,8 @@ def _customer(row: Any, user_id: str | None) -> CustomerOut:
     return CustomerOut(**data, user_id=user_id)
 
 
-def _user_ids(conn: Connection, customer_ids: list[int]) -> dict[int, str]:
+def user_ids(conn: Connection, customer_ids: list[int]) -> dict[int, str]:
+    """The first userId of each customer (the label lists show)."""
     if not customer_ids:
         return {}
     rows = conn.execute(
@@ -68,6 +69,26 @@ def _user_ids(conn: Connection, customer_ids: list[int]) -> dict[int, str]:
     for customer_id, value in rows:
         found.setdefault(customer_id, value)
     return found
+
+
+def segment_conditions(where: Mapping[str, str]) -> list[ColumnElement[bool]]:
+    """A segment as SQL: each NAME=VALUE is a profile field (gender, city, channel …) or,
+    for any other name, a free-form trait; every condition must hold."""
+    conditions: list[ColumnElement[bool]] = [customers_t.c.merged_into_id.is_(None)]
+    for name, value in where.items():
+        if name in FILTER_FIELDS:
+            if name == "birth_year":
+                try:
+                    conditions.append(customers_t.c[name] == int(value))
+                except ValueError:
+                    raise ValueError(f"{name}: {value!r} is not a year") from None
+            else:
+                conditions.append(customers_t.c[name] == value)
+        elif name in ("name", "email"):
+            conditions.append(customers_t.c[name] == value)
+        else:
+            conditions.append(customers_t.c.traits[name].as_string() == value)
+    return conditions
 
 
 def list_customers(
@@ -114,7 +135,7 @@ def list_customers(
         .limit(limit)
         .offset(offset)
     ).all()
-    users = _user_ids(conn, [r.id for r in rows])
+    users = user_ids(conn, [r.id for r in rows])
     return CustomerPage(
         items=[_customer(r, users.get(r.id)) for r in rows], total=total, limit=limit, offset=offset
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -37,6 +37,18 @@ EVENTS_ARROW_SCHEMA = pa.schema(
 )
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENTS_ARROW_SCHEMA.names)
 JSON_COLUMNS = ("properties", "traits", "context", "integrations")
+# What the lifecycle engine reads of an event.
+TOUCH_COLUMNS = (
+    "customer_id",
+    "timestamp",
+    "message_id",
+    "type",
+    "event",
+    "name",
+    "properties",
+    "traits",
+)
+TOUCH_SCHEMA = pa.schema([EVENTS_ARROW_SCHEMA.field(c) for c in TOUCH_COLUMNS])
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,14 @@ class EventStore(Protocol):
 
     def customer_bounds(self) -> pa.Table:
         """customer_id, first_seen, last_seen, events — derived from the stream."""
+        ...
+
+    def customer_events(
+        self, customer_ids: Sequence[int] | None = None, *, batch_rows: int = 100_000
+    ) -> Iterator[pa.RecordBatch]:
+        """Every event of these customers (all customers when None) as TOUCH_SCHEMA
+        batches, ordered by customer, timestamp and message id; a customer's events may
+        span two batches."""
         ...
 
     def close(self) -> None: ...

@@ -10,7 +10,7 @@ a hash collision never drops a distinct message.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,14 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cxloop.events.base import EVENT_COLUMNS, JSON_COLUMNS, AppendResult, EventQuery
+from cxloop.events.base import (
+    EVENT_COLUMNS,
+    JSON_COLUMNS,
+    TOUCH_COLUMNS,
+    TOUCH_SCHEMA,
+    AppendResult,
+    EventQuery,
+)
 from cxloop.events.factory import EventStoreUnavailable
 from cxloop.events.sql import where_clause
 
@@ -170,6 +177,25 @@ class DuckDBEventStore:
             )
             .to_arrow_table()
         )
+
+    def customer_events(
+        self, customer_ids: Sequence[int] | None = None, *, batch_rows: int = 100_000
+    ) -> Iterator[pa.RecordBatch]:
+        cur = self._cursor()
+        columns = ", ".join(f'e."{c}"' for c in TOUCH_COLUMNS)
+        order = ' ORDER BY e.customer_id, e."timestamp", e.message_id'
+        if customer_ids is None:
+            relation = cur.sql(f"SELECT {columns} FROM events e{order}")
+        else:
+            if not customer_ids:
+                return
+            cur.register("wanted", pa.table({"id": pa.array(list(customer_ids), pa.int64())}))
+            relation = cur.sql(
+                f"SELECT {columns} FROM events e SEMI JOIN wanted w ON e.customer_id = w.id{order}"
+            )
+        reader = relation.to_arrow_reader(batch_rows)
+        for batch in reader:
+            yield batch.cast(TOUCH_SCHEMA) if batch.schema != TOUCH_SCHEMA else batch
 
     def close(self) -> None:
         self._con.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -18,7 +18,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg.rows import dict_row
 
-from cxloop.events.base import EVENT_COLUMNS, JSON_COLUMNS, AppendResult, EventQuery
+from cxloop.events.base import (
+    EVENT_COLUMNS,
+    JSON_COLUMNS,
+    TOUCH_COLUMNS,
+    TOUCH_SCHEMA,
+    AppendResult,
+    EventQuery,
+)
 from cxloop.events.sql import where_clause
 
 _COLUMNS_SQL = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
@@ -159,6 +166,34 @@ class PostgresEventStore:
             .fetchall()
         )
         return [(day, int(n)) for day, n in rows]
+
+    def customer_events(
+        self, customer_ids: Sequence[int] | None = None, *, batch_rows: int = 100_000
+    ) -> Iterator[pa.RecordBatch]:
+        # JSON columns come back as text, as the DuckDB store returns them.
+        columns = ", ".join(
+            f'"{c}"::text' if c in JSON_COLUMNS else f'"{c}"' for c in TOUCH_COLUMNS
+        )
+        where: str = ""
+        params: list[Any] = []
+        if customer_ids is not None:
+            if not customer_ids:
+                return
+            where, params = " WHERE customer_id = ANY(%s)", [list(customer_ids)]
+        sql = f'SELECT {columns} FROM events{where} ORDER BY customer_id, "timestamp", message_id'
+
+        with psycopg.connect(self._conninfo) as con, con.cursor(name="cx_touches") as cur:
+            cur.itersize = batch_rows
+            cur.execute(sql, params)
+            while True:
+                rows = cur.fetchmany(batch_rows)
+                if not rows:
+                    break
+                arrays = [
+                    pa.array(list(values), TOUCH_SCHEMA.field(i).type)
+                    for i, values in enumerate(zip(*rows, strict=True))
+                ]
+                yield pa.RecordBatch.from_arrays(arrays, schema=TOUCH_SCHEMA)
 
     def customer_bounds(self) -> pa.Table:
         rows = (

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from cxloop.domain.messages import Message, MessageError
 from cxloop.domain.traits import TYPED_FIELDS, split_traits
 from cxloop.domain.values import as_utc
-from cxloop.events.base import AppendResult, EventStore
+from cxloop.events.base import EVENTS_ARROW_SCHEMA, AppendResult, EventStore
 from cxloop.ingest.identity import (
     ANON,
     USER,
@@ -56,6 +56,7 @@ from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, Rejec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_EMPTY_TOUCHES = EVENTS_ARROW_SCHEMA.empty_table()
 
 customers_t = cast(Table, Customer.__table__)
 identities_t = cast(Table, CustomerIdentity.__table__)
@@ -135,6 +136,8 @@ class IngestPipeline:
         self._seen_learned: dict[int, tuple[datetime, datetime]] = {}
         self._lock = threading.Lock()
         self._overlap = OverlappedAppend(events)
+        # Called after each stored batch with its rows and the merges it caused.
+        self.listeners: list[Callable[[pa.Table, list[tuple[int, int]]], object]] = []
 
     # -- public entry points -------------------------------------------------------------
 
@@ -161,8 +164,9 @@ class IngestPipeline:
                 self._write_rejects(conn, rejects, source, now)
                 return self._write_merges(conn, plan, real, unique, now, owner)
 
-            appended, moves, real = self._store(plan, table_for, write)
+            appended, moves, real, stored = self._store(plan, table_for, write)
             self._finish_moves(moves)
+            self._notify(stored, moves)
             self._commit_cache(owner, plan, real)
         result.stored = appended.inserted
         result.duplicates += appended.duplicates
@@ -221,8 +225,9 @@ class IngestPipeline:
                 self._write_identities(conn, plan, real, bounds, now)
                 return self._write_merges(conn, plan, real, [], now, owner)
 
-            appended, moves, real = self._store(plan, table_for, write)
+            appended, moves, real, stored = self._store(plan, table_for, write)
             self._finish_moves(moves)
+            self._notify(stored, moves)
             self._commit_cache(owner, plan, real)
         return IngestResult(
             accepted=table.num_rows,
@@ -268,7 +273,7 @@ class IngestPipeline:
         plan: IdentityPlan,
         table_for: Callable[[RealIds], pa.Table],
         write: Callable[[Connection, RealIds], T],
-    ) -> tuple[AppendResult, T, RealIds]:
+    ) -> tuple[AppendResult, T, RealIds, pa.Table]:
         """Allocate the new customers' ids, then append the events while the app database
         writes and commits (see ingest/overlap.py: the events commit only after it)."""
         with self.engine.connect() as conn:
@@ -281,12 +286,13 @@ class IngestPipeline:
                     transaction.commit()
                     return value
 
-                appended, value = self._overlap.run(table_for(real), write_and_commit)
+                table = table_for(real)
+                appended, value = self._overlap.run(table, write_and_commit)
             except BaseException:
                 if transaction.is_active:
                     transaction.rollback()
                 raise
-        return appended, value, real
+        return appended, value, real, table
 
     def healthy(self) -> bool:
         """Both stores answer: a failure now is about the data, not an outage."""
@@ -333,8 +339,24 @@ class IngestPipeline:
             ).all()
         if pending:
             log.info("finishing %d interrupted customer merges", len(pending))
-        self._finish_moves([(row[0], row[1], row[2]) for row in pending])
+        moves = [(row[0], row[1], row[2]) for row in pending]
+        self._finish_moves(moves)
+        if moves:
+            self._notify(None, moves)
         return len(pending)
+
+    def _notify(self, rows: pa.Table | None, moves: Sequence[tuple[int, int, int]]) -> None:
+        """Tell listeners (the stage engine) what was stored. Their failure must not undo
+        or refuse stored events: it is logged, and a rebuild repairs derived data."""
+        if not self.listeners:
+            return
+        merges = [(loser, survivor) for _, loser, survivor in moves]
+        table = rows if rows is not None else _EMPTY_TOUCHES
+        for listener in self.listeners:
+            try:
+                listener(table, merges)
+            except Exception:
+                log.exception("a listener of stored events failed (%s)", listener)
 
     # -- identity planning ---------------------------------------------------------------
 
@@ -885,7 +907,6 @@ def _update_seen(conn: Connection, bounds: dict[int, tuple[datetime, datetime]])
 
 def _complete_event_columns(table: pa.Table, source: str, now: datetime) -> pa.Table:
     """Add the columns an imported track row lacks, in the event store's layout."""
-    from cxloop.events.base import EVENTS_ARROW_SCHEMA
 
     n = table.num_rows
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}

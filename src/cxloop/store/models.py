@@ -153,3 +153,80 @@ class ImportRun(Base):
     imported: Mapped[int] = mapped_column(BigInteger, default=0)
     updated: Mapped[int] = mapped_column(BigInteger, default=0)
     rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Department(Base):
+    """A team that owns lifecycle stages (and later their follow-ups and cases)."""
+
+    __tablename__ = "departments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LifecycleModelRow(Base):
+    """An installed lifecycle model; ``definition`` is the validated model as JSON."""
+
+    __tablename__ = "lifecycle_models"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LifecycleState(Base):
+    """Where the stage fold stands for one customer in one model (see domain.lifecycle)."""
+
+    __tablename__ = "lifecycle_state"
+
+    model_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("lifecycle_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    cycle: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str | None] = mapped_column(String(63))
+    entered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_activity: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_message_id: Mapped[str | None] = mapped_column(String(200))
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    traits: Mapped[dict[str, Any]] = mapped_column(JSON)
+    next_seq: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_lifecycle_state_model_id_stage", "model_id", "stage"),)
+
+
+class StageTransition(Base):
+    """One move of a customer in a model: an entry, a move forward or back, or an exit.
+
+    ``seq`` orders a customer's moves within a model (several can share a timestamp).
+    """
+
+    __tablename__ = "stage_transitions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("lifecycle_models.id", ondelete="CASCADE")
+    )
+    customer_id: Mapped[int] = mapped_column(BigId)
+    seq: Mapped[int] = mapped_column(Integer)
+    cycle: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10))
+    from_stage: Mapped[str | None] = mapped_column(String(63))
+    to_stage: Mapped[str | None] = mapped_column(String(63))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    event: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    skipped: Mapped[list[str]] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("model_id", "customer_id", "seq", name="uq_stage_transitions_model_id"),
+        Index("ix_stage_transitions_model_id_at", "model_id", "at"),
+    )

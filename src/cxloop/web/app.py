@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,13 +12,26 @@ from fastapi import FastAPI
 from cxloop import __version__
 from cxloop.ingest.log import IngestLog
 from cxloop.ingest.writer import GroupCommitWriter
-from cxloop.project import open_project, register_server, unregister_server
+from cxloop.project import Project, open_project, register_server, unregister_server
 from cxloop.settings import Settings
-from cxloop.web import api, tracking
+from cxloop.web import api, lifecycle, tracking
 from cxloop.web.errors import install_error_handlers
 from cxloop.web.state import ServerState
 
 log = logging.getLogger(__name__)
+
+
+SWEEP_EVERY_S = 60.0
+
+
+async def _sweep_inactive(writer: GroupCommitWriter, project: Project) -> None:
+    """Record inactivity exits as they fall due (no event will arrive to reveal them)."""
+    while True:
+        await asyncio.sleep(SWEEP_EVERY_S)
+        try:
+            await writer.call(project.stages.sweep)
+        except Exception:
+            log.exception("the inactivity sweep failed; it runs again in a minute")
 
 
 def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
@@ -39,9 +53,11 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
         app.state.cxloop = ServerState(
             project=project, writer=writer, run_token=info.token if info else None
         )
+        sweeper = asyncio.create_task(_sweep_inactive(writer, project))
         try:
             yield
         finally:
+            sweeper.cancel()
             writer.close()
             if info is not None:
                 unregister_server(settings, info)
@@ -60,6 +76,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(tracking.router)
     app.include_router(api.router)
+    app.include_router(lifecycle.router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

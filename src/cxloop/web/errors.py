@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cxloop.customers.service import NotFound
+from cxloop.lifecycle import service as lifecycle
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -51,6 +52,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse(error_body("not_found", str(exc)), status_code=404)
+
+    @app.exception_handler(lifecycle.NotFound)
+    async def _lifecycle_not_found(_request: Request, exc: lifecycle.NotFound) -> JSONResponse:
+        return JSONResponse(error_body("not_found", str(exc), field=exc.field), status_code=404)
+
+    @app.exception_handler(lifecycle.Conflict)
+    async def _conflict(_request: Request, exc: lifecycle.Conflict) -> JSONResponse:
+        return JSONResponse(error_body("conflict", str(exc), field=exc.field), status_code=409)
 
     @app.exception_handler(ValueError)
     async def _value_error(_request: Request, exc: ValueError) -> JSONResponse:

@@ -1,0 +1,151 @@
+"""The stage-flow report: per stage, who came in, who moved on, who left, and how long it took.
+
+Definitions (the same in the CLI, the API and the docs):
+
+* a *stay* is an entry into a stage and lasts until the customer's next move in the model;
+* the report's cohort is the stays that **began** within ``[from, to)`` (all stays when no
+  range is given); outcomes are judged as of ``to`` (or now);
+* ``entered`` counts distinct customers with a stay in the cohort; ``returns`` counts stays
+  that began a new cycle after an exit (a comeback is a return, not a second customer);
+* ``progressed`` / ``exited`` / ``moved_back`` count distinct customers whose cohort stay
+  ended by moving to a later stage / leaving the lifecycle / moving back;
+* ``current`` counts customers standing in the stage as of ``to``;
+* ``conversion_rate`` = progressed / entered, ``drop_off_rate`` = exited / entered;
+* median and p90 time in stage are over cohort stays that have ended;
+* ``over_target`` is the share of cohort stays (ended or not) longer than the stage's
+  target time, None when the stage has none;
+* ``skipped`` counts moves within the range that jumped over the stage.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import Connection, Table, func, select
+
+from cxloop.customers.service import customers_t, segment_conditions
+from cxloop.domain.values import as_utc
+from cxloop.lifecycle.service import get_model
+from cxloop.store.models import StageTransition
+
+transitions_t = cast(Table, StageTransition.__table__)
+
+
+def stage_flow(
+    conn: Connection,
+    model_key: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    where: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    model_id, model, _version = get_model(conn, model_key)
+    if start is not None and end is not None and end <= start:
+        raise ValueError("to: must be after from")
+    as_of = end or datetime.now(UTC)
+    t = transitions_t
+    following = {
+        "next_kind": func.lead(t.c.kind).over(partition_by=t.c.customer_id, order_by=t.c.seq),
+        "next_at": func.lead(t.c.at).over(partition_by=t.c.customer_id, order_by=t.c.seq),
+    }
+    base = select(
+        t.c.customer_id,
+        t.c.seq,
+        t.c.kind,
+        t.c.cycle,
+        t.c.to_stage,
+        t.c.from_stage,
+        t.c.at,
+        t.c.reason,
+        t.c.skipped,
+        following["next_kind"].label("next_kind"),
+        following["next_at"].label("next_at"),
+    ).where(t.c.model_id == model_id)
+    if where:
+        members = select(customers_t.c.id).where(*segment_conditions(where))
+        base = base.where(t.c.customer_id.in_(members))
+    rows = conn.execute(base).all()
+
+    stays: dict[str, list[Any]] = {s.key: [] for s in model.stages}
+    latest: dict[int, Any] = {}
+    exits_by_reason: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    for row in rows:
+        at = as_utc(row.at)
+        assert at is not None
+        if at < as_of and (row.customer_id not in latest or at >= latest[row.customer_id][0]):
+            latest[row.customer_id] = (at, row.to_stage)
+        in_range = (start is None or at >= start) and at < as_of
+        if not in_range:
+            continue
+        if row.kind == "exit":
+            exits_by_reason[row.reason or "unknown"] += 1
+        for key in row.skipped or []:
+            skipped[key] += 1
+        if row.to_stage is not None and row.to_stage in stays:
+            stays[row.to_stage].append(row)
+
+    current = Counter(stage for _, stage in latest.values() if stage is not None)
+    stage_rows = []
+    for stage in model.stages:
+        cohort = stays[stage.key]
+        entered = {r.customer_id for r in cohort}
+        outcome: dict[str, set[int]] = {"progress": set(), "exit": set(), "back": set()}
+        durations: list[float] = []
+        over = 0
+        target = timedelta(days=stage.target_days) if stage.target_days else None
+        for r in cohort:
+            began = as_utc(r.at)
+            ended = as_utc(r.next_at)
+            assert began is not None
+            if ended is not None and ended <= as_of and r.next_kind in outcome:
+                outcome[r.next_kind].add(r.customer_id)
+                durations.append((ended - began).total_seconds())
+                length = ended - began
+            else:
+                length = as_of - began
+            if target is not None and length > target:
+                over += 1
+        count = len(entered)
+        stage_rows.append(
+            {
+                "key": stage.key,
+                "name": stage.name,
+                "owner": stage.owner,
+                "entered": count,
+                "returns": sum(1 for r in cohort if r.kind == "enter" and r.cycle > 1),
+                "current": int(current.get(stage.key, 0)),
+                "progressed": len(outcome["progress"]),
+                "moved_back": len(outcome["back"]),
+                "exited": len(outcome["exit"]),
+                "skipped": int(skipped.get(stage.key, 0)),
+                "conversion_rate": _rate(len(outcome["progress"]), count),
+                "drop_off_rate": _rate(len(outcome["exit"]), count),
+                "median_time_in_stage_s": _percentile(durations, 50),
+                "p90_time_in_stage_s": _percentile(durations, 90),
+                "target_days": stage.target_days,
+                "over_target": _rate(over, len(cohort)) if target is not None else None,
+            }
+        )
+    return {
+        "model": model.key,
+        "model_name": model.name,
+        "from": start,
+        "to": end,
+        "segment": dict(where or {}),
+        "stages": stage_rows,
+        "exits_by_reason": dict(exits_by_reason.most_common()),
+    }
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(float(np.percentile(np.array(values), q)), 1)
