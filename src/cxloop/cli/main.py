@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cxloop import __version__
-from cxloop.cli import data, imports, keys
+from cxloop.cli import data, imports, keys, lifecycle
 from cxloop.cli.context import CliError, handle_errors, load_settings, local_project, remote_server
 from cxloop.cli.output import Format, console, err_console, key_values
 
@@ -26,6 +26,8 @@ app.add_typer(data.customers_app, name="customers")
 app.add_typer(data.events_app, name="events")
 app.add_typer(data.rejected_app, name="rejected")
 app.add_typer(imports.app, name="import")
+app.add_typer(lifecycle.app, name="lifecycle")
+app.add_typer(lifecycle.departments_app, name="departments")
 app.command("stats")(data.stats)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import func, select, update
 
+from cxloop.demo.catalog import DEMO_DEPARTMENTS
 from cxloop.domain.messages import from_dict, normalise
 from cxloop.ingest.pipeline import IngestResult
 from cxloop.project import Project
@@ -76,12 +77,39 @@ def load_demo(
                 )
             )
         loaded_now = True
+    _install_presets(project)
     write_key, secret_key = _fresh_keys(project)
     with project.engine.connect() as conn:
         count = conn.execute(
             select(func.count()).select_from(Customer).where(Customer.merged_into_id.is_(None))
         ).scalar_one()
     return DemoSummary(count, project.events.count(), write_key, secret_key, loaded_now)
+
+
+def _install_presets(project: Project) -> None:
+    """Every shipped lifecycle model the project lacks, with the demo's departments; one
+    pass over the stored events then builds all their stage histories."""
+    from cxloop.lifecycle import service
+    from cxloop.lifecycle.spec import presets
+
+    with project.engine.begin() as conn:
+        installed = {m.key for m in service.installed_models(conn)}
+        missing = [p.model for p in presets() if p.key not in installed]
+        service.ensure_departments(conn, set(DEMO_DEPARTMENTS))
+        for model in missing:
+            service.apply_model(conn, model)
+    if missing:
+        project.stages.forget_models()
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=False
+        ) as progress:
+            task = progress.add_task(
+                f"stage histories of {len(missing)} lifecycle models",
+                total=project.events.count(),
+            )
+            project.stages.rebuild(
+                [m.key for m in missing], on_progress=lambda n: progress.update(task, advance=n)
+            )
 
 
 def _fresh_keys(project: Project) -> tuple[str, str]:

@@ -218,10 +218,7 @@ class LifecycleModel(_Strict):
         return frozenset(names)
 
     def position(self, key: str) -> int:
-        for index, stage in enumerate(self.stages):
-            if stage.key == key:
-                return index
-        raise KeyError(key)
+        return _index(self).positions[key]
 
 
 # -- the fold -------------------------------------------------------------------------------
@@ -282,11 +279,69 @@ class StageState:
         return self.swept_at is None or first.timestamp >= self.swept_at
 
 
+@dataclass(frozen=True)
+class _Index:
+    """A model's rules by what they look at, so a touch meets only the rules it could match."""
+
+    entries: dict[tuple[str, str], tuple[tuple[int, Rule], ...]]  # (type, name) -> rules
+    trait_entries: tuple[tuple[int, Rule], ...]
+    exits: dict[tuple[str, str], tuple[tuple[ExitRule, Rule], ...]]
+    trait_exits: tuple[tuple[ExitRule, Rule], ...]
+    positions: dict[str, int]
+
+
+_INDEXES: dict[int, tuple[LifecycleModel, _Index]] = {}
+
+
+def _index(model: LifecycleModel) -> _Index:
+    cached = _INDEXES.get(id(model))
+    if cached is not None and cached[0] is model:
+        return cached[1]
+    entries: dict[tuple[str, str], list[tuple[int, Rule]]] = {}
+    trait_entries: list[tuple[int, Rule]] = []
+    for position, stage in enumerate(model.stages):
+        for rule in stage.enter:
+            for key in _keys(rule.event, rule.page):
+                entries.setdefault(key, []).append((position, rule))
+            if rule.traits:
+                trait_entries.append((position, rule))
+    exits: dict[tuple[str, str], list[tuple[ExitRule, Rule]]] = {}
+    trait_exits: list[tuple[ExitRule, Rule]] = []
+    for exit_rule in model.exits:
+        if exit_rule.inactive_days is not None:
+            continue
+        pair = (exit_rule, exit_rule.as_rule)
+        for key in _keys(exit_rule.event, exit_rule.page):
+            exits.setdefault(key, []).append(pair)
+        if exit_rule.traits:
+            trait_exits.append(pair)
+    index = _Index(
+        entries={k: tuple(v) for k, v in entries.items()},
+        trait_entries=tuple(trait_entries),
+        exits={k: tuple(v) for k, v in exits.items()},
+        trait_exits=tuple(trait_exits),
+        positions={stage.key: n for n, stage in enumerate(model.stages)},
+    )
+    if len(_INDEXES) > 256:
+        _INDEXES.clear()
+    _INDEXES[id(model)] = (model, index)
+    return index
+
+
+def _keys(event: str | None, page: str | None) -> list[tuple[str, str]]:
+    if event is not None:
+        return [("track", event)]
+    if page is not None:
+        return [("page", page), ("screen", page)]
+    return []
+
+
 def advance(model: LifecycleModel, state: StageState, touches: Iterable[Touch]) -> list[Transition]:
     """Fold ``touches`` (in (timestamp, message id) order, all after ``state``) into state."""
     out: list[Transition] = []
     inactive_after = model.inactive_after
     watched = model.trait_names
+    index = _index(model)
     for touch in touches:
         if (
             inactive_after is not None
@@ -298,23 +353,26 @@ def advance(model: LifecycleModel, state: StageState, touches: Iterable[Touch]) 
         if touch.type == "identify" and watched:
             for name in watched & touch.traits.keys():
                 state.traits[name] = touch.traits[name]
-        target = _furthest_entry(model, touch, state.traits)
+        key = (touch.type, touch.event or "")
+        candidates = index.entries.get(key, ())
+        if touch.type == "identify" and index.trait_entries:
+            candidates = (*candidates, *index.trait_entries)
+        target = None
+        for position, rule in candidates:
+            if (target is None or position > target) and rule.matches(touch, state.traits):
+                target = position
         if target is not None:
             moved = _move(model, state, target, touch)
             if moved is not None:
                 out.append(moved)
         if state.stage is not None:
-            for rule in model.exits:
-                if rule.inactive_days is None and rule.as_rule.matches(touch, state.traits):
-                    out.append(
-                        _exit(
-                            state,
-                            touch.timestamp,
-                            touch.message_id,
-                            touch.event,
-                            rule.reason_for(touch),
-                        )
-                    )
+            exits = index.exits.get(key, ())
+            if touch.type == "identify" and index.trait_exits:
+                exits = (*exits, *index.trait_exits)
+            for exit_rule, rule in exits:
+                if rule.matches(touch, state.traits):
+                    reason = exit_rule.reason_for(touch)
+                    out.append(_exit(state, touch.timestamp, touch.message_id, touch.event, reason))
                     break
         state.last_activity = touch.timestamp
         state.last_order = touch.order
@@ -344,14 +402,6 @@ def fold(
     if as_of is not None:
         out += sweep(model, state, as_of)
     return state, out
-
-
-def _furthest_entry(model: LifecycleModel, touch: Touch, traits: Mapping[str, Any]) -> int | None:
-    found = None
-    for index, stage in enumerate(model.stages):
-        if any(rule.matches(touch, traits) for rule in stage.enter):
-            found = index
-    return found
 
 
 def _move(model: LifecycleModel, state: StageState, target: int, touch: Touch) -> Transition | None:

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from cxloop.domain.messages import Message, MessageError
 from cxloop.domain.traits import TYPED_FIELDS, split_traits
 from cxloop.domain.values import as_utc
-from cxloop.events.base import EVENTS_ARROW_SCHEMA, AppendResult, EventStore
+from cxloop.events.base import EVENTS_ARROW_SCHEMA, AppendResult, EventStore, utc_datetimes
 from cxloop.ingest.identity import (
     ANON,
     USER,
@@ -206,8 +206,8 @@ class IngestPipeline:
             bounds: dict[int, tuple[datetime, datetime]] = {}
             for customer, lo, hi in zip(
                 plan.customer_of,
-                pairs["ts_min"].to_pylist(),
-                pairs["ts_max"].to_pylist(),
+                cast(list[datetime], utc_datetimes(pairs["ts_min"])),  # never null here
+                cast(list[datetime], utc_datetimes(pairs["ts_max"])),
                 strict=True,
             ):
                 known = bounds.get(customer)

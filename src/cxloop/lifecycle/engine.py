@@ -28,7 +28,7 @@ from cxloop.domain.lifecycle import (
     sweep,
 )
 from cxloop.domain.values import as_utc
-from cxloop.events.base import EventStore
+from cxloop.events.base import EventStore, utc_datetimes
 from cxloop.store.models import LifecycleModelRow, LifecycleState, StageTransition
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -308,8 +308,9 @@ def _iter_touches(
     properties worth decoding."""
     columns = {
         name: rows.column(name).to_pylist()
-        for name in ("customer_id", "timestamp", "message_id", "type", "event", "name")
+        for name in ("customer_id", "message_id", "type", "event", "name")
     }
+    columns["timestamp"] = utc_datetimes(rows.column("timestamp"))
     properties = rows.column("properties").to_pylist()
     traits = rows.column("traits").to_pylist()
     empty: dict[str, Any] = {}
@@ -319,7 +320,7 @@ def _iter_touches(
         text = properties[i]
         wanted = (kind, name) in readers
         touch = Touch(
-            timestamp=as_utc(columns["timestamp"][i]),  # type: ignore[arg-type]
+            timestamp=columns["timestamp"][i],
             message_id=columns["message_id"][i],
             type=kind,
             event=name,

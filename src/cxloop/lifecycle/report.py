@@ -49,7 +49,9 @@ def stage_flow(
     t = transitions_t
     following = {
         "next_kind": func.lead(t.c.kind).over(partition_by=t.c.customer_id, order_by=t.c.seq),
-        "next_at": func.lead(t.c.at).over(partition_by=t.c.customer_id, order_by=t.c.seq),
+        "next_at": func.lead(t.c.at, type_=t.c.at.type).over(
+            partition_by=t.c.customer_id, order_by=t.c.seq
+        ),
     }
     base = select(
         t.c.customer_id,

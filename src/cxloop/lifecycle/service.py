@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import Connection, Engine, Table, func, select, update
 
 from cxloop.customers.service import user_ids
 from cxloop.domain.lifecycle import LifecycleModel
 from cxloop.domain.values import as_utc
+from cxloop.lifecycle.engine import StageEngine
 from cxloop.store.models import Department, LifecycleModelRow, LifecycleState, StageTransition
 
 departments_t = cast(Table, Department.__table__)
@@ -340,3 +341,19 @@ def stalled(
             }
         )
     return out
+
+
+def install_model(engine: Engine, stages: StageEngine, model: LifecycleModel) -> dict[str, Any]:
+    """Install or replace a model (one transaction), then build its stage histories."""
+    with engine.begin() as conn:
+        applied = apply_model(conn, model)
+    stages.forget_models()
+    built = stages.rebuild([applied.key])
+    return {
+        "key": applied.key,
+        "version": applied.version,
+        "created": applied.created,
+        "departments_created": applied.departments_created,
+        "customers": built.customers,
+        "transitions": built.transitions,
+    }

@@ -18,7 +18,6 @@ from cxloop.lifecycle import report, service
 from cxloop.lifecycle.spec import ModelFileError, preset, presets, validate_model
 from cxloop.web.api import Secret
 from cxloop.web.errors import ApiError
-from cxloop.web.state import ServerState
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 
@@ -95,23 +94,10 @@ async def apply_model(state: Secret, body: ApplyIn) -> dict[str, Any]:
             model = validate_model(body.model, "model")
         except ModelFileError as exc:
             raise model_error(exc) from exc
-    return await state.writer.call(lambda: install(state, model))
-
-
-def install(state: ServerState, model: Any) -> dict[str, Any]:
     project = state.project
-    with project.engine.begin() as conn:
-        applied = service.apply_model(conn, model)
-    project.stages.forget_models()
-    built = project.stages.rebuild([applied.key])
-    return {
-        "key": applied.key,
-        "version": applied.version,
-        "created": applied.created,
-        "departments_created": applied.departments_created,
-        "customers": built.customers,
-        "transitions": built.transitions,
-    }
+    return await state.writer.call(
+        lambda: service.install_model(project.engine, project.stages, model)
+    )
 
 
 @router.delete("/lifecycle/models/{key}", status_code=204)
