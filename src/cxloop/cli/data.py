@@ -21,8 +21,9 @@ from cxloop.cli.context import (
 )
 from cxloop.cli.output import Format, emit, key_values
 from cxloop.customers import service
-from cxloop.customers.schemas import CustomerDetail, CustomerPage, EventPage, RejectedPage, Stats
+from cxloop.customers.schemas import CustomerPage, EventPage, RejectedPage, Stats
 from cxloop.domain.values import parse_pairs
+from cxloop.lifecycle.schemas import CustomerWithStages, with_stages
 from cxloop.project import Project
 
 customers_app = typer.Typer(help="Search and show customer profiles.", no_args_is_help=True)
@@ -129,15 +130,18 @@ def customers_show(
 ) -> None:
     """One customer with identities, merges and recent timeline."""
 
-    def local(project: Project) -> CustomerDetail:
+    def local(project: Project) -> CustomerWithStages:
         with project.engine.connect() as conn:
-            return service.get_customer(conn, project.events, ref, timeline=timeline)
+            found = service.get_customer(conn, project.events, ref, timeline=timeline)
+            return with_stages(conn, found)
 
-    detail = _run(CustomerDetail, f"/api/v1/customers/{ref}", {"timeline": timeline}, local)
+    detail = _run(CustomerWithStages, f"/api/v1/customers/{ref}", {"timeline": timeline}, local)
     if fmt is not Format.table:
         emit(detail, fmt)
         return
-    profile = detail.model_dump(mode="json", exclude={"timeline", "identities", "merged_from"})
+    profile = detail.model_dump(
+        mode="json", exclude={"timeline", "identities", "merged_from", "stages"}
+    )
     profile["identities"] = ", ".join(f"{i.kind}:{i.value}" for i in detail.identities)
     profile["merged_from"] = ", ".join(str(m.from_customer_id) for m in detail.merged_from)
     key_values(profile, fmt, title=f"customer {detail.id}")
@@ -149,6 +153,18 @@ def customers_show(
         columns=("timestamp", "type", "event", "name", "channel", "properties"),
         title="timeline (newest first)",
     )
+    if detail.stages:
+        stage_rows = [
+            {
+                "model": s.model,
+                "stage": s.stage_name or "(not in the lifecycle)",
+                "since": s.entered_at.isoformat() if s.entered_at else "",
+                "cycle": s.cycle,
+                "moves": " → ".join(h["to_stage"] or f"exit ({h['reason']})" for h in s.history),
+            }
+            for s in detail.stages
+        ]
+        emit(stage_rows, fmt, rows=stage_rows, title="lifecycle stages")
 
 
 @customers_app.command("merge")

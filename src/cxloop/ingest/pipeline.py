@@ -9,6 +9,7 @@ same transaction as the merge and finished after the append, or at the next star
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -57,6 +58,7 @@ from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, Rejec
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _EMPTY_TOUCHES = EVENTS_ARROW_SCHEMA.empty_table()
+_encode_json = msgspec.json.Encoder(order="sorted").encode
 
 customers_t = cast(Table, Customer.__table__)
 identities_t = cast(Table, CustomerIdentity.__table__)
@@ -238,11 +240,14 @@ class IngestPipeline:
         )
 
     def upsert_customers(self, table: pa.Table, *, source: str) -> CustomerUpsert:
-        """Create or update customer profiles from imported rows (no events are written).
+        """Create or update customer profiles from imported rows.
 
         Rows find their customer by userId, else by e-mail. Only values a row gives change:
         an empty cell never erases what is known. A row identical to what is stored counts
-        as unchanged, so importing the same file twice changes nothing.
+        as unchanged, so importing the same file twice changes nothing. Each created or
+        changed profile is also recorded as an ``identify`` event carrying the row's values
+        (as Segment's own CSV upload does), so the timeline shows it and lifecycle rules
+        on traits see it like any identify call.
         """
         rows = table.to_pylist()
         if not rows:
@@ -259,8 +264,13 @@ class IngestPipeline:
                 self._write_identities(conn, plan, real, {}, now)
                 desired = _desired_profiles(rows, [real(c) for c in plan.customer_of])
                 changed = _apply_profiles(conn, desired, now)
+            new_ids = {real(c) for c in created}
+            user_of = {real(plan.customer_of[i]): r.get("user_id") for i, r in enumerate(rows)}
+            recorded = _profile_events(desired, changed | new_ids, user_of, source, now)
+            if recorded.num_rows:
+                self.events.append(recorded)
+                self._notify(recorded, [])
             self._commit_cache(owner, plan, real)
-        new_ids = {real(c) for c in created}
         return CustomerUpsert(
             created=len(new_ids),
             updated=len(changed - new_ids),
@@ -637,6 +647,51 @@ def merge_customers(
 
 def _message_json(message: Message) -> str:
     return msgspec.json.encode(msgspec.structs.asdict(message)).decode(errors="replace")
+
+
+def _profile_events(
+    desired: dict[int, dict[str, Any]],
+    customers: set[int],
+    user_of: dict[int, str | None],
+    source: str,
+    now: datetime,
+) -> pa.Table:
+    """One identify event per created or changed profile, with the values the file gave.
+
+    Its id hashes the customer and those values, so a replayed import stores it once; its
+    time is the row's created_at when the file has one (a profile's first appearance).
+    """
+    messages = []
+    ids = []
+    for customer in sorted(customers):
+        values = desired[customer]
+        traits = {k: v for k, v in values.items() if k not in ("traits", "created_at")}
+        traits.update(values["traits"])
+        digest = hashlib.md5(_encode_json([customer, traits]), usedforsecurity=False).hexdigest()
+        created = as_utc(values.get("created_at"))
+        messages.append(
+            Message(
+                type="identify",
+                message_id=f"imp-profile-{digest}",
+                user_id=user_of.get(customer),
+                anonymous_id=None,
+                event=None,
+                name=None,
+                timestamp=created or now,
+                original_timestamp=created,
+                sent_at=None,
+                received_at=now,
+                channel=None,
+                properties=None,
+                traits=traits,
+                context=None,
+                integrations=None,
+                group_id=None,
+                previous_id=None,
+            )
+        )
+        ids.append(customer)
+    return messages_table(messages, ids, source)
 
 
 def _desired_profiles(

@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 
 from cxloop.customers import service
 from cxloop.customers.schemas import (
-    CustomerDetail,
     CustomerPage,
     EventPage,
     MergeOut,
@@ -26,7 +25,7 @@ from cxloop.domain.messages import MessageError
 from cxloop.domain.values import as_utc, parse_pairs
 from cxloop.ingest.importer import decode_messages
 from cxloop.ingest.pipeline import IngestResult, merge_customers
-from cxloop.lifecycle.service import customer_stages
+from cxloop.lifecycle.schemas import CustomerWithStages, with_stages
 from cxloop.store.database import session_scope
 from cxloop.store.keys import KeyInfo, create_key, list_keys, revoke_key
 from cxloop.web.errors import ApiError
@@ -90,22 +89,6 @@ def customers(
         )
 
 
-class CustomerStage(BaseModel):
-    model: str
-    model_name: str
-    stage: str | None = Field(description="The current stage; null outside the lifecycle")
-    stage_name: str | None
-    entered_at: datetime | None
-    cycle: int = Field(description="1 for the first pass, 2+ after each return")
-    history: list[dict[str, Any]]
-
-
-class CustomerWithStages(CustomerDetail):
-    stages: list[CustomerStage] = Field(
-        default_factory=list, description="Current stage and stage history in every model"
-    )
-
-
 @router.get("/customers/{ref}", response_model=CustomerWithStages)
 def customer(
     state: Secret, ref: str, timeline: Annotated[int, Query(ge=0, le=500)] = 50
@@ -113,8 +96,7 @@ def customer(
     """One customer by id, userId, anonymousId or e-mail: identities, timeline, stages."""
     with state.project.engine.connect() as conn:
         detail = service.get_customer(conn, state.project.events, ref, timeline=timeline)
-        stages = customer_stages(conn, detail.id)
-    return CustomerWithStages(**detail.model_dump(), stages=[CustomerStage(**s) for s in stages])
+        return with_stages(conn, detail)
 
 
 @router.get("/customers/{ref}/events", response_model=EventPage)
