@@ -606,6 +606,13 @@ def bench_cxloop(args: argparse.Namespace, workdir: Path, pg_url: str | None) ->
             capture_output=True,
             text=True,
         ).stdout.strip()
+    if args.lifecycle:
+        subprocess.run(
+            [cxloop_bin(), "lifecycle", "apply", args.lifecycle],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     log = (workdir / "server.log").open("wb")
     server = subprocess.Popen([cxloop_bin(), "serve"], env=env, stdout=log, stderr=log)
     try:
@@ -704,6 +711,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="messages per request")
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections")
     parser.add_argument(
+        "--lifecycle",
+        metavar="PRESET",
+        help="install this lifecycle preset first, so the stage engine runs on every batch",
+    )
+    parser.add_argument(
         "--no-peers", action="store_true", help="measure cxloop only (no baseline, no null)"
     )
     args = parser.parse_args()
@@ -753,6 +765,7 @@ def main() -> None:
         "batch": args.batch,
         "connections": args.connections,
         "cores": os.cpu_count(),
+        "lifecycle": args.lifecycle,
     }
     if not args.no_peers:
         summary.update(

@@ -271,3 +271,53 @@ def test_a_late_event_rewrites_the_history_it_belongs_to(project: Project) -> No
         ("enter", "aware", "Ad"),
         ("progress", "fan", "Referral"),
     ]
+
+
+def test_a_late_event_inside_a_silent_spell_moves_the_inactivity_exit(project: Project) -> None:
+    """Ad on day 0, silence, Noise on day 20: an inactivity exit on day 10. A Noise event of
+    day 5 that arrives late means the silence began on day 5: the exit moves to day 15."""
+    ingest(
+        project,
+        [
+            {
+                "type": "track",
+                "event": "Ad",
+                "userId": "gap-u",
+                "messageId": "gap-1",
+                "timestamp": day(0),
+            },
+            {
+                "type": "track",
+                "event": "Noise",
+                "userId": "gap-u",
+                "messageId": "gap-3",
+                "timestamp": day(20),
+            },
+        ],
+    )
+    with project.engine.connect() as conn:
+        customer = conn.execute(
+            select(CustomerIdentity.customer_id).where(CustomerIdentity.value == "gap-u")
+        ).scalar_one()
+
+        def exits() -> list[Any]:
+            [entry] = [
+                e for e in service.customer_stages(conn, customer) if e["model"] == "forward"
+            ]
+            return [h["at"] for h in entry["history"] if h["kind"] == "exit"]
+
+        assert exits() == [BASE + timedelta(days=10)]
+    ingest(
+        project,
+        [
+            {
+                "type": "track",
+                "event": "Noise",
+                "userId": "gap-u",
+                "messageId": "gap-2",
+                "timestamp": day(5),
+            }
+        ],
+    )
+    with project.engine.connect() as conn:
+        assert exits() == [BASE + timedelta(days=15)]

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -205,17 +205,12 @@ class LifecycleModel(_Strict):
 
     @property
     def inactive_after(self) -> timedelta | None:
-        for rule in self.exits:
-            if rule.inactive_days is not None:
-                return timedelta(days=rule.inactive_days)
-        return None
+        return _index(self).inactive_after
 
     @property
     def trait_names(self) -> frozenset[str]:
         """The traits any rule reads: the only ones the fold has to remember."""
-        names = {c.field for s in self.stages for r in s.enter for c in r.traits}
-        names |= {c.field for e in self.exits for c in e.traits}
-        return frozenset(names)
+        return _index(self).trait_names
 
     def position(self, key: str) -> int:
         return _index(self).positions[key]
@@ -224,9 +219,12 @@ class LifecycleModel(_Strict):
 # -- the fold -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Touch:
-    """An event as the stage fold needs it (``event`` holds the page name for pages)."""
+class Touch(NamedTuple):
+    """An event as the stage fold needs it (``event`` holds the page name for pages).
+
+    A named tuple: the engine builds one per stored event, and a frozen dataclass costs
+    several times as much to create.
+    """
 
     timestamp: datetime
     message_id: str
@@ -270,6 +268,7 @@ class StageState:
     last_order: tuple[datetime, str] | None = None
     swept_at: datetime | None = None  # an inactivity exit found by a sweep, not by an event
     traits: dict[str, Any] = field(default_factory=dict)
+    inactive_exits: int = 0
 
     def accepts(self, first: Touch) -> bool:
         """True when ``first`` (the oldest new touch) comes after everything folded so far,
@@ -288,6 +287,8 @@ class _Index:
     exits: dict[tuple[str, str], tuple[tuple[ExitRule, Rule], ...]]
     trait_exits: tuple[tuple[ExitRule, Rule], ...]
     positions: dict[str, int]
+    inactive_after: timedelta | None
+    trait_names: frozenset[str]
 
 
 _INDEXES: dict[int, tuple[LifecycleModel, _Index]] = {}
@@ -321,6 +322,13 @@ def _index(model: LifecycleModel) -> _Index:
         exits={k: tuple(v) for k, v in exits.items()},
         trait_exits=tuple(trait_exits),
         positions={stage.key: n for n, stage in enumerate(model.stages)},
+        inactive_after=next(
+            (timedelta(days=e.inactive_days) for e in model.exits if e.inactive_days), None
+        ),
+        trait_names=frozenset(
+            {c.field for s in model.stages for r in s.enter for c in r.traits}
+            | {c.field for e in model.exits for c in e.traits}
+        ),
     )
     if len(_INDEXES) > 256:
         _INDEXES.clear()
@@ -378,6 +386,23 @@ def advance(model: LifecycleModel, state: StageState, touches: Iterable[Touch]) 
         state.last_order = touch.order
         state.swept_at = None
     return out
+
+
+def could_change_history(model: LifecycleModel, state: StageState, touch: Touch) -> bool:
+    """Whether a touch older than what was folded could change the customer's history.
+
+    One that no rule reads (not an entry or exit event, no trait a rule watches) only moves
+    the last activity, and only between events already folded, so it changes nothing,
+    unless the customer has left by inactivity before: a late activity inside that silent
+    spell would have kept them in.
+    """
+    index = _index(model)
+    key = (touch.type, touch.event or "")
+    if key in index.entries or key in index.exits:
+        return True
+    if touch.type == "identify" and not model.trait_names.isdisjoint(touch.traits):
+        return True
+    return model.inactive_after is not None and state.inactive_exits > 0
 
 
 def sweep(model: LifecycleModel, state: StageState, as_of: datetime) -> list[Transition]:
@@ -450,6 +475,8 @@ def _exit(
     )
     state.stage = None
     state.entered_at = None
+    if message_id is None:
+        state.inactive_exits += 1
     return transition
 
 

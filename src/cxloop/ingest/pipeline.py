@@ -53,6 +53,7 @@ from cxloop.ingest.identity import (
 )
 from cxloop.ingest.overlap import OverlappedAppend
 from cxloop.ingest.rows import messages_table
+from cxloop.store.bulk import bulk_insert
 from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, RejectedMessage
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,6 @@ _IN_CHUNK = 500
 _CACHE_LIMIT = 2_000_000
 _SEEN_LIMIT = 1_000_000
 _SEEN_GRANULARITY = timedelta(minutes=1)
-# SQLAlchemy's SQLite DATETIME text; Arrow's %S carries the microseconds.
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S"
 
 
 @dataclass(frozen=True)
@@ -409,7 +408,7 @@ class IngestPipeline:
         created = real.created
         if created:
             empty: dict[str, Any] = {}
-            _bulk_insert(
+            bulk_insert(
                 conn,
                 customers_t,
                 ("id", "traits", "created_at", "updated_at", "first_seen", "last_seen"),
@@ -426,7 +425,7 @@ class IngestPipeline:
                 ],
             )
         if plan.new_identities:
-            _bulk_insert(
+            bulk_insert(
                 conn,
                 identities_t,
                 ("customer_id", "kind", "value", "created_at"),
@@ -810,65 +809,6 @@ def _profiles(messages: Sequence[Message], customers: Sequence[int]) -> dict[int
         profile.typed.update(typed)
         profile.free.update(free)
     return profiles
-
-
-def _bulk_insert(
-    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """executemany straight to the driver, values converted by SQLAlchemy's own column types.
-
-    Skipping statement compilation per row makes large imports several times cheaper
-    while storing exactly what an ORM insert would (same date and JSON formats).
-    """
-    if not rows:
-        return
-    dialect = conn.dialect
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
-    names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
-    sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([marker] * len(columns))})"
-    converters = [_converter(table.c[name].type, dialect) for name in columns]
-    if any(converters):
-        columns_in = list(zip(*rows, strict=True))
-        columns_out = [
-            values if convert is None else convert(values)
-            for values, convert in zip(columns_in, converters, strict=True)
-        ]
-        rows = list(zip(*columns_out, strict=True))
-    conn.exec_driver_sql(sql, rows if isinstance(rows, list) else list(rows))
-
-
-def _converter(column_type: Any, dialect: Any) -> Callable[[Sequence[Any]], Sequence[Any]] | None:
-    """How a column's values become driver values. SQLite keeps date-times as text in
-    SQLAlchemy's format; Arrow writes that text for a whole column at once, far cheaper
-    than one Python call per value."""
-    if dialect.name == "sqlite" and isinstance(column_type, DateTime):
-        return _sqlite_datetimes
-    process = column_type.dialect_impl(dialect).bind_processor(dialect)
-    if process is None:
-        return None
-    return lambda values: _convert_column(values, process)
-
-
-def _sqlite_datetimes(values: Sequence[Any]) -> list[str | None]:
-    # Arrow converts aware values to UTC and takes naive ones as UTC, as as_utc does.
-    array = pa.array(values, pa.timestamp("us", tz="UTC"))
-    return cast(list[str | None], pc.strftime(array, format=_SQLITE_DATETIME).to_pylist())
-
-
-def _convert_column(values: Sequence[Any], process: Callable[[Any], Any]) -> list[Any]:
-    """Convert one column, each distinct value once (imports repeat times and empty objects)."""
-    seen: dict[Any, Any] = {}
-    out: list[Any] = []
-    for value in values:
-        if value is None:
-            out.append(None)
-            continue
-        key = id(value) if isinstance(value, dict | list) else value
-        found = seen.get(key)
-        if found is None:
-            found = seen[key] = process(value)
-        out.append(found)
-    return out
 
 
 def _allocate_customer_ids(conn: Connection, count: int) -> list[int]:

@@ -9,6 +9,7 @@ events. Both paths therefore write the same history a rebuild would.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,15 +26,18 @@ from cxloop.domain.lifecycle import (
     Touch,
     Transition,
     advance,
+    could_change_history,
     sweep,
 )
 from cxloop.domain.values import as_utc
 from cxloop.events.base import EventStore, utc_datetimes
+from cxloop.store.bulk import bulk_insert
 from cxloop.store.models import LifecycleModelRow, LifecycleState, StageTransition
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 _IN_CHUNK = 500
 _WRITE_CUSTOMERS = 20_000
+_CACHE_LIMIT = 500_000
 
 states_t = cast(Table, LifecycleState.__table__)
 transitions_t = cast(Table, StageTransition.__table__)
@@ -71,6 +75,9 @@ class StageEngine:
         self.events = events
         self._lock = threading.RLock()
         self._models: list[InstalledModel] | None = None
+        # The saved states, as written (this process is the only writer): most batches
+        # then need no read of the app database. Entries change only after a commit.
+        self._cache: dict[int, dict[int, tuple[StageState, int]]] = {}
 
     # -- models ------------------------------------------------------------------------------
 
@@ -91,6 +98,7 @@ class StageEngine:
         """Installed models changed: read them again on the next batch."""
         with self._lock:
             self._models = None
+            self._cache.clear()
 
     # -- incremental -------------------------------------------------------------------------
 
@@ -110,10 +118,14 @@ class StageEngine:
                 for customer, items in touches.items():
                     if customer in refold:
                         continue
-                    state, next_seq = saved.get(customer, (StageState(), 0))
+                    found = saved.get(customer)
+                    state, next_seq = (_copy(found[0]), found[1]) if found else (StageState(), 0)
                     if state.last_order is not None and not state.accepts(items[0]):
-                        refold.add(customer)
-                        continue
+                        late = [t for t in items if not state.accepts(t)]
+                        if any(could_change_history(item.model, state, t) for t in late):
+                            refold.add(customer)
+                            continue
+                        items = [t for t in items if state.accepts(t)]
                     moves = advance(item.model, state, items)
                     _stage(pending, customer, state, next_seq, moves)
                 result.transitions += self._write(item.id, pending, losers)
@@ -166,6 +178,7 @@ class StageEngine:
                 for item in chosen:
                     conn.execute(delete(transitions_t).where(transitions_t.c.model_id == item.id))
                     conn.execute(delete(states_t).where(states_t.c.model_id == item.id))
+                    self._cache.pop(item.id, None)
             result = EngineResult()
             batches = self.events.customer_events(None)
             for customers in _customers_in_chunks(batches, chosen, on_progress):
@@ -202,16 +215,22 @@ class StageEngine:
                     _stage(pending, customer, state, 0, moves)
                 if replace:
                     pending.replaced.add(customer)
-            written += self._write(item.id, pending, set())
+            # A customer left without events (all moved elsewhere) keeps no state either.
+            empty = {c for c, items in customers.items() if not items} if replace else set()
+            written += self._write(item.id, pending, empty)
         return written
 
     def _load_states(
         self, model_id: int, customers: Sequence[int]
     ) -> dict[int, tuple[StageState, int]]:
-        found: dict[int, tuple[StageState, int]] = {}
+        cache = self._cache.setdefault(model_id, {})
+        found = {c: cache[c] for c in customers if c in cache}
+        missing = [c for c in customers if c not in cache]
+        if not missing:
+            return found
         with self.engine.connect() as conn:
-            for start in range(0, len(customers), _IN_CHUNK):
-                chunk = customers[start : start + _IN_CHUNK]
+            for start in range(0, len(missing), _IN_CHUNK):
+                chunk = missing[start : start + _IN_CHUNK]
                 for row in conn.execute(
                     select(states_t).where(
                         states_t.c.model_id == model_id, states_t.c.customer_id.in_(chunk)
@@ -223,8 +242,7 @@ class StageEngine:
     def _write(self, model_id: int, pending: _Pending, losers: set[int]) -> int:
         """One transaction: rewritten histories cleared, new moves added, states replaced."""
         gone = sorted(losers | pending.replaced)
-        touched = sorted(set(pending.states) | losers)
-        if not touched and not pending.transitions:
+        if not pending.states and not gone and not pending.transitions:
             return 0
         with self.engine.begin() as conn:
             for start in range(0, len(gone), _IN_CHUNK):
@@ -236,28 +254,39 @@ class StageEngine:
                         )
                     )
                 )
-            for start in range(0, len(touched), _IN_CHUNK):
+            dropped = sorted(losers - set(pending.states))
+            for start in range(0, len(dropped), _IN_CHUNK):
                 conn.execute(
                     delete(states_t).where(
                         and_(
                             states_t.c.model_id == model_id,
-                            states_t.c.customer_id.in_(touched[start : start + _IN_CHUNK]),
+                            states_t.c.customer_id.in_(dropped[start : start + _IN_CHUNK]),
                         )
                     )
                 )
-            if pending.states:
-                conn.execute(
-                    states_t.insert(),
-                    [
-                        _state_row(model_id, customer, state, pending.next_seq[customer])
-                        for customer, state in pending.states.items()
-                    ],
-                )
-            if pending.transitions:
-                conn.execute(
-                    transitions_t.insert(),
-                    [_transition_row(model_id, c, seq, t) for c, seq, t in pending.transitions],
-                )
+            bulk_insert(
+                conn,
+                states_t,
+                _STATE_COLUMNS,
+                [
+                    _state_row(model_id, customer, state, pending.next_seq[customer])
+                    for customer, state in pending.states.items()
+                ],
+                replace_on=("model_id", "customer_id"),
+            )
+            bulk_insert(
+                conn,
+                transitions_t,
+                _TRANSITION_COLUMNS,
+                [_transition_row(model_id, c, seq, t) for c, seq, t in pending.transitions],
+            )
+        cache = self._cache.setdefault(model_id, {})
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        for loser in losers:
+            cache.pop(loser, None)
+        for customer, state in pending.states.items():
+            cache[customer] = (state, pending.next_seq[customer])
         return len(pending.transitions)
 
 
@@ -362,37 +391,75 @@ def _state_of(row: Any) -> StageState:
         last_order=(last_ts, row.last_message_id) if last_ts is not None else None,
         swept_at=as_utc(row.swept_at),
         traits=dict(row.traits or {}),
+        inactive_exits=row.inactive_exits,
     )
 
 
-def _state_row(model_id: int, customer: int, state: StageState, next_seq: int) -> dict[str, Any]:
-    return {
-        "model_id": model_id,
-        "customer_id": customer,
-        "cycle": state.cycle,
-        "stage": state.stage,
-        "entered_at": state.entered_at,
-        "last_activity": state.last_activity,
-        "last_ts": state.last_order[0] if state.last_order else None,
-        "last_message_id": state.last_order[1] if state.last_order else None,
-        "swept_at": state.swept_at,
-        "traits": state.traits,
-        "next_seq": next_seq,
-    }
+_STATE_COLUMNS = (
+    "model_id",
+    "customer_id",
+    "cycle",
+    "stage",
+    "entered_at",
+    "last_activity",
+    "last_ts",
+    "last_message_id",
+    "swept_at",
+    "traits",
+    "next_seq",
+    "inactive_exits",
+)
+_TRANSITION_COLUMNS = (
+    "model_id",
+    "customer_id",
+    "seq",
+    "cycle",
+    "kind",
+    "from_stage",
+    "to_stage",
+    "at",
+    "message_id",
+    "event",
+    "reason",
+    "skipped",
+)
 
 
-def _transition_row(model_id: int, customer: int, seq: int, move: Transition) -> dict[str, Any]:
-    return {
-        "model_id": model_id,
-        "customer_id": customer,
-        "seq": seq,
-        "cycle": move.cycle,
-        "kind": move.kind,
-        "from_stage": move.from_stage,
-        "to_stage": move.to_stage,
-        "at": move.at,
-        "message_id": move.message_id,
-        "event": move.event,
-        "reason": move.reason,
-        "skipped": list(move.skipped),
-    }
+def _state_row(model_id: int, customer: int, state: StageState, next_seq: int) -> tuple[Any, ...]:
+    last = state.last_order
+    return (
+        model_id,
+        customer,
+        state.cycle,
+        state.stage,
+        state.entered_at,
+        state.last_activity,
+        last[0] if last else None,
+        last[1] if last else None,
+        state.swept_at,
+        state.traits,
+        next_seq,
+        state.inactive_exits,
+    )
+
+
+def _transition_row(model_id: int, customer: int, seq: int, move: Transition) -> tuple[Any, ...]:
+    return (
+        model_id,
+        customer,
+        seq,
+        move.cycle,
+        move.kind,
+        move.from_stage,
+        move.to_stage,
+        move.at,
+        move.message_id,
+        move.event,
+        move.reason,
+        list(move.skipped),
+    )
+
+
+def _copy(state: StageState) -> StageState:
+    """A state to fold forward; the cached one stays as committed until the write succeeds."""
+    return dataclasses.replace(state, traits=dict(state.traits))

@@ -198,6 +198,7 @@ class LifecycleState(Base):
     swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     traits: Mapped[dict[str, Any]] = mapped_column(JSON)
     next_seq: Mapped[int] = mapped_column(Integer)
+    inactive_exits: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_lifecycle_state_model_id_stage", "model_id", "stage"),)
 

@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("swept_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("traits", sa.JSON(), nullable=False),
         sa.Column("next_seq", sa.Integer(), nullable=False),
+        sa.Column("inactive_exits", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["model_id"],
             ["lifecycle_models.id"],
