@@ -156,3 +156,16 @@ def test_invalid_models_are_refused(change: dict[str, Any], message: str) -> Non
     data = MODEL.model_dump(mode="json") | change
     with pytest.raises(ValueError, match=message):
         LifecycleModel.model_validate(data)
+
+
+def test_the_documented_model_file_is_valid() -> None:
+    """docs/lifecycle.md shows the file format: its example must install as written."""
+    from pathlib import Path
+
+    from cxloop.lifecycle.spec import parse_model
+
+    text = (Path(__file__).parent.parent / "docs" / "lifecycle.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    model = parse_model(example, "docs/lifecycle.md")
+    assert [s.key for s in model.stages] == ["signed", "enterprise", "live"]
+    assert model.inactive_after == timedelta(days=90)
