@@ -19,11 +19,11 @@ Definitions (the same in the CLI, the API and the docs):
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 from sqlalchemy import Connection, Float, String, Table, cast, func, select
 
@@ -70,41 +70,47 @@ def stage_flow(
     moves = base.subquery()
     rows = conn.execute(select(moves).where(moves.c.at_s < as_of_s)).all()
 
-    stays: dict[str, list[Any]] = {s.key: [] for s in model.stages}
+    # A stay: (customer, kind, cycle, began, next kind, next move's time).
+    stays: dict[str, list[tuple[int, str, int, float, str | None, float | None]]] = {
+        s.key: [] for s in model.stages
+    }
     latest: dict[int, tuple[tuple[float, int], str | None]] = {}
     exits_by_reason: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
-    for row in rows:
-        order = (row.at_s, row.seq)
-        known = latest.get(row.customer_id)
+    for customer, seq, kind, cycle, to_stage, at, reason, jumped, next_kind, next_at in rows:
+        order = (at, seq)
+        known = latest.get(customer)
         if known is None or order > known[0]:
-            latest[row.customer_id] = (order, row.to_stage)
-        if start_s is not None and row.at_s < start_s:
+            latest[customer] = (order, to_stage)
+        if start_s is not None and at < start_s:
             continue
-        if row.kind == "exit":
-            exits_by_reason[row.reason or "unknown"] += 1
-        if row.skipped and row.skipped != "[]":
-            for key in json.loads(row.skipped):
+        if kind == "exit":
+            exits_by_reason[reason or "unknown"] += 1
+        if jumped and jumped != "[]":
+            for key in _decode_list(jumped):
                 skipped[key] += 1
-        if row.to_stage is not None and row.to_stage in stays:
-            stays[row.to_stage].append(row)
+        if to_stage in stays:
+            stays[to_stage].append((customer, kind, cycle, at, next_kind, next_at))
 
     current = Counter(stage for _, stage in latest.values() if stage is not None)
     stage_rows = []
     for stage in model.stages:
         cohort = stays[stage.key]
-        entered = {r.customer_id for r in cohort}
+        entered = {stay[0] for stay in cohort}
         outcome: dict[str, set[int]] = {"progress": set(), "exit": set(), "back": set()}
         durations: list[float] = []
         over = 0
+        returns = 0
         target = stage.target_days * 86400 if stage.target_days else None
-        for r in cohort:
-            if r.next_at_s is not None and r.next_at_s <= as_of_s and r.next_kind in outcome:
-                outcome[r.next_kind].add(r.customer_id)
-                length = r.next_at_s - r.at_s
+        for customer, kind, cycle, at, next_kind, next_at in cohort:
+            if kind == "enter" and cycle > 1:
+                returns += 1
+            if next_at is not None and next_at <= as_of_s and next_kind in outcome:
+                outcome[next_kind].add(customer)
+                length = next_at - at
                 durations.append(length)
             else:
-                length = as_of_s - r.at_s
+                length = as_of_s - at
             if target is not None and length > target:
                 over += 1
         count = len(entered)
@@ -114,7 +120,7 @@ def stage_flow(
                 "name": stage.name,
                 "owner": stage.owner,
                 "entered": count,
-                "returns": sum(1 for r in cohort if r.kind == "enter" and r.cycle > 1),
+                "returns": returns,
                 "current": int(current.get(stage.key, 0)),
                 "progressed": len(outcome["progress"]),
                 "moved_back": len(outcome["back"]),
@@ -137,6 +143,9 @@ def stage_flow(
         "stages": stage_rows,
         "exits_by_reason": dict(exits_by_reason.most_common()),
     }
+
+
+_decode_list = msgspec.json.Decoder(list[str]).decode
 
 
 def _epoch_seconds(conn: Connection, column: Any) -> Any:
