@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from cxloop.settings import Settings
-from tests.conftest import ApiClient
+from tests.conftest import ApiClient, ServerProcess, make_keys
 from tests.test_cli import cx, cx_json
 
 TELCO_MODEL = """\
@@ -244,3 +245,33 @@ def test_api_refuses_invalid_models_with_every_problem(api: ApiClient) -> None:
     assert listed.json() == []
     unauthenticated = api.http.get("/api/v1/lifecycle/models")
     assert unauthenticated.status_code == 401
+
+
+def test_lifecycle_commands_go_to_the_running_server(server: ServerProcess) -> None:
+    """With `cxloop serve` running, lifecycle commands hand their work to it (it owns the
+    event store); results come back the same."""
+    settings = server.settings
+    write_key, _secret = make_keys(settings)
+    applied = cx_json(settings, "lifecycle", "apply", "sales")
+    assert applied["created"] is True
+    messages = [
+        _track("r1", "rita", "Ad Clicked", 3),
+        _track("r2", "rita", "Order Completed", 2),
+        _track("r3", "sam", "Email Opened", 1),
+    ]
+    response = httpx.post(
+        f"{server.url}/v1/batch", json={"batch": messages}, auth=(write_key, ""), timeout=10
+    )
+    assert response.status_code == 200, response.text
+    report = cx_json(settings, "lifecycle", "report", "sales")
+    stages = {s["key"]: s for s in report["stages"]}
+    assert (stages["target"]["entered"], stages["target"]["progressed"]) == (2, 1)
+    assert stages["convert"]["current"] == 1 and stages["engage"]["skipped"] == 1
+    rebuilt = cx_json(settings, "lifecycle", "rebuild")
+    assert rebuilt["transitions"] == 3
+    shown = cx_json(settings, "customers", "show", "rita")
+    assert [s["stage"] for s in shown["stages"]] == ["convert"]
+    assert {d["name"] for d in cx_json(settings, "departments", "list")} == {
+        "marketing",
+        "sales",
+    }

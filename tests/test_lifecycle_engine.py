@@ -321,3 +321,70 @@ def test_a_late_event_inside_a_silent_spell_moves_the_inactivity_exit(project: P
     )
     with project.engine.connect() as conn:
         assert exits() == [BASE + timedelta(days=15)]
+
+
+def test_the_engine_on_both_backends(settings: Settings) -> None:
+    """Merges, late events and a rebuild on the parametrised backend (PostgreSQL reads a
+    customer's stored events back for a refold just as DuckDB does)."""
+    opened = open_project(settings)
+    try:
+        with opened.engine.begin() as conn:
+            for text in (FORWARD, ALLOW):
+                service.apply_model(conn, parse_model(text, "test"))
+        opened.stages.forget_models()
+        ingest(
+            opened,
+            [
+                {
+                    "type": "track",
+                    "event": "Noise",
+                    "userId": "b-u",
+                    "messageId": "b-1",
+                    "timestamp": day(0),
+                },
+                {
+                    "type": "track",
+                    "event": "Ad",
+                    "anonymousId": "b-a",
+                    "messageId": "b-2",
+                    "timestamp": day(1),
+                },
+                {
+                    "type": "page",
+                    "name": "Pricing",
+                    "userId": "b-v",
+                    "messageId": "b-5",
+                    "timestamp": day(3),
+                },
+            ],
+            [
+                {
+                    "type": "identify",
+                    "userId": "b-u",
+                    "anonymousId": "b-a",
+                    "messageId": "b-3",
+                    "timestamp": day(2),
+                    "traits": {"plan": "pro"},
+                },
+                {
+                    "type": "track",
+                    "event": "Ad",
+                    "userId": "b-v",
+                    "messageId": "b-4",
+                    "timestamp": day(2),
+                },
+            ],
+        )
+        assert stages_of(opened, "b-u") == {
+            "forward": [("enter", "aware", "Ad")],
+            "allow": [("enter", "one", "Ad"), ("progress", "two", None)],
+        }
+        assert stages_of(opened, "b-v")["forward"] == [
+            ("enter", "aware", "Ad"),
+            ("progress", "lead", "Pricing"),
+        ]
+        before = snapshot(opened, "b-")
+        opened.stages.rebuild(as_of=NOW - timedelta(days=300))  # nothing is due yet
+        assert snapshot(opened, "b-") == before
+    finally:
+        opened.close()
