@@ -219,21 +219,20 @@ def stage_report(
         "where": [f"{k}={v}" for k, v in segment.items()] or None,
     }
     data = _call("GET", f"/api/v1/lifecycle/{model}/report", local, params=params)
+    # The table keeps to the columns people scan; JSON and CSV carry every field.
     rows = [
         {
             "stage": s["name"],
             "owner": s["owner"],
-            "entered": s["entered"],
-            "current": s["current"],
-            "progressed": s["progressed"],
-            "exited": s["exited"],
-            "returns": s["returns"],
-            "skipped": s["skipped"],
-            "conversion": _pct(s["conversion_rate"]),
-            "drop-off": _pct(s["drop_off_rate"]),
-            "median time": _duration(s["median_time_in_stage_s"]),
-            "p90 time": _duration(s["p90_time_in_stage_s"]),
-            "over target": _pct(s["over_target"]),
+            "in": s["entered"],
+            "now": s["current"],
+            "on": s["progressed"],
+            "out": s["exited"],
+            "conv.": _pct(s["conversion_rate"]),
+            "drop": _pct(s["drop_off_rate"]),
+            "median": _duration(s["median_time_in_stage_s"]),
+            "p90": _duration(s["p90_time_in_stage_s"]),
+            ">target": _pct(s["over_target"]),
         }
         for s in data["stages"]
     ]
@@ -241,6 +240,10 @@ def stage_report(
         emit(data["stages"], fmt, rows=data["stages"])
         return
     emit(data, fmt, rows=rows, title=f"stage flow: {data['model_name']}")
+    if fmt is Format.table:
+        err_console.print(
+            "in = entered, now = in the stage now, on = moved on, out = left the lifecycle"
+        )
     if fmt is Format.table and data["exits_by_reason"]:
         reasons = [{"reason": k, "exits": v} for k, v in data["exits_by_reason"].items()]
         emit(reasons, fmt, title="exits by reason")
