@@ -57,6 +57,7 @@ def open_project(settings: Settings, *, migrate_schema: bool = True) -> Project:
     stages = StageEngine(engine, events)
     pipeline.listeners.append(stages.on_batch)
     pipeline.recover()
+    stages.mirror.resync()
     return Project(settings, engine, make_sessionmaker(engine), events, pipeline, stages)
 
 

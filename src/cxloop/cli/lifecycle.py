@@ -20,6 +20,7 @@ from cxloop.cli.output import Format, emit, err_console, key_values
 from cxloop.domain.lifecycle import LifecycleModel
 from cxloop.domain.values import parse_pairs
 from cxloop.lifecycle import report, service
+from cxloop.lifecycle.mirror import moves_store
 from cxloop.lifecycle.spec import ModelFileError, load_model_file, model_to_yaml, preset, presets
 from cxloop.project import Project
 
@@ -211,6 +212,7 @@ def stage_report(
                 start=_midnight(first, zone),
                 end=_midnight(last, zone),
                 where=segment,
+                store=moves_store(project.events),
             )
 
     params = {

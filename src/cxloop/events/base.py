@@ -38,6 +38,20 @@ EVENTS_ARROW_SCHEMA = pa.schema(
 )
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENTS_ARROW_SCHEMA.names)
 JSON_COLUMNS = ("properties", "traits", "context", "integrations")
+# A copy of the app database's stage_transitions, kept where reports can scan it fast.
+STAGE_MOVES_SCHEMA = pa.schema(
+    [
+        pa.field("model_id", pa.int64(), nullable=False),
+        pa.field("customer_id", pa.int64(), nullable=False),
+        pa.field("seq", pa.int32(), nullable=False),
+        pa.field("cycle", pa.int32(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("to_stage", pa.string()),
+        pa.field("at", _TS, nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("skipped", pa.list_(pa.string())),
+    ]
+)
 # What the lifecycle engine reads of an event.
 TOUCH_COLUMNS = (
     "customer_id",

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from cxloop.events.base import (
     EVENT_COLUMNS,
     JSON_COLUMNS,
+    STAGE_MOVES_SCHEMA,
     TOUCH_COLUMNS,
     TOUCH_SCHEMA,
     AppendResult,
@@ -59,9 +60,26 @@ CREATE TABLE IF NOT EXISTS {name} (
     previous_id VARCHAR
 );
 """
-DDL = _EVENTS_TABLE.format(name="events") + (
-    "CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR);\n"
-    f"INSERT OR IGNORE INTO schema_info VALUES ('events_schema', '{SCHEMA_VERSION}');\n"
+_STAGE_MOVES_TABLE = """
+CREATE TABLE IF NOT EXISTS stage_moves (
+    model_id BIGINT NOT NULL,
+    customer_id BIGINT NOT NULL,
+    seq INTEGER NOT NULL,
+    cycle INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,
+    to_stage VARCHAR,
+    "at" TIMESTAMPTZ NOT NULL,
+    reason VARCHAR,
+    skipped VARCHAR[]
+);
+"""
+DDL = (
+    _EVENTS_TABLE.format(name="events")
+    + _STAGE_MOVES_TABLE
+    + (
+        "CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR);\n"
+        f"INSERT OR IGNORE INTO schema_info VALUES ('events_schema', '{SCHEMA_VERSION}');\n"
+    )
 )
 
 
@@ -167,6 +185,53 @@ class DuckDBEventStore:
             params,
         ).fetchall()
         return [(day, int(n)) for day, n in rows]
+
+    # -- the stage-history copy (see cxloop.lifecycle.mirror) --------------------------------
+
+    def write_stage_moves(
+        self, model_id: int, clear: Sequence[int] | None, moves: pa.Table
+    ) -> None:
+        """Forget the moves of ``clear`` (every customer when None), then add ``moves``."""
+        with self._write_lock:
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                if clear is None:
+                    con.execute("DELETE FROM stage_moves WHERE model_id = ?", [model_id])
+                elif clear:
+                    con.register("cleared", pa.table({"id": pa.array(list(clear), pa.int64())}))
+                    con.execute(
+                        "DELETE FROM stage_moves WHERE model_id = ? "
+                        "AND customer_id IN (SELECT id FROM cleared)",
+                        [model_id],
+                    )
+                    con.unregister("cleared")
+                if moves.num_rows:
+                    con.register("incoming_moves", moves.select(STAGE_MOVES_SCHEMA.names))
+                    con.execute("INSERT INTO stage_moves SELECT * FROM incoming_moves")
+                    con.unregister("incoming_moves")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def stage_move_counts(self) -> dict[int, int]:
+        rows = (
+            self._cursor()
+            .execute("SELECT model_id, count(*) FROM stage_moves GROUP BY 1")
+            .fetchall()
+        )
+        return {int(m): int(n) for m, n in rows}
+
+    def sql(
+        self, query: str, params: Sequence[Any] | dict[str, Any] = (), **tables: pa.Table
+    ) -> pa.Table:
+        """Run a read-only query (with Arrow tables registered under the given names)."""
+        cur = self._cursor()
+        for name, table in tables.items():
+            cur.register(name, table)
+        values = params if isinstance(params, dict) else list(params)
+        return cur.sql(query, params=values).to_arrow_table()
 
     def customer_bounds(self) -> pa.Table:
         return (

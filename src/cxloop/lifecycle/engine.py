@@ -31,6 +31,7 @@ from cxloop.domain.lifecycle import (
 )
 from cxloop.domain.values import as_utc
 from cxloop.events.base import EventStore, utc_datetimes
+from cxloop.lifecycle.mirror import StageMirror
 from cxloop.store.bulk import bulk_insert
 from cxloop.store.models import LifecycleModelRow, LifecycleState, StageTransition
 
@@ -78,6 +79,7 @@ class StageEngine:
         # The saved states, as written (this process is the only writer): most batches
         # then need no read of the app database. Entries change only after a commit.
         self._cache: dict[int, dict[int, tuple[StageState, int]]] = {}
+        self.mirror = StageMirror(engine, events)
 
     # -- models ------------------------------------------------------------------------------
 
@@ -179,6 +181,8 @@ class StageEngine:
                     conn.execute(delete(transitions_t).where(transitions_t.c.model_id == item.id))
                     conn.execute(delete(states_t).where(states_t.c.model_id == item.id))
                     self._cache.pop(item.id, None)
+            for item in chosen:
+                self.mirror.write(item.id, None, [])
             result = EngineResult()
             batches = self.events.customer_events(None)
             for customers in _customers_in_chunks(batches, chosen, on_progress):
@@ -280,6 +284,7 @@ class StageEngine:
                 _TRANSITION_COLUMNS,
                 [_transition_row(model_id, c, seq, t) for c, seq, t in pending.transitions],
             )
+        self.mirror.write(model_id, gone, pending.transitions)
         cache = self._cache.setdefault(model_id, {})
         if len(cache) > _CACHE_LIMIT:
             cache.clear()

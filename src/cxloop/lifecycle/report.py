@@ -25,9 +25,11 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from sqlalchemy import Connection, Float, String, Table, cast, func, select
+import pyarrow as pa
+from sqlalchemy import Connection, Float, Integer, String, Table, cast, func, literal, select
 
 from cxloop.customers.service import customers_t, segment_conditions
+from cxloop.lifecycle.mirror import MovesStore
 from cxloop.lifecycle.service import get_model
 from cxloop.store.models import StageTransition
 
@@ -41,17 +43,25 @@ def stage_flow(
     start: datetime | None = None,
     end: datetime | None = None,
     where: dict[str, str] | None = None,
+    store: MovesStore | None = None,
 ) -> dict[str, Any]:
     model_id, model, _version = get_model(conn, model_key)
     if start is not None and end is not None and end <= start:
         raise ValueError("to: must be after from")
     as_of = end or datetime.now(UTC)
+    if store is not None:
+        members = None
+        if where:
+            ids = conn.execute(select(customers_t.c.id).where(*segment_conditions(where))).scalars()
+            members = pa.table({"id": pa.array(list(ids), pa.int64())})
+        stages, exits = _columnar(store, model_id, model, start, as_of, members)
+        return _report(model, start, end, where, stages, exits)
     as_of_s = as_of.timestamp()
-    start_s = start.timestamp() if start is not None else None
     t = transitions_t
     at_s = _epoch_seconds(conn, t.c.at)
     # Times come back as epoch seconds and the skipped list as text: converting a
     # quarter of a million date-times and JSON lists row by row cost seconds.
+    # Range tests compare the stored date-times themselves (exact); seconds are for lengths.
     base = select(
         t.c.customer_id,
         t.c.seq,
@@ -63,12 +73,23 @@ def stage_flow(
         cast(t.c.skipped, String).label("skipped"),
         func.lead(t.c.kind).over(partition_by=t.c.customer_id, order_by=t.c.seq).label("next_kind"),
         func.lead(at_s).over(partition_by=t.c.customer_id, order_by=t.c.seq).label("next_at_s"),
+        t.c.at,
+        func.lead(t.c.at, type_=t.c.at.type)
+        .over(partition_by=t.c.customer_id, order_by=t.c.seq)
+        .label("next_at"),
     ).where(t.c.model_id == model_id)
     if where:
         members = select(customers_t.c.id).where(*segment_conditions(where))
         base = base.where(t.c.customer_id.in_(members))
     moves = base.subquery()
-    rows = conn.execute(select(moves).where(moves.c.at_s < as_of_s)).all()
+    in_range = moves.c.at >= start if start is not None else literal(True)
+    rows = conn.execute(
+        select(
+            *[moves.c[name] for name in _ROW_COLUMNS],
+            in_range.label("in_range"),
+            func.coalesce(moves.c.next_at <= as_of, False).label("ended_by"),
+        ).where(moves.c.at < as_of)
+    ).all()
 
     # A stay: (customer, kind, cycle, began, next kind, next move's time).
     stays: dict[str, list[tuple[int, str, int, float, str | None, float | None]]] = {
@@ -77,12 +98,14 @@ def stage_flow(
     latest: dict[int, tuple[tuple[float, int], str | None]] = {}
     exits_by_reason: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
-    for customer, seq, kind, cycle, to_stage, at, reason, jumped, next_kind, next_at in rows:
+    for row in rows:
+        customer, seq, kind, cycle, to_stage, at, reason, jumped, next_kind, next_at = row[:10]
+        in_range, ended_by = row[10], row[11]
         order = (at, seq)
         known = latest.get(customer)
         if known is None or order > known[0]:
             latest[customer] = (order, to_stage)
-        if start_s is not None and at < start_s:
+        if not in_range:
             continue
         if kind == "exit":
             exits_by_reason[reason or "unknown"] += 1
@@ -90,7 +113,9 @@ def stage_flow(
             for key in _decode_list(jumped):
                 skipped[key] += 1
         if to_stage in stays:
-            stays[to_stage].append((customer, kind, cycle, at, next_kind, next_at))
+            stays[to_stage].append(
+                (customer, kind, cycle, at, next_kind, next_at if ended_by else None)
+            )
 
     current = Counter(stage for _, stage in latest.values() if stage is not None)
     stage_rows = []
@@ -105,7 +130,7 @@ def stage_flow(
         for customer, kind, cycle, at, next_kind, next_at in cohort:
             if kind == "enter" and cycle > 1:
                 returns += 1
-            if next_at is not None and next_at <= as_of_s and next_kind in outcome:
+            if next_at is not None and next_kind in outcome:
                 outcome[next_kind].add(customer)
                 length = next_at - at
                 durations.append(length)
@@ -134,24 +159,53 @@ def stage_flow(
                 "over_target": _rate(over, len(cohort)) if target is not None else None,
             }
         )
+    ordered = sorted(exits_by_reason.items(), key=lambda item: (-item[1], item[0]))
+    return _report(model, start, end, where, stage_rows, dict(ordered))
+
+
+def _report(
+    model: Any,
+    start: datetime | None,
+    end: datetime | None,
+    where: dict[str, str] | None,
+    stages: list[dict[str, Any]],
+    exits: dict[str, int],
+) -> dict[str, Any]:
     return {
         "model": model.key,
         "model_name": model.name,
         "from": start,
         "to": end,
         "segment": dict(where or {}),
-        "stages": stage_rows,
-        "exits_by_reason": dict(exits_by_reason.most_common()),
+        "stages": stages,
+        "exits_by_reason": exits,
     }
 
 
 _decode_list = msgspec.json.Decoder(list[str]).decode
 
 
+_ROW_COLUMNS = (
+    "customer_id",
+    "seq",
+    "kind",
+    "cycle",
+    "to_stage",
+    "at_s",
+    "reason",
+    "skipped",
+    "next_kind",
+    "next_at_s",
+)
+
+
 def _epoch_seconds(conn: Connection, column: Any) -> Any:
-    """Seconds since 1970 of a stored date-time, computed by the database."""
+    """Seconds since 1970 of a stored date-time, computed exactly by the database (whole
+    seconds plus the microseconds; SQLite's julianday() would round them)."""
     if conn.dialect.name == "sqlite":
-        return (func.julianday(column) - 2440587.5) * 86400.0
+        whole = cast(func.strftime("%s", column), Integer)
+        micros = cast(func.substr(column, 21, 6), Integer)
+        return (whole * 1_000_000 + micros) / 1e6
     return cast(func.extract("epoch", column), Float)
 
 
@@ -160,6 +214,122 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def _percentile(values: list[float], q: float) -> float | None:
+    """To the second: enough for time in a stage, and the same from every engine."""
     if not values:
         return None
-    return round(float(np.percentile(np.array(values), q)), 1)
+    return float(round(float(np.percentile(np.array(values), q))))
+
+
+_COLUMNAR = """
+WITH moves AS (
+  SELECT customer_id, seq, kind, cycle, to_stage, "at", reason, skipped,
+         lead(kind) OVER w AS next_kind, lead("at") OVER w AS next_at
+  FROM stage_moves
+  WHERE model_id = $model {members}
+  WINDOW w AS (PARTITION BY customer_id ORDER BY seq)
+), visible AS (
+  SELECT * FROM moves WHERE "at" < $as_of
+), latest AS (
+  SELECT to_stage FROM visible
+  QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY "at" DESC, seq DESC) = 1
+), stays AS (
+  SELECT *,
+    next_at IS NOT NULL AND next_at <= $as_of
+      AND next_kind IN ('progress', 'exit', 'back') AS ended,
+    epoch(CASE WHEN next_at IS NOT NULL AND next_at <= $as_of
+                    AND next_kind IN ('progress', 'exit', 'back')
+               THEN next_at ELSE $as_of END) - epoch("at") AS length
+  FROM visible WHERE to_stage IS NOT NULL AND "at" >= $start
+)
+SELECT 'stage' AS part, s.to_stage AS name,
+  count(DISTINCT s.customer_id) AS entered,
+  count(*) FILTER (WHERE s.kind = 'enter' AND s.cycle > 1) AS returns,
+  count(DISTINCT s.customer_id) FILTER (WHERE s.ended AND s.next_kind = 'progress') AS progressed,
+  count(DISTINCT s.customer_id) FILTER (WHERE s.ended AND s.next_kind = 'back') AS moved_back,
+  count(DISTINCT s.customer_id) FILTER (WHERE s.ended AND s.next_kind = 'exit') AS exited,
+  quantile_cont(s.length, 0.5) FILTER (WHERE s.ended) AS median,
+  quantile_cont(s.length, 0.9) FILTER (WHERE s.ended) AS p90,
+  count(*) FILTER (WHERE s.length > t.target_s) AS over,
+  count(*) AS stays
+FROM stays s LEFT JOIN targets t ON t.stage = s.to_stage
+GROUP BY s.to_stage
+UNION ALL
+SELECT 'current', to_stage, count(*), 0, 0, 0, 0, NULL, NULL, 0, 0
+FROM latest WHERE to_stage IS NOT NULL GROUP BY to_stage
+UNION ALL
+SELECT 'exit', coalesce(reason, 'unknown'), count(*), 0, 0, 0, 0, NULL, NULL, 0, 0
+FROM visible WHERE kind = 'exit' AND "at" >= $start GROUP BY 2
+UNION ALL
+SELECT 'skipped', k, count(*), 0, 0, 0, 0, NULL, NULL, 0, 0
+FROM (SELECT unnest(skipped) AS k FROM visible WHERE "at" >= $start) GROUP BY k
+"""
+
+
+def _columnar(
+    store: MovesStore,
+    model_id: int,
+    model: Any,
+    start: datetime | None,
+    as_of: datetime,
+    members: pa.Table | None,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The same report as SQL over the event store's copy of the moves (DuckDB)."""
+    targets = pa.table(
+        {
+            "stage": [s.key for s in model.stages],
+            "target_s": pa.array(
+                [s.target_days * 86400 if s.target_days else None for s in model.stages],
+                pa.float64(),
+            ),
+        }
+    )
+    tables = {"targets": targets}
+    clause = ""
+    if members is not None:
+        tables["members"] = members
+        clause = "AND customer_id IN (SELECT id FROM members)"
+    params = {"model": model_id, "as_of": as_of, "start": start or _EPOCH}
+    rows = store.sql(_COLUMNAR.format(members=clause), params, **tables).to_pylist()
+    stage_rows = {r["name"]: r for r in rows if r["part"] == "stage"}
+    current = {r["name"]: r["entered"] for r in rows if r["part"] == "current"}
+    skipped = {r["name"]: r["entered"] for r in rows if r["part"] == "skipped"}
+    exits = sorted(
+        ((r["name"], r["entered"]) for r in rows if r["part"] == "exit"),
+        key=lambda item: (-item[1], item[0]),
+    )
+    out = []
+    for stage in model.stages:
+        found = stage_rows.get(stage.key, {})
+        count = int(found.get("entered", 0))
+        progressed = int(found.get("progressed", 0))
+        exited = int(found.get("exited", 0))
+        out.append(
+            {
+                "key": stage.key,
+                "name": stage.name,
+                "owner": stage.owner,
+                "entered": count,
+                "returns": int(found.get("returns", 0)),
+                "current": int(current.get(stage.key, 0)),
+                "progressed": progressed,
+                "moved_back": int(found.get("moved_back", 0)),
+                "exited": exited,
+                "skipped": int(skipped.get(stage.key, 0)),
+                "conversion_rate": _rate(progressed, count),
+                "drop_off_rate": _rate(exited, count),
+                "median_time_in_stage_s": _rounded(found.get("median")),
+                "p90_time_in_stage_s": _rounded(found.get("p90")),
+                "target_days": stage.target_days,
+                "over_target": _rate(int(found.get("over", 0)), int(found.get("stays", 0)))
+                if stage.target_days
+                else None,
+            }
+        )
+    return out, dict(exits)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else float(round(float(value)))

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from cxloop.domain.values import parse_pairs
 from cxloop.lifecycle import report, service
+from cxloop.lifecycle.mirror import moves_store
 from cxloop.lifecycle.spec import ModelFileError, preset, presets, validate_model
 from cxloop.web.api import Secret
 from cxloop.web.errors import ApiError
@@ -148,6 +149,7 @@ def stage_flow(
             start=day_start(start, zone),
             end=day_start(end, zone),
             where=parse_pairs(where, "where"),
+            store=moves_store(state.project.events),
         )
 
 
