@@ -221,7 +221,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 _COLUMNAR = """
-WITH moves AS (
+WITH moves AS MATERIALIZED (
   SELECT customer_id, seq, kind, cycle, to_stage, "at", reason, skipped,
          lead(kind) OVER w AS next_kind, lead("at") OVER w AS next_at
   FROM stage_moves
@@ -230,8 +230,8 @@ WITH moves AS (
 ), visible AS (
   SELECT * FROM moves WHERE "at" < $as_of
 ), latest AS (
-  SELECT to_stage FROM visible
-  QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY "at" DESC, seq DESC) = 1
+  -- a customer's last move before as_of: the one whose next move is later (or none)
+  SELECT to_stage FROM visible WHERE next_at IS NULL OR next_at >= $as_of
 ), stays AS (
   SELECT *,
     next_at IS NOT NULL AND next_at <= $as_of
@@ -240,19 +240,30 @@ WITH moves AS (
                     AND next_kind IN ('progress', 'exit', 'back')
                THEN next_at ELSE $as_of END) - epoch("at") AS length
   FROM visible WHERE to_stage IS NOT NULL AND "at" >= $start
+), per_customer AS (
+  SELECT to_stage, customer_id,
+    bool_or(ended AND next_kind = 'progress') AS progressed,
+    bool_or(ended AND next_kind = 'back') AS moved_back,
+    bool_or(ended AND next_kind = 'exit') AS exited
+  FROM stays GROUP BY ALL
+), outcomes AS (
+  SELECT to_stage, count(*) AS entered,
+    count(*) FILTER (WHERE progressed) AS progressed,
+    count(*) FILTER (WHERE moved_back) AS moved_back,
+    count(*) FILTER (WHERE exited) AS exited
+  FROM per_customer GROUP BY ALL
+), lengths AS (
+  SELECT s.to_stage,
+    count(*) FILTER (WHERE s.kind = 'enter' AND s.cycle > 1) AS returns,
+    quantile_cont(s.length, [0.5, 0.9]) FILTER (WHERE s.ended) AS q,
+    count(*) FILTER (WHERE s.length > t.target_s) AS over,
+    count(*) AS stays
+  FROM stays s LEFT JOIN targets t ON t.stage = s.to_stage
+  GROUP BY ALL
 )
-SELECT 'stage' AS part, s.to_stage AS name,
-  count(DISTINCT s.customer_id) AS entered,
-  count(*) FILTER (WHERE s.kind = 'enter' AND s.cycle > 1) AS returns,
-  count(DISTINCT s.customer_id) FILTER (WHERE s.ended AND s.next_kind = 'progress') AS progressed,
-  count(DISTINCT s.customer_id) FILTER (WHERE s.ended AND s.next_kind = 'back') AS moved_back,
-  count(DISTINCT s.customer_id) FILTER (WHERE s.ended AND s.next_kind = 'exit') AS exited,
-  quantile_cont(s.length, 0.5) FILTER (WHERE s.ended) AS median,
-  quantile_cont(s.length, 0.9) FILTER (WHERE s.ended) AS p90,
-  count(*) FILTER (WHERE s.length > t.target_s) AS over,
-  count(*) AS stays
-FROM stays s LEFT JOIN targets t ON t.stage = s.to_stage
-GROUP BY s.to_stage
+SELECT 'stage' AS part, o.to_stage AS name, o.entered, l.returns, o.progressed,
+  o.moved_back, o.exited, l.q[1] AS median, l.q[2] AS p90, l.over, l.stays
+FROM outcomes o JOIN lengths l USING (to_stage)
 UNION ALL
 SELECT 'current', to_stage, count(*), 0, 0, 0, 0, NULL, NULL, 0, 0
 FROM latest WHERE to_stage IS NOT NULL GROUP BY to_stage
