@@ -150,6 +150,15 @@ def test_events_are_folded_in_time_order_whatever_order_they_come_in() -> None:
         ({"stages": []}, "at least two stages"),
         ({"backward": "sometimes"}, "backward"),
         ({"colour": "red"}, "colour"),
+        (
+            {
+                "stages": [
+                    {"key": "a", "name": "A", "owner": "x", "enter": [{"event": "E"}]},
+                    {"key": "b", "name": "B", "owner": "x", "enter": [{"event": "E"}]},
+                ]
+            },
+            "no customer could ever stand here",
+        ),
     ],
 )
 def test_invalid_models_are_refused(change: dict[str, Any], message: str) -> None:

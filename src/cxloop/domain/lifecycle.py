@@ -201,6 +201,17 @@ class LifecycleModel(_Strict):
             seen.add(stage.key)
         if sum(1 for e in self.exits if e.inactive_days is not None) > 1:
             raise ValueError("exits: at most one inactivity exit")
+        # An event matching several stages moves the customer to the furthest, so a stage
+        # whose every rule also belongs to a later stage could never hold anyone.
+        later: set[str] = set()
+        for index in range(len(self.stages) - 1, -1, -1):
+            rules = {r.model_dump_json() for r in self.stages[index].enter}
+            if rules <= later:
+                raise ValueError(
+                    f"stages[{index}] ({self.stages[index].key}): every entry rule also enters "
+                    "a later stage, which wins, so no customer could ever stand here"
+                )
+            later |= rules
         return self
 
     @property
