@@ -378,9 +378,12 @@ def advance(model: LifecycleModel, state: StageState, touches: Iterable[Touch]) 
             candidates = (*candidates, *index.trait_entries)
         target = None
         for position, rule in candidates:
-            if (target is None or position > target) and rule.matches(touch, state.traits):
+            # Candidates come by (type, name): a rule without conditions already matches.
+            if (target is None or position > target) and (
+                not (rule.where or rule.traits) or rule.matches(touch, state.traits)
+            ):
                 target = position
-        if target is not None:
+        if target is not None and (state.stage is None or target != index.positions[state.stage]):
             moved = _move(model, state, target, touch)
             if moved is not None:
                 out.append(moved)
