@@ -70,16 +70,27 @@ CREATE TABLE IF NOT EXISTS stage_moves (
     to_stage VARCHAR,
     "at" TIMESTAMPTZ NOT NULL,
     reason VARCHAR,
-    skipped VARCHAR[]
+    skipped VARCHAR[],
+    next_kind VARCHAR,
+    next_at TIMESTAMPTZ
 );
 """
-DDL = (
-    _EVENTS_TABLE.format(name="events")
-    + _STAGE_MOVES_TABLE
-    + (
-        "CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR);\n"
-        f"INSERT OR IGNORE INTO schema_info VALUES ('events_schema', '{SCHEMA_VERSION}');\n"
-    )
+_LINK_NEXT = """
+UPDATE stage_moves m SET next_kind = n.next_kind, next_at = n.next_at
+FROM (
+  SELECT customer_id, seq,
+         lead(kind) OVER w AS next_kind, lead("at") OVER w AS next_at
+  FROM stage_moves
+  WHERE model_id = ? AND customer_id IN (SELECT DISTINCT customer_id FROM incoming_moves)
+  WINDOW w AS (PARTITION BY customer_id ORDER BY seq)
+) n
+WHERE m.model_id = ? AND m.customer_id = n.customer_id AND m.seq = n.seq
+  AND (m.next_kind IS DISTINCT FROM n.next_kind OR m.next_at IS DISTINCT FROM n.next_at)
+"""
+STAGE_MOVES_VERSION = "2"
+DDL = _EVENTS_TABLE.format(name="events") + (
+    "CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR);\n"
+    f"INSERT OR IGNORE INTO schema_info VALUES ('events_schema', '{SCHEMA_VERSION}');\n"
 )
 
 
@@ -105,6 +116,7 @@ class DuckDBEventStore:
         if not read_only:
             self._con.execute(DDL)
             _upgrade(self._con)
+            _stage_moves_table(self._con)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for the calling thread (DuckDB connections are not shared)."""
@@ -208,7 +220,12 @@ class DuckDBEventStore:
                     con.unregister("cleared")
                 if moves.num_rows:
                     con.register("incoming_moves", moves.select(STAGE_MOVES_SCHEMA.names))
-                    con.execute("INSERT INTO stage_moves SELECT * FROM incoming_moves")
+                    columns = ", ".join(f'"{c}"' for c in STAGE_MOVES_SCHEMA.names)
+                    con.execute(
+                        f"INSERT INTO stage_moves ({columns}) SELECT {columns} FROM incoming_moves"
+                    )
+                    # Each move knows the customer's next one, so reports need no window.
+                    con.execute(_LINK_NEXT, [model_id, model_id])
                     con.unregister("incoming_moves")
                 con.execute("COMMIT")
             except BaseException:
@@ -287,6 +304,19 @@ def _insert_sql(relation: str, *, first_of_each_id: bool) -> str:
 
 def _cols(alias: str) -> str:
     return ", ".join(f'{alias}."{c}"' for c in EVENT_COLUMNS)
+
+
+def _stage_moves_table(con: duckdb.DuckDBPyConnection) -> None:
+    """The copy of the stage history is derived data: a table of another layout is dropped
+    and created afresh (the project copies the moves again when it opens)."""
+    row = con.execute("SELECT value FROM schema_info WHERE key = 'stage_moves'").fetchone()
+    if row is not None and row[0] == STAGE_MOVES_VERSION:
+        return
+    con.execute("DROP TABLE IF EXISTS stage_moves")
+    con.execute(_STAGE_MOVES_TABLE)
+    con.execute(
+        "INSERT OR REPLACE INTO schema_info VALUES ('stage_moves', ?)", [STAGE_MOVES_VERSION]
+    )
 
 
 def _upgrade(con: duckdb.DuckDBPyConnection) -> None:

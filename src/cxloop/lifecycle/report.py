@@ -221,12 +221,10 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 _COLUMNAR = """
-WITH moves AS MATERIALIZED (
-  SELECT customer_id, seq, kind, cycle, to_stage, "at", reason, skipped,
-         lead(kind) OVER w AS next_kind, lead("at") OVER w AS next_at
+WITH moves AS (
+  SELECT customer_id, seq, kind, cycle, to_stage, "at", reason, skipped, next_kind, next_at
   FROM stage_moves
   WHERE model_id = $model {members}
-  WINDOW w AS (PARTITION BY customer_id ORDER BY seq)
 ), visible AS (
   SELECT * FROM moves WHERE "at" < $as_of
 ), latest AS (
