@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres venv bench-ingest bench-import clean
+.PHONY: demo test lint typecheck unit postgres venv bench-ingest bench-import bench-lifecycle clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,9 @@ bench-ingest: venv
 
 bench-import: venv
 	$(BIN)/python bench/import_events.py
+
+bench-lifecycle: venv
+	$(BIN)/python bench/lifecycle.py
 
 clean:
 	rm -rf $(VENV) .cxloop .pytest_cache .mypy_cache .ruff_cache
