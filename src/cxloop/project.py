@@ -34,6 +34,7 @@ class Project:
     stages: StageEngine
 
     def close(self) -> None:
+        self.pipeline.close()
         self.events.close()
         self.engine.dispose()
 

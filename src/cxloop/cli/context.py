@@ -94,7 +94,7 @@ class RemoteServer:
                 message = response.text[:500]
             code = 2 if response.status_code in (400, 404, 413, 422) else 1
             raise CliError(message, code)
-        return response.json()
+        return None if response.status_code == 204 else response.json()
 
     def close(self) -> None:
         self.client.close()

@@ -7,7 +7,7 @@ and in this process otherwise; both print the same JSON.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, time
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -142,20 +142,11 @@ def show(key: Annotated[str, typer.Argument(help="Model key")]) -> None:
 def remove(key: Annotated[str, typer.Argument(help="Model key")]) -> None:
     """Uninstall a model and its stage histories (events are kept)."""
 
-    def local(project: Project) -> None:
-        with project.engine.begin() as conn:
-            service.delete_model(conn, key)
-
-    settings = load_settings()
-    with remote_server(settings) as remote:
-        if remote is not None:
-            response = remote.client.delete(f"/api/v1/lifecycle/models/{key}")
-            if response.status_code >= 400:
-                raise CliError(response.json()["error"]["message"], 2)
-            err_console.print(f"removed {key}")
-            return
-    with local_project(settings) as project:
-        local(project)
+    _call(
+        "DELETE",
+        f"/api/v1/lifecycle/models/{key}",
+        lambda project: service.uninstall_model(project.engine, project.stages, key),
+    )
     err_console.print(f"removed {key}")
 
 
@@ -209,8 +200,8 @@ def stage_report(
             return report.stage_flow(
                 conn,
                 model,
-                start=_midnight(first, zone),
-                end=_midnight(last, zone),
+                start=report.day_start(first, zone),
+                end=report.day_start(last, zone),
                 where=segment,
                 store=moves_store(project.events),
             )
@@ -357,10 +348,6 @@ def _day(value: str | None, option: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _midnight(day: date | None, zone: ZoneInfo) -> datetime | None:
-    return datetime.combine(day, time(0), tzinfo=zone) if day is not None else None
 
 
 def _pct(value: float | None) -> str:

@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 Op = Literal["equals", "not_equals", "contains", "gt", "gte", "lt", "lte", "in", "exists"]
 Backward = Literal["forward_only", "allow"]
@@ -24,6 +31,15 @@ Kind = Literal["enter", "progress", "back", "exit"]
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _NUMERIC_OPS = {"gt", "gte", "lt", "lte"}
+
+
+def _key_shape(value: str) -> str:
+    if not _KEY.match(value):
+        raise ValueError("use lower-case letters, digits, - and _ (at most 63)")
+    return value
+
+
+Key = Annotated[str, AfterValidator(_key_shape)]
 
 
 class _Strict(BaseModel):
@@ -154,18 +170,11 @@ class ExitRule(_Strict):
 
 
 class Stage(_Strict):
-    key: str
+    key: Key
     name: Annotated[str, Field(min_length=1, max_length=200)]
     owner: Annotated[str, Field(min_length=1, max_length=120)]  # a department name
     target_days: Annotated[float, Field(gt=0)] | None = None
     enter: tuple[Rule, ...]
-
-    @field_validator("key")
-    @classmethod
-    def _key_shape(cls, value: str) -> str:
-        if not _KEY.match(value):
-            raise ValueError("use lower-case letters, digits, - and _ (at most 63)")
-        return value
 
     @field_validator("enter")
     @classmethod
@@ -176,19 +185,12 @@ class Stage(_Strict):
 
 
 class LifecycleModel(_Strict):
-    key: str
+    key: Key
     name: Annotated[str, Field(min_length=1, max_length=200)]
     description: str = ""
     backward: Backward = "forward_only"
     stages: tuple[Stage, ...]
     exits: tuple[ExitRule, ...] = ()
-
-    @field_validator("key")
-    @classmethod
-    def _key_shape(cls, value: str) -> str:
-        if not _KEY.match(value):
-            raise ValueError("use lower-case letters, digits, - and _ (at most 63)")
-        return value
 
     @model_validator(mode="after")
     def _stages(self) -> LifecycleModel:

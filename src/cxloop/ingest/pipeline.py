@@ -303,6 +303,9 @@ class IngestPipeline:
                 raise
         return appended, value, real, table
 
+    def close(self) -> None:
+        self._overlap.close()
+
     def healthy(self) -> bool:
         """Both stores answer: a failure now is about the data, not an outage."""
         try:

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import msgspec
 import pyarrow as pa
-from sqlalchemy import Engine, Table, and_, delete, select
+from sqlalchemy import Connection, Engine, Table, and_, delete, select
 
 from cxloop.domain.lifecycle import (
     LifecycleModel,
@@ -249,25 +249,8 @@ class StageEngine:
         if not pending.states and not gone and not pending.transitions:
             return 0
         with self.engine.begin() as conn:
-            for start in range(0, len(gone), _IN_CHUNK):
-                conn.execute(
-                    delete(transitions_t).where(
-                        and_(
-                            transitions_t.c.model_id == model_id,
-                            transitions_t.c.customer_id.in_(gone[start : start + _IN_CHUNK]),
-                        )
-                    )
-                )
-            dropped = sorted(losers - set(pending.states))
-            for start in range(0, len(dropped), _IN_CHUNK):
-                conn.execute(
-                    delete(states_t).where(
-                        and_(
-                            states_t.c.model_id == model_id,
-                            states_t.c.customer_id.in_(dropped[start : start + _IN_CHUNK]),
-                        )
-                    )
-                )
+            _delete_customers(conn, transitions_t, model_id, gone)
+            _delete_customers(conn, states_t, model_id, sorted(losers - set(pending.states)))
             bulk_insert(
                 conn,
                 states_t,
@@ -293,6 +276,20 @@ class StageEngine:
         for customer, state in pending.states.items():
             cache[customer] = (state, pending.next_seq[customer])
         return len(pending.transitions)
+
+
+def _delete_customers(
+    conn: Connection, table: Table, model_id: int, customers: Sequence[int]
+) -> None:
+    for start in range(0, len(customers), _IN_CHUNK):
+        conn.execute(
+            delete(table).where(
+                and_(
+                    table.c.model_id == model_id,
+                    table.c.customer_id.in_(customers[start : start + _IN_CHUNK]),
+                )
+            )
+        )
 
 
 def _stage(

@@ -103,23 +103,21 @@ class StageMirror:
 
 
 def _table(model_id: int, moves: Sequence[tuple[int, int, Transition]]) -> pa.Table:
-    return pa.table(
-        {
-            "model_id": pa.array([model_id] * len(moves), pa.int64()),
-            "customer_id": pa.array([c for c, _, _ in moves], pa.int64()),
-            "seq": pa.array([s for _, s, _ in moves], pa.int32()),
-            "cycle": pa.array([t.cycle for _, _, t in moves], pa.int32()),
-            "kind": pa.array([t.kind for _, _, t in moves], pa.string()),
-            "to_stage": pa.array([t.to_stage for _, _, t in moves], pa.string()),
-            "at": pa.array([t.at for _, _, t in moves], pa.timestamp("us", tz="UTC")),
-            "reason": pa.array([t.reason for _, _, t in moves], pa.string()),
-            "skipped": pa.array([list(t.skipped) for _, _, t in moves], pa.list_(pa.string())),
-        },
-        schema=STAGE_MOVES_SCHEMA,
-    )
+    columns: list[tuple[Any, ...]] = [
+        tuple(c for c, _, _ in moves),
+        tuple(s for _, s, _ in moves),
+        tuple(t.cycle for _, _, t in moves),
+        tuple(t.kind for _, _, t in moves),
+        tuple(t.to_stage for _, _, t in moves),
+        tuple(t.at for _, _, t in moves),
+        tuple(t.reason for _, _, t in moves),
+        tuple(t.skipped for _, _, t in moves),
+    ]
+    return _columns_table(model_id, columns)
 
 
 def _columns_table(model_id: int, columns: list[tuple[Any, ...]]) -> pa.Table:
+    """customer, seq, cycle, kind, to_stage, at, reason, skipped, as parallel columns."""
     customer, seq, cycle, kind, to_stage, at, reason, skipped = columns
     return pa.table(
         {

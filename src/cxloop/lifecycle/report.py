@@ -20,8 +20,9 @@ Definitions (the same in the CLI, the API and the docs):
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 import numpy as np
@@ -34,6 +35,11 @@ from cxloop.lifecycle.service import get_model
 from cxloop.store.models import StageTransition
 
 transitions_t: Table = StageTransition.__table__  # type: ignore[assignment]
+
+
+def day_start(day: date | None, zone: ZoneInfo) -> datetime | None:
+    """Midnight of a day in the project's time zone (report ranges are whole days)."""
+    return datetime.combine(day, time(0), tzinfo=zone) if day is not None else None
 
 
 def stage_flow(

@@ -343,6 +343,15 @@ def stalled(
     return out
 
 
+def uninstall_model(engine: Engine, stages: StageEngine, key: str) -> None:
+    """Remove a model, its stage histories and their copy in the event store."""
+    with engine.begin() as conn:
+        model_id, _model, _version = get_model(conn, key)
+        delete_model(conn, key)
+    stages.forget_models()
+    stages.mirror.write(model_id, None, [])
+
+
 def install_model(engine: Engine, stages: StageEngine, model: LifecycleModel) -> dict[str, Any]:
     """Install or replace a model (one transaction), then build its stage histories."""
     with engine.begin() as conn:

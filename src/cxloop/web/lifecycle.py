@@ -6,7 +6,7 @@ applier thread, the one writer of the project's stores, after everything acknowl
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -105,12 +105,8 @@ async def apply_model(state: Secret, body: ApplyIn) -> dict[str, Any]:
 async def delete_model(state: Secret, key: str) -> None:
     """Uninstall a model and its stage histories."""
 
-    def run() -> None:
-        with state.project.engine.begin() as conn:
-            service.delete_model(conn, key)
-        state.project.stages.forget_models()
-
-    await state.writer.call(run)
+    project = state.project
+    await state.writer.call(lambda: service.uninstall_model(project.engine, project.stages, key))
 
 
 @router.post("/lifecycle/rebuild")
@@ -146,8 +142,8 @@ def stage_flow(
         return report.stage_flow(
             conn,
             key,
-            start=day_start(start, zone),
-            end=day_start(end, zone),
+            start=report.day_start(start, zone),
+            end=report.day_start(end, zone),
             where=parse_pairs(where, "where"),
             store=moves_store(state.project.events),
         )
@@ -192,8 +188,3 @@ async def rename_department(state: Secret, name: str, body: DepartmentRename) ->
         return renamed
 
     return await state.writer.call(run)
-
-
-def day_start(day: date | None, zone: ZoneInfo) -> datetime | None:
-    """Midnight of a day in the project's time zone."""
-    return datetime.combine(day, time(0), tzinfo=zone) if day is not None else None
