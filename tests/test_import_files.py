@@ -46,7 +46,8 @@ DATA = next(
 TELCO = DATA / "telco-customer-churn.csv"
 CDNOW = DATA / "cdnow-purchases.txt"
 REES46 = DATA / "rees46-ecommerce-events-sample.csv"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared data sets not present")
+# The shared data sets are required: a missing folder fails (the shared_data fixture), never skips.
+needs_data = pytest.mark.usefixtures("shared_data")
 
 
 def read_all(path: Path, **options: Any) -> tuple[ImportSource, pa.Table | None, list[Reject], int]:
