@@ -229,5 +229,4 @@ class StageTransition(Base):
 
     __table_args__ = (
         UniqueConstraint("model_id", "customer_id", "seq", name="uq_stage_transitions_model_id"),
-        Index("ix_stage_transitions_model_id_at", "model_id", "at"),
     )
