@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from cxloop.domain.messages import from_dict, normalise
 from cxloop.events.base import STAGE_MOVES_SCHEMA
+from cxloop.lifecycle import engine as engine_module
 from cxloop.lifecycle import service
 from cxloop.lifecycle.spec import parse_model
 from cxloop.project import Project, open_project
@@ -55,6 +56,22 @@ exits:
   - {event: Cancelled, reason: cancelled}
 """
 
+BACK_AND_SILENT = """
+key: back-and-silent
+name: Both ways, with silences
+backward: allow
+stages:
+  - {key: one, name: One, owner: product, enter: [{event: Ad}, {page: Pricing}]}
+  - {key: two, name: Two, owner: product, enter: [{event: Referral}]}
+  - key: three
+    name: Three
+    owner: support
+    enter: [{event: Order, where: [{field: total, op: gte, value: 20}]}]
+exits:
+  - {event: Cancelled, reason_property: reason}
+  - {inactive_days: 7}
+"""
+
 _counter = itertools.count()
 
 
@@ -63,7 +80,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     home = tmp_path_factory.mktemp("lifecycle")
     opened = open_project(Settings(home=home))
     with opened.engine.begin() as conn:
-        for text in (FORWARD, ALLOW):
+        for text in (FORWARD, ALLOW, BACK_AND_SILENT):
             service.apply_model(conn, parse_model(text, "test"))
     opened.stages.forget_models()
     yield opened
@@ -157,7 +174,20 @@ def snapshot(project: Project, prefix: str) -> dict[str, Any]:
                 for t in transitions
             ),
             "states": sorted(
-                (s.model_id, s.customer_id, s.cycle, s.stage, s.entered_at, s.next_seq)
+                (
+                    s.model_id,
+                    s.customer_id,
+                    s.cycle,
+                    s.stage,
+                    s.entered_at,
+                    s.next_seq,
+                    s.last_activity,
+                    s.last_ts,
+                    s.last_message_id,
+                    s.swept_at,
+                    s.traits,
+                    s.inactive_exits,
+                )
                 for s in states
             ),
         }
@@ -432,3 +462,39 @@ def test_the_columnar_report_equals_the_app_database_report(project: Project, mo
     with project.engine.connect() as conn:
         again = report.stage_flow(conn, model, end=AS_OF, store=store)
         assert again == report.stage_flow(conn, model, end=AS_OF)
+
+
+def test_a_large_rebuild_stores_through_the_writer_process_the_same_history(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rebuilds of many events fold in parts and store them from a second process; the
+    history must be the one an in-process rebuild stores."""
+    ingest(
+        project,
+        [
+            {
+                "type": "track",
+                "event": event,
+                "userId": f"wp-{n % 7}",
+                "messageId": f"wp-{n}",
+                "timestamp": day(n / 3),
+                "properties": {"total": 50, "reason": "price"},
+            }
+            for n, event in enumerate(["Ad", "Order", "Referral", "Cancelled", "Noise"] * 12)
+        ],
+    )
+    project.stages.rebuild(as_of=AS_OF)
+    in_process = snapshot(project, "wp-")
+    started: list[object] = []
+    original = engine_module.HistoryWriter
+
+    def counted(url: str) -> object:
+        started.append(url)
+        return original(url)
+
+    monkeypatch.setattr(engine_module, "_FOLD_ROWS", 8)
+    monkeypatch.setattr(engine_module, "HistoryWriter", counted)
+    project.stages.rebuild(as_of=AS_OF)
+    assert started, "the rebuild used the writer process"
+    assert snapshot(project, "wp-") == in_process
+    assert in_process["transitions"]

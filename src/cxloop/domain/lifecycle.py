@@ -31,6 +31,7 @@ Kind = Literal["enter", "progress", "back", "exit"]
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _NUMERIC_OPS = {"gt", "gte", "lt", "lte"}
+INACTIVE_REASON = "inactive"  # the reason recorded for an exit by inactivity
 
 
 def _key_shape(value: str) -> str:
@@ -218,15 +219,15 @@ class LifecycleModel(_Strict):
 
     @property
     def inactive_after(self) -> timedelta | None:
-        return _index(self).inactive_after
+        return rule_index(self).inactive_after
 
     @property
     def trait_names(self) -> frozenset[str]:
         """The traits any rule reads: the only ones the fold has to remember."""
-        return _index(self).trait_names
+        return rule_index(self).trait_names
 
     def position(self, key: str) -> int:
-        return _index(self).positions[key]
+        return rule_index(self).positions[key]
 
 
 # -- the fold -------------------------------------------------------------------------------
@@ -292,7 +293,7 @@ class StageState:
 
 
 @dataclass(frozen=True)
-class _Index:
+class RuleIndex:
     """A model's rules by what they look at, so a touch meets only the rules it could match."""
 
     entries: dict[tuple[str, str], tuple[tuple[int, Rule], ...]]  # (type, name) -> rules
@@ -304,10 +305,10 @@ class _Index:
     trait_names: frozenset[str]
 
 
-_INDEXES: dict[int, tuple[LifecycleModel, _Index]] = {}
+_INDEXES: dict[int, tuple[LifecycleModel, RuleIndex]] = {}
 
 
-def _index(model: LifecycleModel) -> _Index:
+def rule_index(model: LifecycleModel) -> RuleIndex:
     cached = _INDEXES.get(id(model))
     if cached is not None and cached[0] is model:
         return cached[1]
@@ -329,7 +330,7 @@ def _index(model: LifecycleModel) -> _Index:
             exits.setdefault(key, []).append(pair)
         if exit_rule.traits:
             trait_exits.append(pair)
-    index = _Index(
+    index = RuleIndex(
         entries={k: tuple(v) for k, v in entries.items()},
         trait_entries=tuple(trait_entries),
         exits={k: tuple(v) for k, v in exits.items()},
@@ -362,7 +363,7 @@ def advance(model: LifecycleModel, state: StageState, touches: Iterable[Touch]) 
     out: list[Transition] = []
     inactive_after = model.inactive_after
     watched = model.trait_names
-    index = _index(model)
+    index = rule_index(model)
     for touch in touches:
         if (
             inactive_after is not None
@@ -370,38 +371,51 @@ def advance(model: LifecycleModel, state: StageState, touches: Iterable[Touch]) 
             and state.last_activity is not None
             and touch.timestamp >= state.last_activity + inactive_after
         ):
-            out.append(_exit(state, state.last_activity + inactive_after, None, None, "inactive"))
+            out.append(
+                _exit(state, state.last_activity + inactive_after, None, None, INACTIVE_REASON)
+            )
         if touch.type == "identify" and watched:
             for name in watched & touch.traits.keys():
                 state.traits[name] = touch.traits[name]
-        key = (touch.type, touch.event or "")
-        candidates = index.entries.get(key, ())
-        if touch.type == "identify" and index.trait_entries:
-            candidates = (*candidates, *index.trait_entries)
-        target = None
-        for position, rule in candidates:
-            # Candidates come by (type, name): a rule without conditions already matches.
-            if (target is None or position > target) and (
-                not (rule.where or rule.traits) or rule.matches(touch, state.traits)
-            ):
-                target = position
+        target = entry_target(index, touch, state.traits)
         if target is not None and (state.stage is None or target != index.positions[state.stage]):
             moved = _move(model, state, target, touch)
             if moved is not None:
                 out.append(moved)
         if state.stage is not None:
-            exits = index.exits.get(key, ())
-            if touch.type == "identify" and index.trait_exits:
-                exits = (*exits, *index.trait_exits)
-            for exit_rule, rule in exits:
-                if rule.matches(touch, state.traits):
-                    reason = exit_rule.reason_for(touch)
-                    out.append(_exit(state, touch.timestamp, touch.message_id, touch.event, reason))
-                    break
+            reason = exit_reason(index, touch, state.traits)
+            if reason is not None:
+                out.append(_exit(state, touch.timestamp, touch.message_id, touch.event, reason))
         state.last_activity = touch.timestamp
         state.last_order = touch.order
         state.swept_at = None
     return out
+
+
+def entry_target(index: RuleIndex, touch: Touch, traits: Mapping[str, Any]) -> int | None:
+    """The furthest stage whose entry rule the touch meets (None when it meets none)."""
+    candidates = index.entries.get((touch.type, touch.event or ""), ())
+    if touch.type == "identify" and index.trait_entries:
+        candidates = (*candidates, *index.trait_entries)
+    target = None
+    for position, rule in candidates:
+        # Candidates come by (type, name): a rule without conditions already matches.
+        if (target is None or position > target) and (
+            not (rule.where or rule.traits) or rule.matches(touch, traits)
+        ):
+            target = position
+    return target
+
+
+def exit_reason(index: RuleIndex, touch: Touch, traits: Mapping[str, Any]) -> str | None:
+    """The reason of the first exit rule the touch meets (None when it meets none)."""
+    exits = index.exits.get((touch.type, touch.event or ""), ())
+    if touch.type == "identify" and index.trait_exits:
+        exits = (*exits, *index.trait_exits)
+    for exit_rule, rule in exits:
+        if rule.matches(touch, traits):
+            return exit_rule.reason_for(touch)
+    return None
 
 
 def could_change_history(model: LifecycleModel, state: StageState, touch: Touch) -> bool:
@@ -412,7 +426,7 @@ def could_change_history(model: LifecycleModel, state: StageState, touch: Touch)
     unless the customer has left by inactivity before: a late activity inside that silent
     spell would have kept them in.
     """
-    index = _index(model)
+    index = rule_index(model)
     key = (touch.type, touch.event or "")
     if key in index.entries or key in index.exits:
         return True
@@ -430,7 +444,7 @@ def sweep(model: LifecycleModel, state: StageState, as_of: datetime) -> list[Tra
     if as_of < due:
         return []
     state.swept_at = due
-    return [_exit(state, due, None, None, "inactive")]
+    return [_exit(state, due, None, None, INACTIVE_REASON)]
 
 
 def fold(

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, Table, and_, delete, select
 
 from cxloop.domain.lifecycle import (
@@ -30,14 +32,22 @@ from cxloop.domain.lifecycle import (
     sweep,
 )
 from cxloop.domain.values import as_utc
-from cxloop.events.base import EventStore, utc_datetimes
+from cxloop.events.base import TOUCH_SCHEMA, EventStore, utc_datetimes
+from cxloop.lifecycle.columnar import (
+    MOVE_COLUMNS,
+    STATE_COLUMNS,
+    fold_columns,
+    watching_customers,
+)
 from cxloop.lifecycle.mirror import StageMirror
+from cxloop.lifecycle.writer import HistoryWriter, store_part
 from cxloop.store.bulk import bulk_insert
 from cxloop.store.models import LifecycleModelRow, LifecycleState, StageTransition
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 _IN_CHUNK = 500
 _WRITE_CUSTOMERS = 20_000
+_FOLD_ROWS = 2_000_000
 _CACHE_LIMIT = 500_000
 
 states_t = cast(Table, LifecycleState.__table__)
@@ -170,13 +180,22 @@ class StageEngine:
         as_of: datetime | None = None,
         on_progress: Callable[[int], None] = lambda rows: None,
     ) -> EngineResult:
-        """Forget the stage histories of these models and fold every customer again."""
+        """Forget the stage histories of these models and fold every customer again.
+
+        A large history is stored by a second process (``writer``) while this one reads
+        and folds the next customers: the app database takes rows slowly.
+        """
         as_of = as_of or datetime.now(UTC)
         with self._lock:
-            chosen = [m for m in self.models() if model_keys is None or m.model.key in model_keys]
+            installed = self.models()
+            chosen = [m for m in installed if model_keys is None or m.model.key in model_keys]
             if not chosen:
                 return EngineResult()
             with self.engine.begin() as conn:
+                if len(chosen) == len(installed):
+                    # Every model: SQLite empties a table without a WHERE in one step.
+                    conn.execute(delete(transitions_t))
+                    conn.execute(delete(states_t))
                 for item in chosen:
                     conn.execute(delete(transitions_t).where(transitions_t.c.model_id == item.id))
                     conn.execute(delete(states_t).where(states_t.c.model_id == item.id))
@@ -184,10 +203,20 @@ class StageEngine:
             for item in chosen:
                 self.mirror.write(item.id, None, [])
             result = EngineResult()
-            batches = self.events.customer_events(None)
-            for customers in _customers_in_chunks(batches, chosen, on_progress):
-                result.customers += len(customers)
-                result.transitions += self._fold_all(chosen, customers, as_of, replace=False)
+            batches = self.events.customer_events(None, batch_rows=_FOLD_ROWS // 4)
+            writer: HistoryWriter | None = None
+            try:
+                for rows in _whole_customers(batches, on_progress):
+                    result.customers += len(pc.unique(rows.column("customer_id")))
+                    if writer is None and rows.num_rows >= _FOLD_ROWS // 2:
+                        writer = HistoryWriter(self.engine.url.render_as_string(False))
+                    for item in chosen:
+                        result.transitions += self._fold_from_scratch(item, rows, as_of, writer)
+                if writer is not None:
+                    result.transitions += writer.finish()
+            finally:
+                if writer is not None:
+                    writer.close()
             return result
 
     # -- internals ---------------------------------------------------------------------------
@@ -222,6 +251,31 @@ class StageEngine:
             # A customer left without events (all moved elsewhere) keeps no state either.
             empty = {c for c, items in customers.items() if not items} if replace else set()
             written += self._write(item.id, pending, empty)
+        return written
+
+    def _fold_from_scratch(
+        self, item: InstalledModel, rows: pa.Table, as_of: datetime, writer: HistoryWriter | None
+    ) -> int:
+        """Fold whole customers as columns (those whose traits feed a rule one touch at a
+        time) and store them, or hand them to ``writer``; returns the moves stored here."""
+        written = 0
+        watching = watching_customers(item.model, rows)
+        if len(watching):
+            chosen = pc.is_in(rows.column("customer_id"), watching)
+            customers: dict[int, list[Touch]] = {}
+            readers, watches = _property_readers([item]), _watches([item])
+            for customer, touch in _iter_touches(rows.filter(chosen), readers, watches):
+                customers.setdefault(customer, []).append(touch)
+            written += self._fold_all([item], customers, as_of, replace=False)
+            rows = rows.filter(pc.invert(chosen))
+        if not rows.num_rows:
+            return written
+        folded = fold_columns(item.model, rows, as_of)
+        if writer is not None:
+            writer.send(item.id, folded.states, folded.moves)
+        else:
+            written += store_part(self.engine, item.id, folded.states, folded.moves)
+        self.mirror.write_table(item.id, [], folded.moves)
         return written
 
     def _load_states(
@@ -312,6 +366,31 @@ def _touches(rows: pa.Table, installed: Sequence[InstalledModel]) -> dict[int, l
     return found
 
 
+def _whole_customers(
+    batches: Iterable[pa.RecordBatch], on_progress: Callable[[int], None]
+) -> Iterator[pa.Table]:
+    """Tables of about ``_FOLD_ROWS`` events from batches ordered by customer, each holding
+    every event of its customers."""
+    held: list[pa.RecordBatch] = []
+    size = 0
+    for batch in batches:
+        on_progress(batch.num_rows)
+        held.append(batch)
+        size += batch.num_rows
+        if size < _FOLD_ROWS:
+            continue
+        table = pa.Table.from_batches(held)
+        customer = table.column("customer_id").to_numpy()
+        cut = int(np.searchsorted(customer, customer[-1], side="left"))
+        if cut == 0:
+            continue  # one customer so far: keep reading
+        yield table.slice(0, cut)
+        held = table.slice(cut).to_batches()
+        size = table.num_rows - cut
+    if size:
+        yield pa.Table.from_batches(held, schema=TOUCH_SCHEMA)
+
+
 def _customers_in_chunks(
     batches: Iterable[pa.RecordBatch],
     installed: Sequence[InstalledModel],
@@ -397,34 +476,8 @@ def _state_of(row: Any) -> StageState:
     )
 
 
-_STATE_COLUMNS = (
-    "model_id",
-    "customer_id",
-    "cycle",
-    "stage",
-    "entered_at",
-    "last_activity",
-    "last_ts",
-    "last_message_id",
-    "swept_at",
-    "traits",
-    "next_seq",
-    "inactive_exits",
-)
-_TRANSITION_COLUMNS = (
-    "model_id",
-    "customer_id",
-    "seq",
-    "cycle",
-    "kind",
-    "from_stage",
-    "to_stage",
-    "at",
-    "message_id",
-    "event",
-    "reason",
-    "skipped",
-)
+_STATE_COLUMNS = ("model_id", *STATE_COLUMNS, "traits")
+_TRANSITION_COLUMNS = ("model_id", *MOVE_COLUMNS)
 
 
 def _state_row(model_id: int, customer: int, state: StageState, next_seq: int) -> tuple[Any, ...]:
@@ -439,9 +492,9 @@ def _state_row(model_id: int, customer: int, state: StageState, next_seq: int) -
         last[0] if last else None,
         last[1] if last else None,
         state.swept_at,
-        state.traits,
         next_seq,
         state.inactive_exits,
+        state.traits,
     )
 
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
+import numpy as np
 import pyarrow as pa
 from sqlalchemy import Engine, Table, func, select
 
@@ -55,10 +56,25 @@ class StageMirror:
         clear: Sequence[int] | None,
         moves: Sequence[tuple[int, int, Transition]],
     ) -> None:
+        if self.store is not None:
+            self._copy(model_id, clear, _table(model_id, moves))
+
+    def write_table(self, model_id: int, clear: Sequence[int] | None, moves: pa.Table) -> None:
+        """``write`` for moves already in columns (``columnar.MOVE_COLUMNS``)."""
         if self.store is None:
             return
+        table = pa.table(
+            {
+                "model_id": pa.array(np.full(moves.num_rows, model_id), pa.int64()),
+                **{name: moves.column(name) for name in STAGE_MOVES_SCHEMA.names[1:]},
+            }
+        ).cast(STAGE_MOVES_SCHEMA)
+        self._copy(model_id, clear, table)
+
+    def _copy(self, model_id: int, clear: Sequence[int] | None, table: pa.Table) -> None:
+        assert self.store is not None
         try:
-            self.store.write_stage_moves(model_id, clear, _table(model_id, moves))
+            self.store.write_stage_moves(model_id, clear, table)
         except Exception:
             # The app database has the truth; the next project open copies it again.
             log.exception("could not copy stage moves to the event store")
