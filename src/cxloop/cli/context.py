@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 import typer
 from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
 
 from cxloop.cli.output import err_console
 from cxloop.events.factory import EventStoreUnavailable
@@ -112,3 +113,21 @@ def remote_server(settings: Settings) -> Iterator[RemoteServer | None]:
         yield remote
     finally:
         remote.close()
+
+
+def call_project(
+    method: str,
+    path: str,
+    local: Callable[[Project], Any],
+    *,
+    params: dict[str, Any] | None = None,
+    body: Any = None,
+) -> Any:
+    """The running server answers if there is one; otherwise this process does the work."""
+    settings = load_settings()
+    with remote_server(settings) as remote:
+        if remote is not None:
+            clean = {k: v for k, v in (params or {}).items() if v is not None}
+            return remote.request(method, path, params=clean, json=body)
+    with local_project(settings) as project:
+        return to_jsonable_python(local(project))

@@ -6,17 +6,15 @@ and in this process otherwise; both print the same JSON.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from pydantic_core import to_jsonable_python
 
-from cxloop.cli.context import CliError, handle_errors, load_settings, local_project, remote_server
-from cxloop.cli.output import Format, emit, err_console, key_values
+from cxloop.cli.context import CliError, call_project, handle_errors
+from cxloop.cli.output import Format, duration, emit, err_console, key_values, percent
 from cxloop.domain.lifecycle import LifecycleModel
 from cxloop.domain.values import parse_pairs
 from cxloop.lifecycle import report, service
@@ -28,24 +26,6 @@ app = typer.Typer(help="Lifecycle models, stage flows and stalled customers.", n
 departments_app = typer.Typer(help="Departments that own lifecycle stages.", no_args_is_help=True)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
-
-
-def _call(
-    method: str,
-    path: str,
-    local: Callable[[Project], Any],
-    *,
-    params: dict[str, Any] | None = None,
-    body: Any = None,
-) -> Any:
-    """The running server answers if there is one; otherwise this process does the work."""
-    settings = load_settings()
-    with remote_server(settings) as remote:
-        if remote is not None:
-            clean = {k: v for k, v in (params or {}).items() if v is not None}
-            return remote.request(method, path, params=clean, json=body)
-    with local_project(settings) as project:
-        return to_jsonable_python(local(project))
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -71,7 +51,7 @@ def apply(
 ) -> None:
     """Install or replace a model, then build its stage histories from stored events."""
     model = _model_from(source)
-    result = _call(
+    result = call_project(
         "POST",
         "/api/v1/lifecycle/models",
         lambda project: service.install_model(project.engine, project.stages, model),
@@ -103,7 +83,7 @@ def list_models(fmt: FormatOpt = Format.table) -> None:
         with project.engine.connect() as conn:
             return service.list_models(conn)
 
-    models = _call("GET", "/api/v1/lifecycle/models", local)
+    models = call_project("GET", "/api/v1/lifecycle/models", local)
     rows = [
         {
             "model": m["key"],
@@ -132,7 +112,7 @@ def show(key: Annotated[str, typer.Argument(help="Model key")]) -> None:
             _id, model, version = service.get_model(conn, key)
         return {"version": version, **model.model_dump(mode="json")}
 
-    data = _call("GET", f"/api/v1/lifecycle/models/{key}", local)
+    data = call_project("GET", f"/api/v1/lifecycle/models/{key}", local)
     data.pop("version", None)
     typer.echo(model_to_yaml(LifecycleModel.model_validate(data)), nl=False)
 
@@ -142,7 +122,7 @@ def show(key: Annotated[str, typer.Argument(help="Model key")]) -> None:
 def remove(key: Annotated[str, typer.Argument(help="Model key")]) -> None:
     """Uninstall a model and its stage histories (events are kept)."""
 
-    _call(
+    call_project(
         "DELETE",
         f"/api/v1/lifecycle/models/{key}",
         lambda project: service.uninstall_model(project.engine, project.stages, key),
@@ -172,7 +152,7 @@ def rebuild(
             "seconds": round(seconds, 3),
         }
 
-    result = _call("POST", "/api/v1/lifecycle/rebuild", local, body={"models": keys})
+    result = call_project("POST", "/api/v1/lifecycle/rebuild", local, body={"models": keys})
     key_values(result, fmt, title="rebuilt stage histories")
 
 
@@ -211,7 +191,7 @@ def stage_report(
         "to": last.isoformat() if last else None,
         "where": [f"{k}={v}" for k, v in segment.items()] or None,
     }
-    data = _call("GET", f"/api/v1/lifecycle/{model}/report", local, params=params)
+    data = call_project("GET", f"/api/v1/lifecycle/{model}/report", local, params=params)
     # The table keeps to the columns people scan; JSON and CSV carry every field.
     rows = [
         {
@@ -221,11 +201,11 @@ def stage_report(
             "now": s["current"],
             "on": s["progressed"],
             "out": s["exited"],
-            "conv.": _pct(s["conversion_rate"]),
-            "drop": _pct(s["drop_off_rate"]),
-            "median": _duration(s["median_time_in_stage_s"]),
-            "p90": _duration(s["p90_time_in_stage_s"]),
-            ">target": _pct(s["over_target"]),
+            "conv.": percent(s["conversion_rate"]),
+            "drop": percent(s["drop_off_rate"]),
+            "median": duration(s["median_time_in_stage_s"]),
+            "p90": duration(s["p90_time_in_stage_s"]),
+            ">target": percent(s["over_target"]),
         }
         for s in data["stages"]
     ]
@@ -256,7 +236,7 @@ def stalled(
         with project.engine.connect() as conn:
             return service.stalled(conn, model, stage=stage, limit=limit)
 
-    data = _call(
+    data = call_project(
         "GET", f"/api/v1/lifecycle/{model}/stalled", local, params={"stage": stage, "limit": limit}
     )
     rows = [
@@ -299,7 +279,7 @@ def departments_list(fmt: FormatOpt = Format.table) -> None:
         with project.engine.connect() as conn:
             return service.list_departments(conn)
 
-    data = _call("GET", "/api/v1/departments", local)
+    data = call_project("GET", "/api/v1/departments", local)
     rows = [{**d, "stages": ", ".join(d["stages"])} for d in data]
     emit(data, fmt, rows=rows, columns=("id", "name", "stages"), title="departments")
 
@@ -315,7 +295,7 @@ def departments_create(
         with project.engine.begin() as conn:
             return service.create_department(conn, name)
 
-    data = _call("POST", "/api/v1/departments", local, body={"name": name})
+    data = call_project("POST", "/api/v1/departments", local, body={"name": name})
     key_values(data, fmt, title="department")
 
 
@@ -334,7 +314,7 @@ def departments_rename(
         project.stages.forget_models()
         return renamed
 
-    data = _call("PATCH", f"/api/v1/departments/{name}", local, body={"new_name": new_name})
+    data = call_project("PATCH", f"/api/v1/departments/{name}", local, body={"new_name": new_name})
     key_values(data, fmt, title="department")
 
 
@@ -348,17 +328,3 @@ def _day(value: str | None, option: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _pct(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:.1f}%"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86400 * 2:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"

@@ -80,3 +80,18 @@ def key_values(data: dict[str, Any], fmt: Format, title: str | None = None) -> N
     for key, value in data.items():
         table.add_row(key, _cell(value))
     console.print(table)
+
+
+def percent(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.1f}%"
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as people read them in a table: minutes, hours or days."""
+    if seconds is None:
+        return ""
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"

@@ -1,0 +1,1 @@
+"""Journey analytics: funnels (and later retention, paths, trends) as validated specs."""

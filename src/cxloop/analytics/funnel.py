@@ -1,0 +1,325 @@
+"""Funnels: SQL finds the events that matter, the kernel applies the sequence rules.
+
+The event store returns, per customer in (time, message id) order, the events that match a
+step or an exclusion (for strict funnels every event, as any other event breaks an
+attempt), each with a flag per step and per exclusion and its breakdown value. Filter
+values and property names travel as query parameters, never inside the SQL text.
+``funnel_kernel.best_attempt`` then picks each customer's attempt and this module adds up
+the steps, times to convert and breakdown groups.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+import msgspec
+from sqlalchemy import Engine, Table, select
+
+from cxloop.analytics.funnel_kernel import Attempt, Event, best_attempt
+from cxloop.analytics.funnel_spec import (
+    Exclusion,
+    FunnelSpec,
+    FunnelStep,
+    PropertyFilter,
+    SpecProblem,
+    SpecRejected,
+    date_bounds,
+    validate,
+)
+from cxloop.events.base import EventStore
+from cxloop.store.models import Customer
+
+customers_t = cast(Table, Customer.__table__)
+_NAME = "(CASE WHEN type = 'track' THEN event ELSE name END)"
+_KINDS = "type IN ('track', 'page', 'screen')"
+_OTHER = "Other"
+
+
+class FunnelEngineError(RuntimeError):
+    """The event store cannot run funnels (yet)."""
+
+
+@dataclass
+class _Query:
+    """SQL fragments with their parameters, in order."""
+
+    sql: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, text: str, *params: Any) -> str:
+        self.params.extend(params)
+        return text
+
+
+def run_funnel(
+    spec: FunnelSpec, events: EventStore, engine: Engine, zone: ZoneInfo
+) -> dict[str, Any]:
+    """The funnel's steps (and breakdown groups), as the API and CLI return them."""
+    validate(spec)
+    sql = getattr(events, "sql", None)
+    if sql is None:
+        raise FunnelEngineError(
+            f"funnels run on the DuckDB event store for now, not on {events.backend}"
+        )
+    warnings = _unknown_events(spec, sql)
+    _check_breakdown(spec, sql, engine)
+    rows = sql(*_rows_query(spec))
+    start, end = date_bounds(spec, zone)
+    starts = (_micros(start), _micros(end))
+    window_us = int(spec.window.total_seconds() * 1_000_000)
+    ranges = [spec.exclusion_range(x) for x in spec.exclusions]
+    found: list[tuple[int, Attempt, list[Event]]] = []
+    for customer, history in _by_customer(rows.to_pydict(), len(spec.steps), len(ranges)):
+        attempt = best_attempt(history, len(spec.steps), window_us, spec.order, ranges, starts)
+        if attempt is not None:
+            found.append((customer, attempt, history))
+    result: dict[str, Any] = {"steps": _steps(spec, [a for _, a, _ in found])}
+    if spec.breakdown is not None:
+        result["breakdown"] = _breakdown(spec, found, engine)
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
+def _rows_query(spec: FunnelSpec) -> tuple[str, list[Any]]:
+    """Each fragment is built where it appears in the text, so parameters line up."""
+    q = _Query()
+    items: list[FunnelStep | Exclusion] = [*spec.steps, *spec.exclusions]
+    columns = [
+        f"{_matches(q, item.event, item.filters)} AS {'s' if n < len(spec.steps) else 'x'}"
+        f"{n if n < len(spec.steps) else n - len(spec.steps)}"
+        for n, item in enumerate(items)
+    ]
+    breakdown = spec.breakdown
+    if breakdown is not None and breakdown.property is not None:
+        columns.append(
+            q.add("json_extract_string(properties, ?) AS value", _pointer(breakdown.property))
+        )
+    else:
+        columns.append("NULL AS value")
+    # The customers with an event that can start an attempt (step 0; any step when
+    # unordered), then their events that matter (all for strict funnels: any other event
+    # breaks an attempt).
+    starters = spec.steps if spec.order == "unordered" else spec.steps[:1]
+    entry = " OR ".join(_matches(q, step.event, step.filters) for step in starters)
+    keep = (
+        "TRUE"
+        if spec.order == "strict"
+        else "(" + " OR ".join(_matches(q, i.event, i.filters) for i in items) + ")"
+    )
+    text = (
+        'SELECT customer_id, epoch_us("timestamp") AS at, ' + ", ".join(columns)
+        + " FROM events WHERE customer_id IN (SELECT customer_id FROM events WHERE "
+        + f"{entry}) AND {keep}"
+        + ' ORDER BY customer_id, "timestamp", message_id'
+    )  # fmt: skip
+    return text, q.params
+
+
+def _matches(q: _Query, event: str, filters: Sequence[PropertyFilter]) -> str:
+    parts = [q.add(f"{_NAME} = ?", event), _KINDS]
+    parts += [_filter(q, f) for f in filters]
+    return "(" + " AND ".join(parts) + ")"
+
+
+def _filter(q: _Query, f: PropertyFilter) -> str:
+    path = _pointer(f.property)
+    text = "json_extract_string(properties, ?)"
+    if f.op in ("gt", "lt"):
+        sign = ">" if f.op == "gt" else "<"
+        return q.add(f"coalesce(TRY_CAST({text} AS DOUBLE) {sign} ?, FALSE)", path, f.value)
+    if f.op == "contains":
+        return q.add(f"coalesce(contains(lower({text}), lower(?)), FALSE)", path, f.value)
+    values = f.value if f.op == "in" else [f.value]
+    tests = [_equals(q, path, v) for v in values]
+    same = "(" + " OR ".join(tests) + ")"
+    return same if f.op in ("eq", "in") else f"NOT {same}"
+
+
+def _equals(q: _Query, path: str, value: Any) -> str:
+    text = "json_extract_string(properties, ?)"
+    if isinstance(value, bool):
+        return q.add(f"coalesce({text} = ?, FALSE)", path, "true" if value else "false")
+    if isinstance(value, int | float):
+        return q.add(f"coalesce(TRY_CAST({text} AS DOUBLE) = ?, FALSE)", path, float(value))
+    return q.add(f"coalesce({text} = ?, FALSE)", path, value)
+
+
+def _pointer(name: str) -> str:
+    """A JSON pointer to a top-level property (``~`` and ``/`` escaped)."""
+    return "/" + name.replace("~", "~0").replace("/", "~1")
+
+
+def _by_customer(
+    columns: dict[str, list[Any]], steps: int, exclusions: int
+) -> list[tuple[int, list[Event]]]:
+    out: list[tuple[int, list[Event]]] = []
+    current: int | None = None
+    history: list[Event] = []
+    step_columns = [columns[f"s{n}"] for n in range(steps)]
+    exclusion_columns = [columns[f"x{n}"] for n in range(exclusions)]
+    for i, customer in enumerate(columns["customer_id"]):
+        if customer != current:
+            if current is not None:
+                out.append((current, history))
+            current, history = customer, []
+        history.append(
+            Event(
+                at=columns["at"][i],
+                steps=frozenset(n for n, c in enumerate(step_columns) if c[i]),
+                exclusions=frozenset(n for n, c in enumerate(exclusion_columns) if c[i]),
+                value=columns["value"][i],
+            )
+        )
+    if current is not None:
+        out.append((current, history))
+    return out
+
+
+def _steps(spec: FunnelSpec, attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
+    counts = [sum(1 for a in attempts if a.reached > k) for k in range(len(spec.steps))]
+    out: list[dict[str, Any]] = []
+    for k, step in enumerate(spec.steps):
+        durations = [
+            (a.times[k] - a.times[k - 1]) / 1_000_000 for a in attempts if k and a.reached > k
+        ]
+        previous = counts[k - 1] if k else counts[0]
+        out.append(
+            {
+                "name": step.event,
+                "count": counts[k],
+                "conversion_rate": _ratio(counts[k], counts[0]),
+                "drop_off_rate": 0.0 if k == 0 else _ratio(previous - counts[k], previous),
+                "avg_time_to_convert_s": statistics.fmean(durations) if durations else None,
+                "median_time_to_convert_s": statistics.median(durations) if durations else None,
+            }
+        )
+    return out
+
+
+def _breakdown(
+    spec: FunnelSpec, found: list[tuple[int, Attempt, list[Event]]], engine: Engine
+) -> list[dict[str, Any]]:
+    breakdown = spec.breakdown
+    assert breakdown is not None
+    if breakdown.trait is not None:
+        traits = _traits(engine, [c for c, _, _ in found], breakdown.trait)
+        values = [traits.get(c) for c, _, _ in found]
+    else:
+        values = [_attributed(spec, attempt, history) for _, attempt, history in found]
+    groups: dict[str | None, list[Attempt]] = {}
+    for value, (_, attempt, _) in zip(values, found, strict=True):
+        groups.setdefault(value, []).append(attempt)
+    ranked = sorted(groups, key=lambda v: (-len(groups[v]), v is None, str(v)))
+    kept, rest = ranked[: breakdown.limit], ranked[breakdown.limit :]
+    out = [{"value": v, "steps": _steps(spec, groups[v])} for v in kept]
+    if rest:
+        others = [a for v in rest for a in groups[v]]
+        out.append({"value": _OTHER, "steps": _steps(spec, others)})
+    return out
+
+
+def _attributed(spec: FunnelSpec, attempt: Attempt, history: list[Event]) -> str | None:
+    breakdown = spec.breakdown
+    assert breakdown is not None
+    if breakdown.attribution == "first_touch":
+        return history[attempt.events[0]].value
+    if breakdown.attribution == "last_touch":
+        return history[attempt.events[-1]].value
+    step = breakdown.step or 0
+    return history[attempt.events[step]].value if attempt.reached > step else None
+
+
+def _traits(engine: Engine, customers: list[int], trait: str) -> dict[int, str | None]:
+    found: dict[int, str | None] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(customers), 500):
+            chunk = customers[start : start + 500]
+            for row in conn.execute(
+                select(customers_t.c.id, customers_t.c.traits).where(customers_t.c.id.in_(chunk))
+            ):
+                value = (row.traits or {}).get(trait)
+                found[row.id] = None if value is None else _text(value)
+    return found
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return msgspec.json.encode(value).decode()
+
+
+def _unknown_events(spec: FunnelSpec, sql: Any) -> list[dict[str, str]]:
+    names = sorted({s.event for s in spec.steps})
+    placeholders = ", ".join("?" for _ in names)
+    seen = {
+        row["n"]
+        for row in sql(
+            f"SELECT DISTINCT {_NAME} AS n FROM events "
+            f"WHERE {_KINDS} AND {_NAME} IN ({placeholders})",
+            names,
+        ).to_pylist()
+    }
+    return [
+        {
+            "code": "unknown_event",
+            "message": f"no event named {name!r} is stored: its step counts zero",
+        }
+        for name in names
+        if name not in seen
+    ]
+
+
+def _check_breakdown(spec: FunnelSpec, sql: Any, engine: Engine) -> None:
+    breakdown = spec.breakdown
+    if breakdown is None:
+        return
+    if breakdown.property is not None:
+        names = sorted({s.event for s in spec.steps})
+        placeholders = ", ".join("?" for _ in names)
+        found = sql(
+            f"SELECT 1 AS x FROM events WHERE {_KINDS} AND {_NAME} IN ({placeholders}) "
+            "AND json_extract(properties, ?) IS NOT NULL LIMIT 1",
+            [*names, _pointer(breakdown.property)],
+        ).num_rows
+        if not found:
+            raise SpecRejected(
+                [
+                    SpecProblem(
+                        "breakdown_property_missing",
+                        "breakdown.property",
+                        f"no event of the funnel's steps has the property {breakdown.property!r}",
+                    )
+                ]
+            )
+        return
+    assert breakdown.trait is not None
+    with engine.connect() as conn:
+        for row in conn.execute(
+            select(customers_t.c.traits).where(customers_t.c.traits.is_not(None))
+        ):
+            if breakdown.trait in (row.traits or {}):
+                return
+    raise SpecRejected(
+        [
+            SpecProblem(
+                "breakdown_trait_missing",
+                "breakdown.trait",
+                f"no customer has the trait {breakdown.trait!r}",
+            )
+        ]
+    )
+
+
+def _ratio(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _micros(value: Any) -> int | None:
+    if value is None:
+        return None
+    return int(value.timestamp() * 1_000_000)

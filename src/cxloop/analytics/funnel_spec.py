@@ -1,0 +1,279 @@
+"""What a funnel query asks, and the rules a spec must pass before any SQL is built.
+
+The spec is the one shape the CLI (``--steps`` flags or ``--spec FILE.json``) and the API
+(``POST /api/v1/analytics/funnel``) take. Shape errors come from pydantic; the rules that
+need the whole spec are small classes with a code each (as the best insight engines do), so
+a client can tell "too few steps" from "a window over a year" without parsing prose.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Op = Literal["eq", "neq", "contains", "gt", "lt", "in"]
+Order = Literal["ordered", "strict", "unordered"]
+Attribution = Literal["first_touch", "last_touch", "step"]
+
+DEFAULT_WINDOW = timedelta(days=14)
+MAX_WINDOW = timedelta(days=366)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PropertyFilter(_Strict):
+    property: Name
+    op: Op = "eq"
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> PropertyFilter:
+        value = self.value
+        if self.op in ("gt", "lt") and (
+            isinstance(value, bool) or not isinstance(value, int | float)
+        ):
+            raise ValueError(f"op {self.op} compares numbers: value must be a number")
+        if self.op == "in" and (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str | int | float | bool) for v in value)
+        ):
+            raise ValueError("op in needs a non-empty list of text, numbers or booleans")
+        if self.op == "contains" and not isinstance(value, str):
+            raise ValueError("op contains needs a text value")
+        if self.op in ("eq", "neq") and not isinstance(value, str | int | float | bool):
+            raise ValueError(f"op {self.op} needs a text, number or boolean value")
+        return self
+
+
+class FunnelStep(_Strict):
+    event: Name
+    filters: tuple[PropertyFilter, ...] = ()
+
+
+class Exclusion(_Strict):
+    """An event that must not happen between step ``from_step`` and ``to_step`` (numbered
+    from 0; by default the whole funnel)."""
+
+    event: Name
+    filters: tuple[PropertyFilter, ...] = ()
+    from_step: Annotated[int, Field(ge=0)] = 0
+    to_step: Annotated[int, Field(ge=1)] | None = None
+
+
+class Breakdown(_Strict):
+    property: Name | None = None
+    trait: Name | None = None
+    attribution: Attribution = "first_touch"
+    step: Annotated[int, Field(ge=0)] | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 25
+
+
+class FunnelSpec(_Strict):
+    steps: tuple[FunnelStep, ...]
+    window_seconds: int | None = None
+    order: Order = "ordered"
+    exclusions: tuple[Exclusion, ...] = ()
+    breakdown: Breakdown | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+
+    @property
+    def window(self) -> timedelta:
+        """Zero, negative or missing means the default of 14 days."""
+        if self.window_seconds is None or self.window_seconds <= 0:
+            return DEFAULT_WINDOW
+        return timedelta(seconds=self.window_seconds)
+
+    def exclusion_range(self, exclusion: Exclusion) -> tuple[int, int]:
+        last = len(self.steps) - 1
+        return exclusion.from_step, last if exclusion.to_step is None else exclusion.to_step
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    code: str
+    field: str
+    message: str
+
+
+class SpecRejected(ValueError):
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+class _Rule:
+    code: ClassVar[str]
+
+    def check(self, spec: FunnelSpec) -> list[SpecProblem]:
+        raise NotImplementedError
+
+
+class _TwoSteps(_Rule):
+    code = "too_few_steps"
+
+    def check(self, spec: FunnelSpec) -> list[SpecProblem]:
+        if len(spec.steps) >= 2:
+            return []
+        return [SpecProblem(self.code, "steps", "a funnel needs at least two steps")]
+
+
+class _WindowAtMostAYear(_Rule):
+    code = "window_too_long"
+
+    def check(self, spec: FunnelSpec) -> list[SpecProblem]:
+        if spec.window <= MAX_WINDOW:
+            return []
+        return [
+            SpecProblem(
+                self.code,
+                "window_seconds",
+                f"the conversion window is at most {MAX_WINDOW.days} days "
+                f"({int(MAX_WINDOW.total_seconds())} seconds)",
+            )
+        ]
+
+
+class _ExclusionsFit(_Rule):
+    code = "bad_exclusion"
+
+    def check(self, spec: FunnelSpec) -> list[SpecProblem]:
+        problems: list[SpecProblem] = []
+        if spec.exclusions and spec.order == "unordered":
+            problems.append(
+                SpecProblem(
+                    self.code, "exclusions", "exclusions apply to ordered and strict funnels"
+                )
+            )
+        for n, exclusion in enumerate(spec.exclusions):
+            start, end = spec.exclusion_range(exclusion)
+            where = f"exclusions[{n}]"
+            if end > len(spec.steps) - 1 or start >= end:
+                problems.append(
+                    SpecProblem(
+                        self.code,
+                        where,
+                        f"from_step must come before to_step, both within 0..{len(spec.steps) - 1}",
+                    )
+                )
+                continue
+            for k in range(start, end + 1):
+                step = spec.steps[k]
+                if step.event == exclusion.event and set(step.filters) == set(exclusion.filters):
+                    problems.append(
+                        SpecProblem(
+                            "exclusion_is_a_step",
+                            where,
+                            f"the exclusion is step {k} ({step.event!r}) itself: it would "
+                            "exclude every customer who takes the step",
+                        )
+                    )
+        return problems
+
+
+class _BreakdownFits(_Rule):
+    code = "bad_breakdown"
+
+    def check(self, spec: FunnelSpec) -> list[SpecProblem]:
+        breakdown = spec.breakdown
+        if breakdown is None:
+            return []
+        if (breakdown.property is None) == (breakdown.trait is None):
+            return [SpecProblem(self.code, "breakdown", "name exactly one of property or trait")]
+        if breakdown.attribution == "step" and (
+            breakdown.step is None or breakdown.step >= len(spec.steps)
+        ):
+            return [
+                SpecProblem(
+                    self.code,
+                    "breakdown.step",
+                    f"step attribution needs a step within 0..{len(spec.steps) - 1}",
+                )
+            ]
+        return []
+
+
+class _DatesRead(_Rule):
+    code = "bad_date"
+
+    def check(self, spec: FunnelSpec) -> list[SpecProblem]:
+        problems: list[SpecProblem] = []
+        for name in ("date_from", "date_to"):
+            text = getattr(spec, name)
+            if text is not None and _parse_moment(text) is None:
+                problems.append(
+                    SpecProblem(self.code, name, "use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]")
+                )
+        if not problems and spec.date_from and spec.date_to:
+            utc = ZoneInfo("UTC")
+            start, end = date_bounds(spec, utc)
+            if start is not None and end is not None and start >= end:
+                problems.append(SpecProblem(self.code, "date_to", "date_to comes before date_from"))
+        return problems
+
+
+RULES: tuple[_Rule, ...] = (
+    _TwoSteps(),
+    _WindowAtMostAYear(),
+    _ExclusionsFit(),
+    _BreakdownFits(),
+    _DatesRead(),
+)
+
+
+def validate(spec: FunnelSpec) -> None:
+    problems = [p for rule in RULES for p in rule.check(spec)]
+    if problems:
+        raise SpecRejected(problems)
+
+
+def parse_window(text: str) -> int:
+    """``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds, as seconds."""
+    if text.strip().isdigit():
+        return int(text)
+    found = _DURATION.match(text)
+    if not found:
+        raise ValueError("use a number and a unit: 45s, 30m, 12h, 7d or 2w")
+    return int(found.group(1)) * _UNITS[found.group(2)]
+
+
+def _parse_moment(text: str) -> datetime | date | None:
+    try:
+        if "T" in text or " " in text.strip():
+            return datetime.fromisoformat(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def date_bounds(spec: FunnelSpec, zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+    """The half-open range [start, end) that attempts must start in: a date means the whole
+    day in the project's time zone; a time without a zone is read in it too."""
+
+    def moment(text: str | None, end: bool) -> datetime | None:
+        if text is None:
+            return None
+        parsed = _parse_moment(text)
+        if parsed is None:
+            return None
+        if isinstance(parsed, datetime):
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+        day = parsed + timedelta(days=1) if end else parsed
+        return datetime.combine(day, time(), tzinfo=zone)
+
+    start = moment(spec.date_from, end=False)
+    end = moment(spec.date_to, end=True)
+    if end is not None and spec.date_to and "T" in spec.date_to:
+        end = end + timedelta(microseconds=1)  # a given instant is included
+    return start, end

@@ -1,0 +1,163 @@
+"""`cxloop funnel`: where customers drop off between touchpoints.
+
+Runs in the project's server when one is running, in this process otherwise; both give the
+same JSON as ``POST /api/v1/analytics/funnel``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from cxloop.analytics.funnel import FunnelEngineError, run_funnel
+from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected, parse_window
+from cxloop.cli.context import CliError, call_project, handle_errors
+from cxloop.cli.output import Format, duration, emit, err_console, percent
+from cxloop.project import Project
+
+ENGINES = ("duckdb", "postgres", "spark")
+
+
+@handle_errors
+def funnel(
+    steps: Annotated[
+        str | None, typer.Option("--steps", help="Event names in order, comma-separated")
+    ] = None,
+    window: Annotated[
+        str | None, typer.Option("--window", help="Conversion window: 45s, 30m, 12h, 7d, 2w")
+    ] = None,
+    order: Annotated[str, typer.Option("--order", help="ordered, strict or unordered")] = "ordered",
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="EVENT or EVENT:FROM:TO (steps from 0); repeatable"),
+    ] = None,
+    breakdown: Annotated[
+        str | None,
+        typer.Option("--breakdown", help="An event property NAME, or trait:NAME"),
+    ] = None,
+    attribution: Annotated[
+        str,
+        typer.Option("--attribution", help="first_touch, last_touch or step:K"),
+    ] = "first_touch",
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="YYYY-MM-DD[THH:MM:SS], project time zone")
+    ] = None,
+    date_to: Annotated[
+        str | None, typer.Option("--to", help="YYYY-MM-DD[THH:MM:SS], included")
+    ] = None,
+    engine: Annotated[str, typer.Option("--engine", help="duckdb, postgres or spark")] = "duckdb",
+    spec_file: Annotated[
+        Path | None, typer.Option("--spec", help="A funnel spec as JSON (as the API takes)")
+    ] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="table, json or csv")
+    ] = Format.table,
+) -> None:
+    """Customers per step of a funnel, conversion, drop-off and time to convert."""
+    if engine not in ENGINES:
+        raise CliError(f"--engine: use one of {', '.join(ENGINES)}", 2)
+    spec = _spec(spec_file, steps, window, order, exclude, breakdown, attribution, date_from,
+                 date_to)  # fmt: skip
+    body = spec.model_dump(mode="json", exclude_none=True)
+
+    def local(project: Project) -> Any:
+        if engine != "duckdb" and engine != project.events.backend:
+            raise CliError(f"--engine {engine}: this project's event store is "
+                           f"{project.events.backend}", 2)  # fmt: skip
+        try:
+            return run_funnel(spec, project.events, project.engine, project.settings.zone)
+        except SpecRejected as exc:
+            raise CliError(str(exc), 2) from exc
+        except FunnelEngineError as exc:
+            raise CliError(str(exc), 2) from exc
+
+    data = call_project("POST", "/api/v1/analytics/funnel", local, body=body)
+    for warning in data.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/yellow] {warning['message']}")
+    if fmt is Format.json:
+        emit(data, fmt)
+        return
+    rows = [
+        {"breakdown": group.get("value", ""), "step": n, **step}
+        for group in data.get("breakdown") or [{"steps": data["steps"]}]
+        for n, step in enumerate(group["steps"])
+    ]
+    if fmt is Format.csv:
+        emit(data, fmt, rows=rows, columns=[*(["breakdown"] if "breakdown" in data else []),
+                                            "step", *data["steps"][0].keys()])  # fmt: skip
+        return
+    # The table keeps to what people scan; JSON and CSV carry exact figures.
+    table = [
+        {
+            "breakdown": row["breakdown"],
+            "step": row["step"],
+            "event": row["name"],
+            "customers": row["count"],
+            "of step 0": percent(row["conversion_rate"]),
+            "drop-off": percent(row["drop_off_rate"]),
+            "avg time": duration(row["avg_time_to_convert_s"]),
+            "median time": duration(row["median_time_to_convert_s"]),
+        }
+        for row in rows
+    ]
+    columns = [*(["breakdown"] if "breakdown" in data else []), *list(table[0])[1:]]
+    emit(data, fmt, rows=table, columns=columns, title="funnel")
+
+
+def _spec(
+    spec_file: Path | None,
+    steps: str | None,
+    window: str | None,
+    order: str,
+    exclude: list[str] | None,
+    breakdown: str | None,
+    attribution: str,
+    date_from: str | None,
+    date_to: str | None,
+) -> FunnelSpec:
+    try:
+        if spec_file is not None:
+            if steps:
+                raise CliError("give --steps or --spec, not both", 2)
+            return FunnelSpec.model_validate(json.loads(spec_file.read_text(encoding="utf-8")))
+        if not steps:
+            raise CliError(
+                "--steps: name the funnel's events, e.g. --steps 'Signed Up,Order Completed'", 2
+            )
+        raw: dict[str, Any] = {
+            "steps": [{"event": name.strip()} for name in steps.split(",") if name.strip()],
+            "order": order,
+            "date_from": date_from,
+            "date_to": date_to,
+        }
+        if window is not None:
+            try:
+                raw["window_seconds"] = parse_window(window)
+            except ValueError as exc:
+                raise CliError(f"--window: {exc}", 2) from exc
+        raw["exclusions"] = [_exclusion(text) for text in exclude or []]
+        if breakdown:
+            kind, _, name = breakdown.partition(":")
+            target = {"trait": name} if kind == "trait" and name else {"property": breakdown}
+            step = None
+            if attribution.startswith("step:"):
+                attribution, step = "step", int(attribution[5:])
+            raw["breakdown"] = {**target, "attribution": attribution, "step": step}
+        return FunnelSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CliError(f"{where}: {first['msg']}", 2) from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CliError(f"--spec: {exc}", 2) from exc
+
+
+def _exclusion(text: str) -> dict[str, Any]:
+    parts = text.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return {"event": parts[0], "from_step": int(parts[1]), "to_step": int(parts[2])}
+    return {"event": text}

@@ -1,0 +1,34 @@
+"""REST API for journey analytics: funnels (retention, paths and trends come next)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from cxloop.analytics.funnel import FunnelEngineError, run_funnel
+from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected
+from cxloop.web.api import Secret
+from cxloop.web.errors import ApiError
+
+router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
+
+
+def spec_error(exc: SpecRejected) -> ApiError:
+    first = exc.problems[0]
+    details = [{"code": p.code, "field": p.field, "reason": p.message} for p in exc.problems]
+    return ApiError(422, first.code, f"{first.field}: {first.message}", field=first.field,
+                    details=details)  # fmt: skip
+
+
+@router.post("/funnel")
+def funnel(state: Secret, spec: FunnelSpec) -> dict[str, Any]:
+    """Customers per step of an ordered, strict or unordered funnel, with times to convert
+    and an optional breakdown. Steps are numbered from 0."""
+    project = state.project
+    try:
+        return run_funnel(spec, project.events, project.engine, project.settings.zone)
+    except SpecRejected as exc:
+        raise spec_error(exc) from exc
+    except FunnelEngineError as exc:
+        raise ApiError(422, "engine_unsupported", str(exc)) from exc
