@@ -1,13 +1,14 @@
-"""Funnels on a real DuckDB event store, from journeys declared person by person.
+"""Funnels from journeys declared person by person, on every event store.
 
 Each test states its journeys as ``{"person": [(event, time, properties), ...]}``; the
-pipeline stores them as any client's events, and the funnel reads them back.
+pipeline stores them as any client's events, and the funnel reads them back. The
+``project`` fixture (conftest) runs each test on the embedded stores (DuckDB) and on
+PostgreSQL: the same journeys must give the same answers.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,6 @@ from cxloop.web.app import create_app
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 Journey = list[tuple[str, datetime, dict[str, Any]] | tuple[str, datetime]]
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    opened = open_project(Settings(home=tmp_path / "p"))
-    yield opened
-    opened.close()
 
 
 def journeys(project: Project, people: dict[str, Journey]) -> None:

@@ -37,6 +37,45 @@ customers_t = cast(Table, Customer.__table__)
 _NAME = "(CASE WHEN type = 'track' THEN event ELSE name END)"
 _KINDS = "type IN ('track', 'page', 'screen')"
 _OTHER = "Other"
+_NUMBER = r"'^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$'"
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    """What differs between the event stores' SQL. ``{m}`` is a parameter marker, ``{x}``
+    a property's text (which may repeat, with its parameter)."""
+
+    marker: str
+    epoch_us: str
+    text: str  # a top-level property as text, NULL when missing
+    present: str  # the property is there (JSON null included)
+    number: str  # {x} as a double, NULL when it is not a number
+    contains: str
+
+    def key(self, name: str) -> str:
+        if self.marker == "?":
+            return "/" + name.replace("~", "~0").replace("/", "~1")  # a JSON pointer
+        return name
+
+
+_DIALECTS = {
+    "duckdb": _Dialect(
+        marker="?",
+        epoch_us='epoch_us("timestamp")',
+        text="json_extract_string(properties, {m})",
+        present="json_extract(properties, {m}) IS NOT NULL",
+        number="TRY_CAST({x} AS DOUBLE)",
+        contains="contains(lower({x}), lower({m}))",
+    ),
+    "postgres": _Dialect(
+        marker="%s",
+        epoch_us='(extract(epoch FROM "timestamp") * 1000000)::bigint',
+        text="(properties ->> {m})",
+        present="(properties -> {m}) IS NOT NULL",
+        number=f"(CASE WHEN {{x}} ~ {_NUMBER} THEN ({{x}})::double precision END)",
+        contains="strpos(lower({x}), lower({m})) > 0",
+    ),
+}
 
 
 class FunnelEngineError(RuntimeError):
@@ -45,14 +84,18 @@ class FunnelEngineError(RuntimeError):
 
 @dataclass
 class _Query:
-    """SQL fragments with their parameters, in order."""
+    """SQL fragments with their parameters, in the order the text uses them."""
 
-    sql: list[str] = field(default_factory=list)
+    dialect: _Dialect
     params: list[Any] = field(default_factory=list)
 
-    def add(self, text: str, *params: Any) -> str:
+    def add(self, template: str, *params: Any) -> str:
         self.params.extend(params)
-        return text
+        return template.replace("{m}", self.dialect.marker)
+
+    def text(self, name: str) -> str:
+        """A property's text; each use carries its own parameter."""
+        return self.add(self.dialect.text, self.dialect.key(name))
 
 
 def run_funnel(
@@ -60,14 +103,13 @@ def run_funnel(
 ) -> dict[str, Any]:
     """The funnel's steps (and breakdown groups), as the API and CLI return them."""
     validate(spec)
+    dialect = _DIALECTS.get(events.backend)
     sql = getattr(events, "sql", None)
-    if sql is None:
-        raise FunnelEngineError(
-            f"funnels run on the DuckDB event store for now, not on {events.backend}"
-        )
-    warnings = _unknown_events(spec, sql)
-    _check_breakdown(spec, sql, engine)
-    rows = sql(*_rows_query(spec))
+    if dialect is None or sql is None:
+        raise FunnelEngineError(f"funnels do not run on the {events.backend} event store")
+    warnings = _unknown_events(spec, sql, dialect)
+    _check_breakdown(spec, sql, dialect, engine)
+    rows = sql(*_rows_query(spec, dialect))
     start, end = date_bounds(spec, zone)
     starts = (_micros(start), _micros(end))
     window_us = int(spec.window.total_seconds() * 1_000_000)
@@ -85,9 +127,9 @@ def run_funnel(
     return result
 
 
-def _rows_query(spec: FunnelSpec) -> tuple[str, list[Any]]:
+def _rows_query(spec: FunnelSpec, dialect: _Dialect) -> tuple[str, list[Any]]:
     """Each fragment is built where it appears in the text, so parameters line up."""
-    q = _Query()
+    q = _Query(dialect)
     items: list[FunnelStep | Exclusion] = [*spec.steps, *spec.exclusions]
     columns = [
         f"{_matches(q, item.event, item.filters)} AS {'s' if n < len(spec.steps) else 'x'}"
@@ -96,9 +138,7 @@ def _rows_query(spec: FunnelSpec) -> tuple[str, list[Any]]:
     ]
     breakdown = spec.breakdown
     if breakdown is not None and breakdown.property is not None:
-        columns.append(
-            q.add("json_extract_string(properties, ?) AS value", _pointer(breakdown.property))
-        )
+        columns.append(f"{q.text(breakdown.property)} AS value")
     else:
         columns.append("NULL AS value")
     # The customers with an event that can start an attempt (step 0; any step when
@@ -112,7 +152,7 @@ def _rows_query(spec: FunnelSpec) -> tuple[str, list[Any]]:
         else "(" + " OR ".join(_matches(q, i.event, i.filters) for i in items) + ")"
     )
     text = (
-        'SELECT customer_id, epoch_us("timestamp") AS at, ' + ", ".join(columns)
+        f"SELECT customer_id, {dialect.epoch_us} AS at, " + ", ".join(columns)
         + " FROM events WHERE customer_id IN (SELECT customer_id FROM events WHERE "
         + f"{entry}) AND {keep}"
         + ' ORDER BY customer_id, "timestamp", message_id'
@@ -121,37 +161,37 @@ def _rows_query(spec: FunnelSpec) -> tuple[str, list[Any]]:
 
 
 def _matches(q: _Query, event: str, filters: Sequence[PropertyFilter]) -> str:
-    parts = [q.add(f"{_NAME} = ?", event), _KINDS]
+    parts = [q.add(f"{_NAME} = {{m}}", event), _KINDS]
     parts += [_filter(q, f) for f in filters]
     return "(" + " AND ".join(parts) + ")"
 
 
 def _filter(q: _Query, f: PropertyFilter) -> str:
-    path = _pointer(f.property)
-    text = "json_extract_string(properties, ?)"
     if f.op in ("gt", "lt"):
         sign = ">" if f.op == "gt" else "<"
-        return q.add(f"coalesce(TRY_CAST({text} AS DOUBLE) {sign} ?, FALSE)", path, f.value)
+        return f"coalesce({_number(q, f.property)} {sign} {q.add('{m}', f.value)}, FALSE)"
     if f.op == "contains":
-        return q.add(f"coalesce(contains(lower({text}), lower(?)), FALSE)", path, f.value)
+        test = q.dialect.contains.replace("{x}", q.text(f.property))
+        return f"coalesce({q.add(test, f.value)}, FALSE)"
     values = f.value if f.op == "in" else [f.value]
-    tests = [_equals(q, path, v) for v in values]
-    same = "(" + " OR ".join(tests) + ")"
+    same = "(" + " OR ".join(_equals(q, f.property, v) for v in values) + ")"
     return same if f.op in ("eq", "in") else f"NOT {same}"
 
 
-def _equals(q: _Query, path: str, value: Any) -> str:
-    text = "json_extract_string(properties, ?)"
+def _equals(q: _Query, name: str, value: Any) -> str:
     if isinstance(value, bool):
-        return q.add(f"coalesce({text} = ?, FALSE)", path, "true" if value else "false")
+        return f"coalesce({q.text(name)} = {q.add('{m}', 'true' if value else 'false')}, FALSE)"
     if isinstance(value, int | float):
-        return q.add(f"coalesce(TRY_CAST({text} AS DOUBLE) = ?, FALSE)", path, float(value))
-    return q.add(f"coalesce({text} = ?, FALSE)", path, value)
+        return f"coalesce({_number(q, name)} = {q.add('{m}', float(value))}, FALSE)"
+    return f"coalesce({q.text(name)} = {q.add('{m}', value)}, FALSE)"
 
 
-def _pointer(name: str) -> str:
-    """A JSON pointer to a top-level property (``~`` and ``/`` escaped)."""
-    return "/" + name.replace("~", "~0").replace("/", "~1")
+def _number(q: _Query, name: str) -> str:
+    """A property as a number; the text expression repeats where the dialect needs it."""
+    parts = q.dialect.number.split("{x}")
+    return "".join(
+        part + (q.text(name) if n < len(parts) - 1 else "") for n, part in enumerate(parts)
+    )
 
 
 def _by_customer(
@@ -253,17 +293,12 @@ def _text(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def _unknown_events(spec: FunnelSpec, sql: Any) -> list[dict[str, str]]:
+def _unknown_events(spec: FunnelSpec, sql: Any, dialect: _Dialect) -> list[dict[str, str]]:
     names = sorted({s.event for s in spec.steps})
-    placeholders = ", ".join("?" for _ in names)
-    seen = {
-        row["n"]
-        for row in sql(
-            f"SELECT DISTINCT {_NAME} AS n FROM events "
-            f"WHERE {_KINDS} AND {_NAME} IN ({placeholders})",
-            names,
-        ).to_pylist()
-    }
+    q = _Query(dialect)
+    listed = ", ".join(q.add("{m}", name) for name in names)
+    query = f"SELECT DISTINCT {_NAME} AS n FROM events WHERE {_KINDS} AND {_NAME} IN ({listed})"
+    seen = {row["n"] for row in sql(query, q.params).to_pylist()}
     return [
         {
             "code": "unknown_event",
@@ -274,19 +309,19 @@ def _unknown_events(spec: FunnelSpec, sql: Any) -> list[dict[str, str]]:
     ]
 
 
-def _check_breakdown(spec: FunnelSpec, sql: Any, engine: Engine) -> None:
+def _check_breakdown(spec: FunnelSpec, sql: Any, dialect: _Dialect, engine: Engine) -> None:
     breakdown = spec.breakdown
     if breakdown is None:
         return
     if breakdown.property is not None:
-        names = sorted({s.event for s in spec.steps})
-        placeholders = ", ".join("?" for _ in names)
-        found = sql(
-            f"SELECT 1 AS x FROM events WHERE {_KINDS} AND {_NAME} IN ({placeholders}) "
-            "AND json_extract(properties, ?) IS NOT NULL LIMIT 1",
-            [*names, _pointer(breakdown.property)],
-        ).num_rows
-        if not found:
+        q = _Query(dialect)
+        listed = ", ".join(q.add("{m}", name) for name in sorted({s.event for s in spec.steps}))
+        present = q.add(dialect.present, dialect.key(breakdown.property))
+        query = (
+            f"SELECT 1 AS x FROM events WHERE {_KINDS} AND {_NAME} IN ({listed}) "
+            f"AND {present} LIMIT 1"
+        )
+        if not sql(query, q.params).num_rows:
             raise SpecRejected(
                 [
                     SpecProblem(

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from cxloop.analytics.funnel import FunnelEngineError, run_funnel
 from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected, parse_window
-from cxloop.cli.context import CliError, call_project, handle_errors
+from cxloop.cli.context import CliError, call_project, handle_errors, load_settings
 from cxloop.cli.output import Format, duration, emit, err_console, percent
 from cxloop.project import Project
 
@@ -49,7 +49,10 @@ def funnel(
     date_to: Annotated[
         str | None, typer.Option("--to", help="YYYY-MM-DD[THH:MM:SS], included")
     ] = None,
-    engine: Annotated[str, typer.Option("--engine", help="duckdb, postgres or spark")] = "duckdb",
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="duckdb, postgres or spark (default: the event store's)"),
+    ] = None,
     spec_file: Annotated[
         Path | None, typer.Option("--spec", help="A funnel spec as JSON (as the API takes)")
     ] = None,
@@ -58,16 +61,21 @@ def funnel(
     ] = Format.table,
 ) -> None:
     """Customers per step of a funnel, conversion, drop-off and time to convert."""
-    if engine not in ENGINES:
+    if engine is not None and engine not in ENGINES:
         raise CliError(f"--engine: use one of {', '.join(ENGINES)}", 2)
+    events_url = load_settings().effective_events_url
+    backend = "postgres" if events_url.startswith("postgres") else "duckdb"
+    if engine is not None and engine != backend:
+        raise CliError(
+            f"--engine {engine}: this project's events are in {backend}, where funnels run "
+            "(a Parquet lake for Spark is not written yet)",
+            2,
+        )
     spec = _spec(spec_file, steps, window, order, exclude, breakdown, attribution, date_from,
                  date_to)  # fmt: skip
     body = spec.model_dump(mode="json", exclude_none=True)
 
     def local(project: Project) -> Any:
-        if engine != "duckdb" and engine != project.events.backend:
-            raise CliError(f"--engine {engine}: this project's event store is "
-                           f"{project.events.backend}", 2)  # fmt: skip
         try:
             return run_funnel(spec, project.events, project.engine, project.settings.zone)
         except SpecRejected as exc:

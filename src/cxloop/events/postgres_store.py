@@ -195,6 +195,13 @@ class PostgresEventStore:
                 ]
                 yield pa.RecordBatch.from_arrays(arrays, schema=TOUCH_SCHEMA)
 
+    def sql(self, query: str, params: Sequence[Any] = ()) -> pa.Table:
+        """Run a read-only query; columns come back as Arrow, typed from their values."""
+        cur = self._connection().execute(query, list(params))
+        names = [column.name for column in cur.description or ()]
+        rows = cur.fetchall()
+        return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+
     def customer_bounds(self) -> pa.Table:
         rows = (
             self._connection()
