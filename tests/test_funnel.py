@@ -24,32 +24,9 @@ from cxloop.domain.messages import from_dict, normalise
 from cxloop.project import Project, open_project
 from cxloop.settings import Settings
 from cxloop.web.app import create_app
+from tests.journeys import journeys
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-Journey = list[tuple[str, datetime, dict[str, Any]] | tuple[str, datetime]]
-
-
-def journeys(project: Project, people: dict[str, Journey]) -> None:
-    messages = []
-    for person, events in people.items():
-        for n, item in enumerate(events):
-            name, at = item[0], item[1]
-            props = item[2] if len(item) > 2 else {}  # type: ignore[misc]
-            who = {"anonymousId": person} if person.startswith("anon-") else {"userId": person}
-            messages.append(
-                {
-                    "type": "track",
-                    "event": name,
-                    "properties": props,
-                    "timestamp": at.isoformat(),
-                    "messageId": f"{person}-{n}",
-                    **who,
-                }
-            )
-    now = datetime.now(UTC)
-    project.pipeline.ingest(
-        [normalise(from_dict(m), received_at=now) for m in messages], source="t"
-    )
 
 
 def funnel(project: Project, **spec: Any) -> dict[str, Any]:

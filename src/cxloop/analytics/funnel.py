@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -24,78 +23,20 @@ from cxloop.analytics.funnel_spec import (
     Exclusion,
     FunnelSpec,
     FunnelStep,
-    PropertyFilter,
     SpecProblem,
     SpecRejected,
     date_bounds,
     validate,
 )
+from cxloop.analytics.sql import KINDS, NAME, OTHER, Dialect, Query, dialect_for, matches
 from cxloop.events.base import EventStore
 from cxloop.store.models import Customer
 
 customers_t = cast(Table, Customer.__table__)
-_NAME = "(CASE WHEN type = 'track' THEN event ELSE name END)"
-_KINDS = "type IN ('track', 'page', 'screen')"
-_OTHER = "Other"
-_NUMBER = r"'^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$'"
-
-
-@dataclass(frozen=True)
-class _Dialect:
-    """What differs between the event stores' SQL. ``{m}`` is a parameter marker, ``{x}``
-    a property's text (which may repeat, with its parameter)."""
-
-    marker: str
-    epoch_us: str
-    text: str  # a top-level property as text, NULL when missing
-    present: str  # the property is there (JSON null included)
-    number: str  # {x} as a double, NULL when it is not a number
-    contains: str
-
-    def key(self, name: str) -> str:
-        if self.marker == "?":
-            return "/" + name.replace("~", "~0").replace("/", "~1")  # a JSON pointer
-        return name
-
-
-_DIALECTS = {
-    "duckdb": _Dialect(
-        marker="?",
-        epoch_us='epoch_us("timestamp")',
-        text="json_extract_string(properties, {m})",
-        present="json_extract(properties, {m}) IS NOT NULL",
-        number="TRY_CAST({x} AS DOUBLE)",
-        contains="contains(lower({x}), lower({m}))",
-    ),
-    "postgres": _Dialect(
-        marker="%s",
-        epoch_us='(extract(epoch FROM "timestamp") * 1000000)::bigint',
-        text="(properties ->> {m})",
-        present="(properties -> {m}) IS NOT NULL",
-        number=f"(CASE WHEN {{x}} ~ {_NUMBER} THEN ({{x}})::double precision END)",
-        contains="strpos(lower({x}), lower({m})) > 0",
-    ),
-}
 
 
 class FunnelEngineError(RuntimeError):
     """The event store cannot run funnels (yet)."""
-
-
-@dataclass
-class _Query:
-    """SQL fragments with their parameters, in the order the text uses them."""
-
-    dialect: _Dialect
-    params: list[Any] = field(default_factory=list)
-
-    def add(self, template: str, *params: Any) -> str:
-        self.params.extend(params)
-        return template.replace("{m}", self.dialect.marker)
-
-    def text(self, name: str) -> str:
-        """A property's text; each use carries its own parameter."""
-        return self.add(self.dialect.text, self.dialect.key(name))
 
 
 def run_funnel(
@@ -103,7 +44,7 @@ def run_funnel(
 ) -> dict[str, Any]:
     """The funnel's steps (and breakdown groups), as the API and CLI return them."""
     validate(spec)
-    dialect = _DIALECTS.get(events.backend)
+    dialect = dialect_for(events)
     sql = getattr(events, "sql", None)
     if dialect is None or sql is None:
         raise FunnelEngineError(f"funnels do not run on the {events.backend} event store")
@@ -127,12 +68,12 @@ def run_funnel(
     return result
 
 
-def _rows_query(spec: FunnelSpec, dialect: _Dialect) -> tuple[str, list[Any]]:
+def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
     """Each fragment is built where it appears in the text, so parameters line up."""
-    q = _Query(dialect)
+    q = Query(dialect)
     items: list[FunnelStep | Exclusion] = [*spec.steps, *spec.exclusions]
     columns = [
-        f"{_matches(q, item.event, item.filters)} AS {'s' if n < len(spec.steps) else 'x'}"
+        f"{matches(q, item.event, item.filters)} AS {'s' if n < len(spec.steps) else 'x'}"
         f"{n if n < len(spec.steps) else n - len(spec.steps)}"
         for n, item in enumerate(items)
     ]
@@ -145,11 +86,11 @@ def _rows_query(spec: FunnelSpec, dialect: _Dialect) -> tuple[str, list[Any]]:
     # unordered), then their events that matter (all for strict funnels: any other event
     # breaks an attempt).
     starters = spec.steps if spec.order == "unordered" else spec.steps[:1]
-    entry = " OR ".join(_matches(q, step.event, step.filters) for step in starters)
+    entry = " OR ".join(matches(q, step.event, step.filters) for step in starters)
     keep = (
         "TRUE"
         if spec.order == "strict"
-        else "(" + " OR ".join(_matches(q, i.event, i.filters) for i in items) + ")"
+        else "(" + " OR ".join(matches(q, i.event, i.filters) for i in items) + ")"
     )
     text = (
         f"SELECT customer_id, {dialect.epoch_us} AS at, " + ", ".join(columns)
@@ -158,40 +99,6 @@ def _rows_query(spec: FunnelSpec, dialect: _Dialect) -> tuple[str, list[Any]]:
         + ' ORDER BY customer_id, "timestamp", message_id'
     )  # fmt: skip
     return text, q.params
-
-
-def _matches(q: _Query, event: str, filters: Sequence[PropertyFilter]) -> str:
-    parts = [q.add(f"{_NAME} = {{m}}", event), _KINDS]
-    parts += [_filter(q, f) for f in filters]
-    return "(" + " AND ".join(parts) + ")"
-
-
-def _filter(q: _Query, f: PropertyFilter) -> str:
-    if f.op in ("gt", "lt"):
-        sign = ">" if f.op == "gt" else "<"
-        return f"coalesce({_number(q, f.property)} {sign} {q.add('{m}', f.value)}, FALSE)"
-    if f.op == "contains":
-        test = q.dialect.contains.replace("{x}", q.text(f.property))
-        return f"coalesce({q.add(test, f.value)}, FALSE)"
-    values = f.value if f.op == "in" else [f.value]
-    same = "(" + " OR ".join(_equals(q, f.property, v) for v in values) + ")"
-    return same if f.op in ("eq", "in") else f"NOT {same}"
-
-
-def _equals(q: _Query, name: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return f"coalesce({q.text(name)} = {q.add('{m}', 'true' if value else 'false')}, FALSE)"
-    if isinstance(value, int | float):
-        return f"coalesce({_number(q, name)} = {q.add('{m}', float(value))}, FALSE)"
-    return f"coalesce({q.text(name)} = {q.add('{m}', value)}, FALSE)"
-
-
-def _number(q: _Query, name: str) -> str:
-    """A property as a number; the text expression repeats where the dialect needs it."""
-    parts = q.dialect.number.split("{x}")
-    return "".join(
-        part + (q.text(name) if n < len(parts) - 1 else "") for n, part in enumerate(parts)
-    )
 
 
 def _by_customer(
@@ -247,7 +154,7 @@ def _breakdown(
     breakdown = spec.breakdown
     assert breakdown is not None
     if breakdown.trait is not None:
-        traits = _traits(engine, [c for c, _, _ in found], breakdown.trait)
+        traits = traits_of(engine, [c for c, _, _ in found], breakdown.trait)
         values = [traits.get(c) for c, _, _ in found]
     else:
         values = [_attributed(spec, attempt, history) for _, attempt, history in found]
@@ -259,7 +166,7 @@ def _breakdown(
     out = [{"value": v, "steps": _steps(spec, groups[v])} for v in kept]
     if rest:
         others = [a for v in rest for a in groups[v]]
-        out.append({"value": _OTHER, "steps": _steps(spec, others)})
+        out.append({"value": OTHER, "steps": _steps(spec, others)})
     return out
 
 
@@ -274,7 +181,7 @@ def _attributed(spec: FunnelSpec, attempt: Attempt, history: list[Event]) -> str
     return history[attempt.events[step]].value if attempt.reached > step else None
 
 
-def _traits(engine: Engine, customers: list[int], trait: str) -> dict[int, str | None]:
+def traits_of(engine: Engine, customers: list[int], trait: str) -> dict[int, str | None]:
     found: dict[int, str | None] = {}
     with engine.connect() as conn:
         for start in range(0, len(customers), 500):
@@ -293,11 +200,11 @@ def _text(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def _unknown_events(spec: FunnelSpec, sql: Any, dialect: _Dialect) -> list[dict[str, str]]:
+def _unknown_events(spec: FunnelSpec, sql: Any, dialect: Dialect) -> list[dict[str, str]]:
     names = sorted({s.event for s in spec.steps})
-    q = _Query(dialect)
+    q = Query(dialect)
     listed = ", ".join(q.add("{m}", name) for name in names)
-    query = f"SELECT DISTINCT {_NAME} AS n FROM events WHERE {_KINDS} AND {_NAME} IN ({listed})"
+    query = f"SELECT DISTINCT {NAME} AS n FROM events WHERE {KINDS} AND {NAME} IN ({listed})"
     seen = {row["n"] for row in sql(query, q.params).to_pylist()}
     return [
         {
@@ -309,16 +216,16 @@ def _unknown_events(spec: FunnelSpec, sql: Any, dialect: _Dialect) -> list[dict[
     ]
 
 
-def _check_breakdown(spec: FunnelSpec, sql: Any, dialect: _Dialect, engine: Engine) -> None:
+def _check_breakdown(spec: FunnelSpec, sql: Any, dialect: Dialect, engine: Engine) -> None:
     breakdown = spec.breakdown
     if breakdown is None:
         return
     if breakdown.property is not None:
-        q = _Query(dialect)
+        q = Query(dialect)
         listed = ", ".join(q.add("{m}", name) for name in sorted({s.event for s in spec.steps}))
         present = q.add(dialect.present, dialect.key(breakdown.property))
         query = (
-            f"SELECT 1 AS x FROM events WHERE {_KINDS} AND {_NAME} IN ({listed}) "
+            f"SELECT 1 AS x FROM events WHERE {KINDS} AND {NAME} IN ({listed}) "
             f"AND {present} LIMIT 1"
         )
         if not sql(query, q.params).num_rows:

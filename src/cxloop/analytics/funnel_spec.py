@@ -208,19 +208,7 @@ class _DatesRead(_Rule):
     code = "bad_date"
 
     def check(self, spec: FunnelSpec) -> list[SpecProblem]:
-        problems: list[SpecProblem] = []
-        for name in ("date_from", "date_to"):
-            text = getattr(spec, name)
-            if text is not None and _parse_moment(text) is None:
-                problems.append(
-                    SpecProblem(self.code, name, "use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]")
-                )
-        if not problems and spec.date_from and spec.date_to:
-            utc = ZoneInfo("UTC")
-            start, end = date_bounds(spec, utc)
-            if start is not None and end is not None and start >= end:
-                problems.append(SpecProblem(self.code, "date_to", "date_to comes before date_from"))
-        return problems
+        return check_dates(spec.date_from, spec.date_to)
 
 
 RULES: tuple[_Rule, ...] = (
@@ -258,8 +246,14 @@ def _parse_moment(text: str) -> datetime | date | None:
 
 
 def date_bounds(spec: FunnelSpec, zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:
-    """The half-open range [start, end) that attempts must start in: a date means the whole
-    day in the project's time zone; a time without a zone is read in it too."""
+    return date_range(spec.date_from, spec.date_to, zone)
+
+
+def date_range(
+    date_from: str | None, date_to: str | None, zone: ZoneInfo
+) -> tuple[datetime | None, datetime | None]:
+    """The half-open range [start, end) of two bounds: a date means the whole day in the
+    project's time zone (``date_to`` included); a time without a zone is read in it too."""
 
     def moment(text: str | None, end: bool) -> datetime | None:
         if text is None:
@@ -272,8 +266,22 @@ def date_bounds(spec: FunnelSpec, zone: ZoneInfo) -> tuple[datetime | None, date
         day = parsed + timedelta(days=1) if end else parsed
         return datetime.combine(day, time(), tzinfo=zone)
 
-    start = moment(spec.date_from, end=False)
-    end = moment(spec.date_to, end=True)
-    if end is not None and spec.date_to and "T" in spec.date_to:
+    start = moment(date_from, end=False)
+    end = moment(date_to, end=True)
+    if end is not None and date_to and isinstance(_parse_moment(date_to), datetime):
         end = end + timedelta(microseconds=1)  # a given instant is included
     return start, end
+
+
+def check_dates(date_from: str | None, date_to: str | None) -> list[SpecProblem]:
+    """Both bounds readable, and in order."""
+    problems = [
+        SpecProblem("bad_date", name, "use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]")
+        for name, text in (("date_from", date_from), ("date_to", date_to))
+        if text is not None and _parse_moment(text) is None
+    ]
+    if not problems and date_from and date_to:
+        start, end = date_range(date_from, date_to, ZoneInfo("UTC"))
+        if start is not None and end is not None and start >= end:
+            problems.append(SpecProblem("bad_date", "date_to", "date_to comes before date_from"))
+    return problems

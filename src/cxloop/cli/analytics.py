@@ -1,4 +1,4 @@
-"""`cxloop funnel`: where customers drop off between touchpoints.
+"""`cxloop funnel`, `trends` and `retention`: where customers drop off, and who comes back.
 
 Runs in the project's server when one is running, in this process otherwise; both give the
 same JSON as ``POST /api/v1/analytics/funnel``.
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from cxloop.analytics.funnel import FunnelEngineError, run_funnel
 from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected, parse_window
+from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.cli.context import CliError, call_project, handle_errors, load_settings
 from cxloop.cli.output import Format, duration, emit, err_console, percent
 from cxloop.project import Project
@@ -169,3 +170,107 @@ def _exclusion(text: str) -> dict[str, Any]:
     if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
         return {"event": parts[0], "from_step": int(parts[1]), "to_step": int(parts[2])}
     return {"event": text}
+
+
+def _step(text: str | None) -> dict[str, Any] | None:
+    return {"event": text} if text else None
+
+
+def _breakdown_arg(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    kind, _, name = text.partition(":")
+    return {"trait": name} if kind == "trait" and name else {"property": text}
+
+
+def _validated(model: Any, raw: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "spec"
+        raise CliError(f"{where}: {first['msg']}", 2) from exc
+
+
+@handle_errors
+def trends(
+    event: Annotated[
+        str | None, typer.Option("--event", help="An event name (every event when missing)")
+    ] = None,
+    interval: Annotated[str, typer.Option("--interval", help="day, week or month")] = "day",
+    breakdown: Annotated[
+        str | None, typer.Option("--breakdown", help="An event property NAME, or trait:NAME")
+    ] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD, included")] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="table, json or csv")
+    ] = Format.table,
+) -> None:
+    """Events and unique customers per day, week or month."""
+    raw = {"event": _step(event), "interval": interval, "breakdown": _breakdown_arg(breakdown),
+           "date_from": date_from, "date_to": date_to}  # fmt: skip
+    spec = _validated(TrendsSpec, raw)
+
+    def local(project: Project) -> Any:
+        return run_trends(spec, project.events, project.engine, project.settings.zone)
+
+    body = spec.model_dump(mode="json", exclude_none=True)
+    data = call_project("POST", "/api/v1/analytics/trends", local, body=body)
+    groups = data.get("breakdown") or [{"value": "", "series": data["series"]}]
+    rows = [{"breakdown": g["value"], **point} for g in groups for point in g["series"]]
+    columns = [*(["breakdown"] if "breakdown" in data else []), "date", "events", "customers"]
+    emit(data, fmt, rows=rows, columns=columns, title="trends")
+
+
+@handle_errors
+def retention(
+    start_event: Annotated[
+        str | None, typer.Option("--start", help="Cohort event (first event of any kind if none)")
+    ] = None,
+    return_event: Annotated[
+        str | None, typer.Option("--return", help="Return event (any event if none)")
+    ] = None,
+    period: Annotated[str, typer.Option("--period", help="day, week or month")] = "week",
+    periods: Annotated[int, typer.Option("--periods", help="How many periods (1-60)")] = 8,
+    returning: Annotated[
+        str, typer.Option("--returning", help="on (in that period) or on_or_after")
+    ] = "on",
+    breakdown: Annotated[
+        str | None, typer.Option("--breakdown", help="An event property NAME, or trait:NAME")
+    ] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="First cohort day")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last cohort day, included")] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="table, json or csv")
+    ] = Format.table,
+) -> None:
+    """Cohorts by their first start event, and who came back in each following period."""
+    raw = {"start_event": _step(start_event), "return_event": _step(return_event),
+           "period": period, "periods": periods, "returning": returning,
+           "breakdown": _breakdown_arg(breakdown), "date_from": date_from,
+           "date_to": date_to}  # fmt: skip
+    spec = _validated(RetentionSpec, raw)
+
+    def local(project: Project) -> Any:
+        return run_retention(spec, project.events, project.engine, project.settings.zone)
+
+    body = spec.model_dump(mode="json", exclude_none=True)
+    data = call_project("POST", "/api/v1/analytics/retention", local, body=body)
+    groups = data.get("breakdown") or [{"value": "", "cohorts": data["cohorts"]}]
+    rows = []
+    for group in groups:
+        for cohort in group["cohorts"]:
+            size = cohort["size"]
+            row: dict[str, Any] = {"breakdown": group["value"], "cohort": cohort["start"],
+                                   "size": size}  # fmt: skip
+            for k, value in enumerate(cohort["values"][1:], start=1):
+                row[f"{period} {k}"] = value if fmt is not Format.table else percent(value / size)
+            rows.append(row)
+    columns = [
+        *(["breakdown"] if "breakdown" in data else []),
+        "cohort",
+        "size",
+        *(f"{period} {k}" for k in range(1, periods)),
+    ]
+    emit(data, fmt, rows=rows, columns=columns, title=f"retention ({returning})")

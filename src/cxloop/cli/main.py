@@ -29,6 +29,8 @@ app.add_typer(imports.app, name="import")
 app.add_typer(lifecycle.app, name="lifecycle")
 app.add_typer(lifecycle.departments_app, name="departments")
 app.command("funnel")(analytics.funnel)
+app.command("trends")(analytics.trends)
+app.command("retention")(analytics.retention)
 app.command("stats")(data.stats)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]

@@ -1,4 +1,4 @@
-"""REST API for journey analytics: funnels (retention, paths and trends come next)."""
+"""REST API for journey analytics: funnels, trends and retention (paths come next)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from cxloop.analytics.funnel import FunnelEngineError, run_funnel
 from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected
+from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.web.api import Secret
 from cxloop.web.errors import ApiError
 
@@ -30,5 +31,25 @@ def funnel(state: Secret, spec: FunnelSpec) -> dict[str, Any]:
         return run_funnel(spec, project.events, project.engine, project.settings.zone)
     except SpecRejected as exc:
         raise spec_error(exc) from exc
+    except FunnelEngineError as exc:
+        raise ApiError(422, "engine_unsupported", str(exc)) from exc
+
+
+@router.post("/trends")
+def trends(state: Secret, spec: TrendsSpec) -> dict[str, Any]:
+    """Events and unique customers per day, week or month, with an optional breakdown."""
+    project = state.project
+    try:
+        return run_trends(spec, project.events, project.engine, project.settings.zone)
+    except FunnelEngineError as exc:
+        raise ApiError(422, "engine_unsupported", str(exc)) from exc
+
+
+@router.post("/retention")
+def retention(state: Secret, spec: RetentionSpec) -> dict[str, Any]:
+    """Cohorts by the period of their first start event, and who returned in each period."""
+    project = state.project
+    try:
+        return run_retention(spec, project.events, project.engine, project.settings.zone)
     except FunnelEngineError as exc:
         raise ApiError(422, "engine_unsupported", str(exc)) from exc

@@ -1,0 +1,131 @@
+"""Trends and retention from declared journeys, on both event stores (conftest's project)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
+from cxloop.cli.main import app
+from cxloop.project import Project, open_project
+from cxloop.settings import Settings
+from tests.journeys import journeys
+
+MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
+
+
+def d(days: float) -> datetime:
+    return MONDAY + timedelta(days=days)
+
+
+def trends(project: Project, **spec: Any) -> dict[str, Any]:
+    return run_trends(TrendsSpec.model_validate(spec), project.events, project.engine,
+                      project.settings.zone)  # fmt: skip
+
+
+def retention(project: Project, **spec: Any) -> dict[str, Any]:
+    return run_retention(RetentionSpec.model_validate(spec), project.events, project.engine,
+                         project.settings.zone)  # fmt: skip
+
+
+def test_trends_count_events_and_customers_per_period_with_empty_ones(project: Project) -> None:
+    journeys(
+        project,
+        {
+            "p1": [("A", d(0), {"plan": "pro"}), ("A", d(0.1), {"plan": "pro"}), ("A", d(1))],
+            "p2": [("A", d(0), {"plan": "free"}), ("A", d(3), {"plan": "free"}), ("B", d(3))],
+        },
+    )
+    result = trends(project, event={"event": "A"}, date_from="2026-03-02", date_to="2026-03-05")
+    assert [(p["date"], p["events"], p["customers"]) for p in result["series"]] == [
+        ("2026-03-02", 3, 2),
+        ("2026-03-03", 1, 1),
+        ("2026-03-04", 0, 0),
+        ("2026-03-05", 1, 1),
+    ]
+    weekly = trends(project, interval="week", date_from="2026-03-02", date_to="2026-03-08")
+    assert [(p["date"], p["events"], p["customers"]) for p in weekly["series"]] == [
+        ("2026-03-02", 6, 2)
+    ]
+    split = trends(project, event={"event": "A"}, breakdown={"property": "plan"},
+                   date_from="2026-03-02", date_to="2026-03-02")  # fmt: skip
+    assert {g["value"]: g["series"][0]["events"] for g in split["breakdown"]} == {
+        "pro": 2,
+        "free": 1,
+    }
+
+
+def test_retention_cohorts_by_first_start_and_counts_returns_on_or_after(project: Project) -> None:
+    journeys(
+        project,
+        {
+            # First A in week 0; back in weeks 1 and 3 (a later A starts no new cohort).
+            "p1": [("A", d(0)), ("B", d(8)), ("A", d(15)), ("B", d(22))],
+            "p2": [("A", d(1)), ("B", d(16))],  # week 0, back in week 2
+            "p3": [("A", d(9)), ("B", d(10)), ("B", d(16))],  # week 1, back in weeks 1 and 2
+        },
+    )
+    spec = {"start_event": {"event": "A"}, "return_event": {"event": "B"}, "period": "week",
+            "periods": 4, "date_from": "2026-03-02", "date_to": "2026-03-15"}  # fmt: skip
+    on = retention(project, **spec)
+    assert [(c["start"], c["size"], c["values"]) for c in on["cohorts"]] == [
+        ("2026-03-02", 2, [2, 1, 1, 1]),
+        ("2026-03-09", 1, [1, 1, 0, 0]),
+    ]
+    after = retention(project, **spec, returning="on_or_after")
+    assert [c["values"] for c in after["cohorts"]] == [[2, 2, 2, 1], [1, 1, 0, 0]]
+    later = retention(project, **{**spec, "date_from": "2026-03-09"})
+    assert [c["start"] for c in later["cohorts"]] == ["2026-03-09"]
+
+
+def test_periods_follow_the_project_time_zone(tmp_path: Path) -> None:
+    opened = open_project(Settings(home=tmp_path / "tz", timezone="America/New_York"))
+    try:
+        # 03:00 UTC on Tuesday is still Monday evening in New York.
+        journeys(opened, {"p1": [("A", datetime(2026, 3, 3, 3, 0, tzinfo=UTC))]})
+        result = trends(opened, event={"event": "A"}, date_from="2026-03-02",
+                        date_to="2026-03-03")  # fmt: skip
+        assert [(p["date"], p["events"]) for p in result["series"]] == [
+            ("2026-03-02", 1),
+            ("2026-03-03", 0),
+        ]
+    finally:
+        opened.close()
+
+
+def test_bad_specs_name_the_field() -> None:
+    with pytest.raises(ValueError, match="date_to"):
+        TrendsSpec.model_validate({"date_from": "2026-03-05", "date_to": "2026-03-01"})
+    with pytest.raises(ValueError, match="periods"):
+        RetentionSpec.model_validate({"periods": 0})
+    with pytest.raises(ValueError, match="interval"):
+        TrendsSpec.model_validate({"interval": "hour"})
+
+
+def test_the_cli_prints_trends_and_retention(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "cli"
+    opened = open_project(Settings(home=home))
+    try:
+        journeys(opened, {"p1": [("A", d(0)), ("B", d(8))], "p2": [("A", d(1))]})
+    finally:
+        opened.close()
+    monkeypatch.setenv("CXLOOP_HOME", str(home))
+    runner = CliRunner()
+    args = ["retention", "--start", "A", "--return", "B", "--periods", "3"]
+    answer = runner.invoke(app, [*args, "--from", "2026-03-02", "--to", "2026-03-08", "-f", "json"])
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.stdout)["cohorts"][0]["values"] == [2, 1, 0]
+    table = runner.invoke(app, ["trends", "--event", "A", "--from", "2026-03-02",
+                                "--to", "2026-03-03", "-f", "csv"])  # fmt: skip
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines() == ["date,events,customers", "2026-03-02,1,1",
+                                         "2026-03-03,1,1"]  # fmt: skip
+    refused = runner.invoke(app, ["retention", "--period", "year"])
+    assert refused.exit_code == 2 and "period" in refused.output
