@@ -1,4 +1,4 @@
-"""Trends and retention from declared journeys, on both event stores (conftest's project)."""
+"""Trends, retention and paths from declared journeys, on both event stores (conftest)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.cli.main import app
 from cxloop.project import Project, open_project
@@ -129,3 +130,37 @@ def test_the_cli_prints_trends_and_retention(
                                          "2026-03-03,1,1"]  # fmt: skip
     refused = runner.invoke(app, ["retention", "--period", "year"])
     assert refused.exit_code == 2 and "period" in refused.output
+
+
+def paths(project: Project, **spec: Any) -> dict[str, Any]:
+    return run_paths(PathsSpec.model_validate(spec), project.events, project.settings.zone)
+
+
+def test_paths_after_and_before_an_event_with_exits(project: Project) -> None:
+    journeys(
+        project,
+        {
+            "p1": [("Home", d(0)), ("Order", d(1)), ("Visit", d(2)), ("Visit", d(2.5)),
+                   ("Delivered", d(3))],
+            "p2": [("Order", d(1)), ("Visit", d(2)), ("Delivered", d(3)), ("Order", d(4))],
+            "p3": [("Home", d(0)), ("Order", d(1))],
+            "p4": [("Home", d(0))],  # never ordered: not on any path
+        },
+    )  # fmt: skip
+    after = paths(project, event={"event": "Order"}, depth=2)
+    assert after["customers"] == 3
+    assert [(p["path"], p["customers"], p["share"]) for p in after["paths"]] == [
+        (["Order", "Visit", "Delivered"], 2, 0.6667),  # the repeated Visit counts once
+        (["Order", "$exit"], 1, 0.3333),
+    ]
+    assert after["steps"][0]["events"] == [
+        {"event": "Visit", "customers": 2, "share": 0.6667},
+        {"event": "$exit", "customers": 1, "share": 0.3333},
+    ]
+    raw = paths(project, event={"event": "Order"}, depth=2, collapse_repeats=False)
+    assert ["Order", "Visit", "Visit"] in [p["path"] for p in raw["paths"]]
+    before = paths(project, event={"event": "Order"}, direction="before", depth=1)
+    assert [(p["path"], p["customers"]) for p in before["paths"]] == [
+        (["Home", "Order"], 2),
+        (["$start", "Order"], 1),
+    ]

@@ -28,15 +28,19 @@ from cxloop.analytics.funnel_spec import (
     date_bounds,
     validate,
 )
-from cxloop.analytics.sql import KINDS, NAME, OTHER, Dialect, Query, dialect_for, matches
+from cxloop.analytics.sql import (
+    KINDS,
+    NAME,
+    OTHER,
+    Dialect,
+    Query,
+    matches,
+    query_for,
+)
 from cxloop.events.base import EventStore
 from cxloop.store.models import Customer
 
 customers_t = cast(Table, Customer.__table__)
-
-
-class FunnelEngineError(RuntimeError):
-    """The event store cannot run funnels (yet)."""
 
 
 def run_funnel(
@@ -44,10 +48,8 @@ def run_funnel(
 ) -> dict[str, Any]:
     """The funnel's steps (and breakdown groups), as the API and CLI return them."""
     validate(spec)
-    dialect = dialect_for(events)
-    sql = getattr(events, "sql", None)
-    if dialect is None or sql is None:
-        raise FunnelEngineError(f"funnels do not run on the {events.backend} event store")
+    q, sql = query_for(events)
+    dialect = q.dialect
     warnings = _unknown_events(spec, sql, dialect)
     _check_breakdown(spec, sql, dialect, engine)
     rows = sql(*_rows_query(spec, dialect))

@@ -220,6 +220,11 @@ RULES: tuple[_Rule, ...] = (
 )
 
 
+def refuse(problems: list[SpecProblem]) -> None:
+    if problems:
+        raise SpecRejected(problems)
+
+
 def validate(spec: FunnelSpec) -> None:
     problems = [p for rule in RULES for p in rule.check(spec)]
     if problems:

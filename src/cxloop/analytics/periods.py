@@ -14,16 +14,16 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Engine
 
-from cxloop.analytics.funnel import FunnelEngineError, traits_of
+from cxloop.analytics.funnel import traits_of
 from cxloop.analytics.funnel_spec import (
     Breakdown,
     FunnelStep,
     SpecProblem,
-    SpecRejected,
     check_dates,
     date_range,
+    refuse,
 )
-from cxloop.analytics.sql import KINDS, OTHER, Query, dialect_for, matches
+from cxloop.analytics.sql import KINDS, OTHER, Query, matches, query_for
 from cxloop.events.base import EventStore
 
 Interval = Literal["day", "week", "month"]
@@ -44,7 +44,7 @@ class TrendsSpec(_Strict):
 
     @model_validator(mode="after")
     def _checks(self) -> TrendsSpec:
-        _refuse(check_dates(self.date_from, self.date_to) + _breakdown_problems(self.breakdown))
+        refuse(check_dates(self.date_from, self.date_to) + _breakdown_problems(self.breakdown))
         return self
 
 
@@ -63,7 +63,7 @@ class RetentionSpec(_Strict):
 
     @model_validator(mode="after")
     def _checks(self) -> RetentionSpec:
-        _refuse(check_dates(self.date_from, self.date_to) + _breakdown_problems(self.breakdown))
+        refuse(check_dates(self.date_from, self.date_to) + _breakdown_problems(self.breakdown))
         return self
 
 
@@ -73,16 +73,11 @@ def _breakdown_problems(breakdown: Breakdown | None) -> list[SpecProblem]:
     return []
 
 
-def _refuse(problems: list[SpecProblem]) -> None:
-    if problems:
-        raise SpecRejected(problems)
-
-
 def run_trends(
     spec: TrendsSpec, events: EventStore, engine: Engine, zone: ZoneInfo
 ) -> dict[str, Any]:
     """``{"series": [{"date", "events", "customers"}], "breakdown": [{"value", "series"}]}``."""
-    q, sql = _query(events)
+    q, sql = query_for(events)
     period = f"date_trunc('{spec.interval}', {q.add(q.dialect.local_time, zone.key)})"
     value = _value_column(q, spec.breakdown)
     where = [matches(q, spec.event.event, spec.event.filters) if spec.event else KINDS]
@@ -130,7 +125,7 @@ def run_retention(
     """``{"cohorts": [{"start", "size", "values"}], "breakdown": [{"value", "cohorts"}]}``:
     ``values[0]`` is the cohort's size, ``values[k]`` who came back in period *k* ("on") or
     in period *k* or later ("on_or_after")."""
-    q, sql = _query(events)
+    q, sql = query_for(events)
     local = q.add(q.dialect.local_time, zone.key)
     value = _value_column(q, spec.breakdown)
     start_where = (
@@ -197,14 +192,6 @@ def run_retention(
 
 
 # -- shared --------------------------------------------------------------------------------
-
-
-def _query(events: EventStore) -> tuple[Query, Any]:
-    dialect = dialect_for(events)
-    sql = getattr(events, "sql", None)
-    if dialect is None or sql is None:
-        raise FunnelEngineError(f"analytics do not run on the {events.backend} event store")
-    return Query(dialect), sql
 
 
 def _value_column(q: Query, breakdown: Breakdown | None) -> str:

@@ -8,9 +8,11 @@ parameters, so property names and values are never pasted into SQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow as pa
 
 from cxloop.analytics.funnel_spec import PropertyFilter
 from cxloop.events.base import EventStore
@@ -114,3 +116,16 @@ def _number(q: Query, name: str) -> str:
 
 def dialect_for(events: EventStore) -> Dialect | None:
     return DIALECTS.get(events.backend)
+
+
+class EngineUnsupported(RuntimeError):
+    """The event store cannot run analytics queries."""
+
+
+def query_for(events: EventStore) -> tuple[Query, Callable[..., pa.Table]]:
+    """A query builder in the event store's dialect, and the store's ``sql``."""
+    dialect = dialect_for(events)
+    sql = getattr(events, "sql", None)
+    if dialect is None or sql is None:
+        raise EngineUnsupported(f"analytics do not run on the {events.backend} event store")
+    return Query(dialect), sql

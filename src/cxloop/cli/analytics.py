@@ -1,4 +1,5 @@
-"""`cxloop funnel`, `trends` and `retention`: where customers drop off, and who comes back.
+"""`cxloop funnel`, `trends`, `retention` and `paths`: where customers drop off, who comes
+back, and what they do next.
 
 Runs in the project's server when one is running, in this process otherwise; both give the
 same JSON as ``POST /api/v1/analytics/funnel``.
@@ -13,9 +14,11 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from cxloop.analytics.funnel import FunnelEngineError, run_funnel
+from cxloop.analytics.funnel import run_funnel
 from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected, parse_window
+from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
+from cxloop.analytics.sql import EngineUnsupported
 from cxloop.cli.context import CliError, call_project, handle_errors, load_settings
 from cxloop.cli.output import Format, duration, emit, err_console, percent
 from cxloop.project import Project
@@ -81,7 +84,7 @@ def funnel(
             return run_funnel(spec, project.events, project.engine, project.settings.zone)
         except SpecRejected as exc:
             raise CliError(str(exc), 2) from exc
-        except FunnelEngineError as exc:
+        except EngineUnsupported as exc:
             raise CliError(str(exc), 2) from exc
 
     data = call_project("POST", "/api/v1/analytics/funnel", local, body=body)
@@ -274,3 +277,41 @@ def retention(
         *(f"{period} {k}" for k in range(1, periods)),
     ]
     emit(data, fmt, rows=rows, columns=columns, title=f"retention ({returning})")
+
+
+@handle_errors
+def paths(
+    event: Annotated[str, typer.Argument(help="The event paths start (or end) at")],
+    direction: Annotated[str, typer.Option("--direction", help="after or before")] = "after",
+    depth: Annotated[int, typer.Option("--depth", help="Events per path (1-5)")] = 3,
+    limit: Annotated[int, typer.Option("--limit", help="How many paths")] = 20,
+    keep_repeats: Annotated[
+        bool, typer.Option("--keep-repeats", help="Count repeated events as separate steps")
+    ] = False,
+    date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD, included")] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="table, json or csv")
+    ] = Format.table,
+) -> None:
+    """The most common paths after (or before) an event; $exit marks where customers left."""
+    raw = {"event": {"event": event}, "direction": direction, "depth": depth, "limit": limit,
+           "collapse_repeats": not keep_repeats, "date_from": date_from,
+           "date_to": date_to}  # fmt: skip
+    spec = _validated(PathsSpec, raw)
+
+    def local(project: Project) -> Any:
+        return run_paths(spec, project.events, project.settings.zone)
+
+    body = spec.model_dump(mode="json", exclude_none=True)
+    data = call_project("POST", "/api/v1/analytics/paths", local, body=body)
+    rows = [
+        {
+            "path": " → ".join(p["path"]),
+            "customers": p["customers"],
+            "share": p["share"] if fmt is not Format.table else percent(p["share"]),
+        }
+        for p in data["paths"]
+    ]
+    emit(data, fmt, rows=rows, columns=["path", "customers", "share"],
+         title=f"paths {direction} {event} ({data['customers']} customers)")  # fmt: skip

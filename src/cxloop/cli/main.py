@@ -31,6 +31,7 @@ app.add_typer(lifecycle.departments_app, name="departments")
 app.command("funnel")(analytics.funnel)
 app.command("trends")(analytics.trends)
 app.command("retention")(analytics.retention)
+app.command("paths")(analytics.paths)
 app.command("stats")(data.stats)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]

@@ -1,4 +1,4 @@
-"""REST API for journey analytics: funnels, trends and retention (paths come next)."""
+"""REST API for journey analytics: funnels, trends, retention and paths."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from cxloop.analytics.funnel import FunnelEngineError, run_funnel
+from cxloop.analytics.funnel import run_funnel
 from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected
+from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
+from cxloop.analytics.sql import EngineUnsupported
 from cxloop.web.api import Secret
 from cxloop.web.errors import ApiError
 
@@ -31,7 +33,7 @@ def funnel(state: Secret, spec: FunnelSpec) -> dict[str, Any]:
         return run_funnel(spec, project.events, project.engine, project.settings.zone)
     except SpecRejected as exc:
         raise spec_error(exc) from exc
-    except FunnelEngineError as exc:
+    except EngineUnsupported as exc:
         raise ApiError(422, "engine_unsupported", str(exc)) from exc
 
 
@@ -41,7 +43,7 @@ def trends(state: Secret, spec: TrendsSpec) -> dict[str, Any]:
     project = state.project
     try:
         return run_trends(spec, project.events, project.engine, project.settings.zone)
-    except FunnelEngineError as exc:
+    except EngineUnsupported as exc:
         raise ApiError(422, "engine_unsupported", str(exc)) from exc
 
 
@@ -51,5 +53,15 @@ def retention(state: Secret, spec: RetentionSpec) -> dict[str, Any]:
     project = state.project
     try:
         return run_retention(spec, project.events, project.engine, project.settings.zone)
-    except FunnelEngineError as exc:
+    except EngineUnsupported as exc:
+        raise ApiError(422, "engine_unsupported", str(exc)) from exc
+
+
+@router.post("/paths")
+def paths(state: Secret, spec: PathsSpec) -> dict[str, Any]:
+    """The most common paths after (or before) an event, where customers exit included."""
+    project = state.project
+    try:
+        return run_paths(spec, project.events, project.settings.zone)
+    except EngineUnsupported as exc:
         raise ApiError(422, "engine_unsupported", str(exc)) from exc
