@@ -58,7 +58,7 @@ def run_funnel(
     window_us = int(spec.window.total_seconds() * 1_000_000)
     ranges = [spec.exclusion_range(x) for x in spec.exclusions]
     found: list[tuple[int, Attempt, list[Event]]] = []
-    for customer, history in _by_customer(rows.to_pydict(), len(spec.steps), len(ranges)):
+    for customer, history in _by_customer(rows.to_pydict()):
         attempt = best_attempt(history, len(spec.steps), window_us, spec.order, ranges, starts)
         if attempt is not None:
             found.append((customer, attempt, history))
@@ -74,11 +74,16 @@ def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
     """Each fragment is built where it appears in the text, so parameters line up."""
     q = Query(dialect)
     items: list[FunnelStep | Exclusion] = [*spec.steps, *spec.exclusions]
-    columns = [
-        f"{matches(q, item.event, item.filters)} AS {'s' if n < len(spec.steps) else 'x'}"
-        f"{n if n < len(spec.steps) else n - len(spec.steps)}"
-        for n, item in enumerate(items)
-    ]
+    # One bit per step and per exclusion: a few distinct masks, decoded once each.
+    step_bits = " + ".join(
+        f"(CASE WHEN {matches(q, s.event, s.filters)} THEN {1 << n} ELSE 0 END)"
+        for n, s in enumerate(spec.steps)
+    )
+    exclusion_bits = " + ".join(
+        f"(CASE WHEN {matches(q, x.event, x.filters)} THEN {1 << n} ELSE 0 END)"
+        for n, x in enumerate(spec.exclusions)
+    )
+    columns = [f"{step_bits} AS steps", f"{exclusion_bits or '0'} AS exclusions"]
     breakdown = spec.breakdown
     if breakdown is not None and breakdown.property is not None:
         columns.append(f"{q.text(breakdown.property)} AS value")
@@ -103,27 +108,31 @@ def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
     return text, q.params
 
 
-def _by_customer(
-    columns: dict[str, list[Any]], steps: int, exclusions: int
-) -> list[tuple[int, list[Event]]]:
+def _by_customer(columns: dict[str, list[Any]]) -> list[tuple[int, list[Event]]]:
     out: list[tuple[int, list[Event]]] = []
     current: int | None = None
     history: list[Event] = []
-    step_columns = [columns[f"s{n}"] for n in range(steps)]
-    exclusion_columns = [columns[f"x{n}"] for n in range(exclusions)]
-    for i, customer in enumerate(columns["customer_id"]):
+    sets: dict[int, frozenset[int]] = {}
+
+    def members(mask: int) -> frozenset[int]:
+        found = sets.get(mask)
+        if found is None:
+            found = sets[mask] = frozenset(n for n in range(mask.bit_length()) if mask >> n & 1)
+        return found
+
+    for customer, at, steps, exclusions, value in zip(
+        columns["customer_id"],
+        columns["at"],
+        columns["steps"],
+        columns["exclusions"],
+        columns["value"],
+        strict=True,
+    ):
         if customer != current:
             if current is not None:
                 out.append((current, history))
             current, history = customer, []
-        history.append(
-            Event(
-                at=columns["at"][i],
-                steps=frozenset(n for n, c in enumerate(step_columns) if c[i]),
-                exclusions=frozenset(n for n, c in enumerate(exclusion_columns) if c[i]),
-                value=columns["value"][i],
-            )
-        )
+        history.append(Event(at, members(steps), members(exclusions), value))
     if current is not None:
         out.append((current, history))
     return out
