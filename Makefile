@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres venv bench-ingest bench-import bench-lifecycle clean
+.PHONY: demo test lint typecheck unit postgres venv bench-ingest bench-import bench-lifecycle bench-funnel clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ bench-ingest: venv
 
 bench-import: venv
 	$(BIN)/python bench/import_events.py
+
+bench-funnel: venv
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python bench/funnel.py
 
 bench-lifecycle: venv
 	$(BIN)/python bench/lifecycle.py
