@@ -10,14 +10,17 @@ the steps, times to convert and breakdown groups.
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
 from sqlalchemy import Engine, Table, select
 
+from cxloop.analytics.funnel_fast import best_attempts, needs_reference
 from cxloop.analytics.funnel_kernel import Attempt, Event, best_attempt
 from cxloop.analytics.funnel_spec import (
     Exclusion,
@@ -41,6 +44,8 @@ from cxloop.events.base import EventStore
 from cxloop.store.models import Customer
 
 customers_t = cast(Table, Customer.__table__)
+Ints = npt.NDArray[np.int64]
+_LOWEST, _HIGHEST = -(2**62), 2**62  # no date bound
 
 
 def run_funnel(
@@ -52,22 +57,107 @@ def run_funnel(
     dialect = q.dialect
     warnings = _unknown_events(spec, sql, dialect)
     _check_breakdown(spec, sql, dialect, engine)
-    rows = sql(*_rows_query(spec, dialect))
-    start, end = date_bounds(spec, zone)
-    starts = (_micros(start), _micros(end))
-    window_us = int(spec.window.total_seconds() * 1_000_000)
-    ranges = [spec.exclusion_range(x) for x in spec.exclusions]
-    found: list[tuple[int, Attempt, list[Event]]] = []
-    for customer, history in _by_customer(rows.to_pydict()):
-        attempt = best_attempt(history, len(spec.steps), window_us, spec.order, ranges, starts)
-        if attempt is not None:
-            found.append((customer, attempt, history))
-    result: dict[str, Any] = {"steps": _steps(spec, [a for _, a, _ in found])}
+    found = _attempts(spec, sql(*_rows_query(spec, dialect)), zone)
+    result: dict[str, Any] = {"steps": _steps(spec, found.reached, found.times)}
     if spec.breakdown is not None:
         result["breakdown"] = _breakdown(spec, found, engine)
     if warnings:
         result["warnings"] = warnings
     return result
+
+
+@dataclass(frozen=True)
+class _Found:
+    """The customers in the funnel: their best attempt's steps reached, step times (µs,
+    -1 past the last) and breakdown value."""
+
+    customers: Ints
+    reached: Ints
+    times: Ints
+    values: list[str | None]
+
+
+def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
+    """Compiled rules for most customers, the reference kernel for the rest."""
+    n_steps = len(spec.steps)
+    start, end = date_bounds(spec, zone)
+    low, high = _micros(start), _micros(end)
+    window_us = int(spec.window.total_seconds() * 1_000_000)
+    ranges = [spec.exclusion_range(x) for x in spec.exclusions]
+    customer = _ints(rows, "customer_id")
+    at, steps, exclusions = _ints(rows, "at"), _ints(rows, "steps"), _ints(rows, "exclusions")
+    value = rows.column("value").to_pylist() if spec.breakdown else None
+    slow = needs_reference(customer, at, steps, spec.order)
+    fast = np.flatnonzero(~slow)
+    parts: list[_Found] = []
+    if len(fast):
+        c, a = customer[fast], at[fast]
+        offsets = np.flatnonzero(np.r_[True, c[1:] != c[:-1], True])
+        reached, picked = best_attempts(
+            offsets, a, steps[fast], exclusions[fast], n_steps, window_us,
+            spec.order == "strict",
+            _LOWEST if low is None else low, _HIGHEST if high is None else high,
+            np.array(ranges, dtype=np.int64).reshape(len(ranges), 2),
+        )  # fmt: skip
+        keep = reached > 0
+        picked = picked[keep]
+        rows_of = np.where(picked >= 0, fast[np.maximum(picked, 0)], -1)
+        times = np.where(picked >= 0, a[np.maximum(picked, 0)], -1)
+        parts.append(
+            _Found(
+                c[offsets[:-1]][keep],
+                reached[keep],
+                times,
+                _values(spec, rows_of, reached[keep], value),
+            )
+        )
+    if slow.any():
+        subset = rows.filter(pa.array(slow))
+        found = []
+        for who, history in _by_customer(subset.to_pydict()):
+            attempt = best_attempt(history, n_steps, window_us, spec.order, ranges, (low, high))
+            if attempt is not None:
+                found.append((who, attempt, history))
+        times = np.full((len(found), n_steps), -1, dtype=np.int64)
+        for i, (_, attempt, _) in enumerate(found):
+            times[i, : attempt.reached] = attempt.times
+        parts.append(
+            _Found(
+                np.array([w for w, _, _ in found], dtype=np.int64),
+                np.array([a.reached for _, a, _ in found], dtype=np.int64),
+                times,
+                [_attributed(spec, a, h) if spec.breakdown else None for _, a, h in found],
+            )
+        )
+    if not parts:
+        return _Found(np.zeros(0, np.int64), np.zeros(0, np.int64),
+                      np.zeros((0, n_steps), np.int64), [])  # fmt: skip
+    return _Found(
+        np.concatenate([p.customers for p in parts]),
+        np.concatenate([p.reached for p in parts]),
+        np.concatenate([p.times for p in parts]),
+        [v for p in parts for v in p.values],
+    )
+
+
+def _values(
+    spec: FunnelSpec, rows_of: Ints, reached: Ints, value: list[Any] | None
+) -> list[str | None]:
+    """Each customer's breakdown value by the attribution asked for."""
+    breakdown = spec.breakdown
+    if breakdown is None or value is None or breakdown.property is None:
+        return [None] * len(reached)
+    if breakdown.attribution == "first_touch":
+        picks = rows_of[:, 0]
+    elif breakdown.attribution == "last_touch":
+        picks = rows_of[np.arange(len(reached)), reached - 1]
+    else:
+        picks = rows_of[:, breakdown.step or 0]
+    return [value[r] if r >= 0 else None for r in picks.tolist()]
+
+
+def _ints(rows: pa.Table, name: str) -> Ints:
+    return np.asarray(rows.column(name).to_numpy(), dtype=np.int64)
 
 
 def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
@@ -103,7 +193,10 @@ def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
         f"SELECT customer_id, {dialect.epoch_us} AS at, " + ", ".join(columns)
         + " FROM events WHERE customer_id IN (SELECT customer_id FROM events WHERE "
         + f"{entry}) AND {keep}"
-        + ' ORDER BY customer_id, "timestamp", message_id'
+        + ' ORDER BY customer_id, "timestamp"'
+        # Only strict funnels care which of two events at the same time came first
+        # (ordered ones try every order of equal times); the tie-break costs a third.
+        + (", message_id" if spec.order == "strict" else "")
     )  # fmt: skip
     return text, q.params
 
@@ -138,13 +231,12 @@ def _by_customer(columns: dict[str, list[Any]]) -> list[tuple[int, list[Event]]]
     return out
 
 
-def _steps(spec: FunnelSpec, attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
-    counts = [sum(1 for a in attempts if a.reached > k) for k in range(len(spec.steps))]
+def _steps(spec: FunnelSpec, reached: Ints, times: Ints) -> list[dict[str, Any]]:
+    counts = [int((reached > k).sum()) for k in range(len(spec.steps))]
     out: list[dict[str, Any]] = []
     for k, step in enumerate(spec.steps):
-        durations = [
-            (a.times[k] - a.times[k - 1]) / 1_000_000 for a in attempts if k and a.reached > k
-        ]
+        took = reached > k
+        durations = (times[took, k] - times[took, k - 1]) / 1_000_000 if k else np.zeros(0)
         previous = counts[k - 1] if k else counts[0]
         out.append(
             {
@@ -152,32 +244,36 @@ def _steps(spec: FunnelSpec, attempts: Sequence[Attempt]) -> list[dict[str, Any]
                 "count": counts[k],
                 "conversion_rate": _ratio(counts[k], counts[0]),
                 "drop_off_rate": 0.0 if k == 0 else _ratio(previous - counts[k], previous),
-                "avg_time_to_convert_s": statistics.fmean(durations) if durations else None,
-                "median_time_to_convert_s": statistics.median(durations) if durations else None,
+                "avg_time_to_convert_s": float(durations.mean()) if len(durations) else None,
+                "median_time_to_convert_s": (
+                    float(np.median(durations)) if len(durations) else None
+                ),
             }
         )
     return out
 
 
-def _breakdown(
-    spec: FunnelSpec, found: list[tuple[int, Attempt, list[Event]]], engine: Engine
-) -> list[dict[str, Any]]:
+def _breakdown(spec: FunnelSpec, found: _Found, engine: Engine) -> list[dict[str, Any]]:
     breakdown = spec.breakdown
     assert breakdown is not None
     if breakdown.trait is not None:
-        traits = traits_of(engine, [c for c, _, _ in found], breakdown.trait)
-        values = [traits.get(c) for c, _, _ in found]
+        traits = traits_of(engine, found.customers.tolist(), breakdown.trait)
+        values = [traits.get(c) for c in found.customers.tolist()]
     else:
-        values = [_attributed(spec, attempt, history) for _, attempt, history in found]
-    groups: dict[str | None, list[Attempt]] = {}
-    for value, (_, attempt, _) in zip(values, found, strict=True):
-        groups.setdefault(value, []).append(attempt)
+        values = found.values
+    groups: dict[str | None, list[int]] = {}
+    for i, value in enumerate(values):
+        groups.setdefault(value, []).append(i)
     ranked = sorted(groups, key=lambda v: (-len(groups[v]), v is None, str(v)))
     kept, rest = ranked[: breakdown.limit], ranked[breakdown.limit :]
-    out = [{"value": v, "steps": _steps(spec, groups[v])} for v in kept]
+
+    def steps_of(members: list[int]) -> list[dict[str, Any]]:
+        picked = np.array(members, dtype=np.int64)
+        return _steps(spec, found.reached[picked], found.times[picked])
+
+    out = [{"value": v, "steps": steps_of(groups[v])} for v in kept]
     if rest:
-        others = [a for v in rest for a in groups[v]]
-        out.append({"value": OTHER, "steps": _steps(spec, others)})
+        out.append({"value": OTHER, "steps": steps_of([i for v in rest for i in groups[v]])})
     return out
 
 

@@ -1,0 +1,131 @@
+"""The ordered and strict funnel rules compiled (numba), over arrays sorted by customer.
+
+``funnel_kernel`` is the reference: plain Python, every case. This module gives the same
+answers for the common case, at a few hundred nanoseconds a step event instead of tens of
+microseconds. It covers ordered and strict funnels of customers whose step events all have
+distinct times; the caller sends customers with step events at equal times (where the
+reference tries the orderings that could matter) and unordered funnels to the reference.
+A property test holds the two to the same results.
+
+With distinct times, "the earliest unused event at or after the previous step" is simply
+the next event in order that matches the step, so an attempt is one forward scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+Ints = npt.NDArray[np.int64]
+
+
+def needs_reference(customers: Ints, at: Ints, steps: Ints, order: str) -> npt.NDArray[np.bool_]:
+    """Per event row: its customer has two step events at the same time (ordered funnels),
+    or the funnel is unordered."""
+    if order == "unordered":
+        return np.ones(len(customers), dtype=bool)
+    if order == "strict":
+        return np.zeros(len(customers), dtype=bool)
+    same = np.zeros(len(customers), dtype=bool)
+    if len(customers) > 1:
+        stepping = steps != 0
+        step_rows = np.flatnonzero(stepping)
+        pairs = step_rows[1:][
+            (customers[step_rows[1:]] == customers[step_rows[:-1]])
+            & (at[step_rows[1:]] == at[step_rows[:-1]])
+        ]
+        same[pairs] = True
+    flagged = np.unique(customers[same])
+    return np.isin(customers, flagged)
+
+
+def best_attempts(
+    offsets: Ints,
+    at: Ints,
+    steps: Ints,
+    exclusions: Ints,
+    n_steps: int,
+    window_us: int,
+    strict: bool,
+    low: int,
+    high: int,
+    ranges: Ints,
+) -> tuple[Ints, Ints]:
+    """For customers ``offsets[c]:offsets[c+1]``: steps reached by the best attempt (0: not
+    in the funnel) and the rows of its step events (-1 past the last reached)."""
+    reached = np.zeros(len(offsets) - 1, dtype=np.int64)
+    rows = np.full((len(offsets) - 1, n_steps), -1, dtype=np.int64)
+    _best(offsets, at, steps, exclusions, n_steps, window_us, strict, low, high, ranges,
+          reached, rows)  # fmt: skip
+    return reached, rows
+
+
+@njit(cache=True, nogil=True)
+def _best(
+    offsets: Any,
+    at: Any,
+    steps: Any,
+    exclusions: Any,
+    n_steps: int,
+    window_us: int,
+    strict: bool,
+    low: int,
+    high: int,
+    ranges: Any,
+    reached: Any,
+    rows: Any,
+) -> None:
+    chosen = np.empty(n_steps, dtype=np.int64)
+    for c in range(len(offsets) - 1):
+        first, end = offsets[c], offsets[c + 1]
+        best = 0
+        for start in range(first, end):
+            if steps[start] & 1 == 0 or at[start] < low or at[start] >= high:
+                continue
+            limit = at[start] + window_us
+            chosen[0] = start
+            count = 1
+            j = start
+            while count < n_steps:
+                j += 1
+                if strict:
+                    if j >= end or at[j] > limit or (steps[j] >> count) & 1 == 0:
+                        break
+                    chosen[count] = j
+                    count += 1
+                    continue
+                while j < end and at[j] <= limit and (steps[j] >> count) & 1 == 0:
+                    j += 1
+                if j >= end or at[j] > limit:
+                    break
+                chosen[count] = j
+                count += 1
+            if _excluded(chosen, count, at, exclusions, first, end, limit, ranges):
+                continue
+            if count > best:
+                best = count
+                for k in range(n_steps):
+                    rows[c, k] = chosen[k] if k < count else -1
+            if best == n_steps:
+                break
+        reached[c] = best
+
+
+@njit(cache=True, nogil=True)
+def _excluded(
+    chosen: Any, count: int, at: Any, exclusions: Any, first: int, end: int, limit: int,
+    ranges: Any,
+) -> bool:  # fmt: skip
+    for n in range(len(ranges)):
+        a, b = ranges[n, 0], ranges[n, 1]
+        if count <= a:
+            continue
+        begin = at[chosen[a]]
+        stop = at[chosen[b]] if count > b else limit
+        for j in range(first, end):
+            if (exclusions[j] >> n) & 1 and begin <= at[j] <= stop:
+                return True
+    return False
