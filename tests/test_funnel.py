@@ -15,14 +15,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from typer.testing import CliRunner
 
-from cxloop.analytics.funnel import run_funnel
+from cxloop.analytics.funnel import funnel_customers, run_funnel
 from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected
 from cxloop.cli.main import app
 from cxloop.domain.messages import from_dict, normalise
 from cxloop.project import Project, open_project
 from cxloop.settings import Settings
+from cxloop.store.models import CustomerIdentity
 from cxloop.web.app import create_app
 from tests.journeys import journeys
 
@@ -345,3 +347,35 @@ def test_the_rees46_sample_gives_the_funnel_pandas_computes(
     expected = [views.user_id.nunique(), step1.user_id.nunique(), step2.user_id.nunique()]
     assert ours == expected, (ours, expected)
     assert expected[0] > 0 and expected[1] > 0, expected  # the check is not vacuous
+
+
+def test_the_customers_who_dropped_off_after_a_step_are_listed(project: Project) -> None:
+    journeys(
+        project,
+        {
+            "all-the-way": [("A", h(0)), ("B", h(1)), ("C", h(2))],
+            "stopped-at-b": [("A", h(0)), ("B", h(1))],
+            "stopped-at-a": [("A", h(0))],
+        },
+    )
+    spec = FunnelSpec.model_validate({"steps": [{"event": e} for e in ("A", "B", "C")]})
+    zone = project.settings.zone
+
+    def names(step: int, outcome: str) -> list[str]:
+        found = funnel_customers(spec, project.events, project.engine, zone, step=step,
+                                 outcome=outcome)  # fmt: skip
+        ids = [c["id"] for c in found["customers"]]
+        assert found["total"] == len(ids)
+        with project.engine.connect() as conn:
+            rows = conn.execute(
+                select(CustomerIdentity.customer_id, CustomerIdentity.value).where(
+                    CustomerIdentity.customer_id.in_(ids), CustomerIdentity.kind == "user_id"
+                )
+            ).all()
+        return sorted(value for _, value in rows)
+
+    assert names(0, "dropped") == ["stopped-at-a"]
+    assert names(1, "dropped") == ["stopped-at-b"]
+    assert names(1, "reached") == ["all-the-way", "stopped-at-b"]
+    with pytest.raises(SpecRejected):
+        names(2, "dropped")  # nobody can drop off after the last step

@@ -66,6 +66,48 @@ def run_funnel(
     return result
 
 
+def funnel_customers(
+    spec: FunnelSpec,
+    events: EventStore,
+    engine: Engine,
+    zone: ZoneInfo,
+    *,
+    step: int,
+    outcome: str = "dropped",
+    limit: int = 100,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """Who reached step ``step`` (``outcome="reached"``), or reached it and went no further
+    (``"dropped"``): the people a follow-up is for."""
+    validate(spec)
+    if not 0 <= step < len(spec.steps) or (outcome == "dropped" and step == len(spec.steps) - 1):
+        last = len(spec.steps) - (2 if outcome == "dropped" else 1)
+        raise SpecRejected([SpecProblem("bad_step", "step", f"use a step within 0..{last}")])
+    q, sql = query_for(events)
+    found = _attempts(spec, sql(*_rows_query(spec, q.dialect)), zone)
+    chosen = found.reached > step if outcome == "reached" else found.reached == step + 1
+    ids = sorted(found.customers[chosen].tolist())
+    page = ids[offset : offset + limit]
+    people: dict[int, Any] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(
+            select(customers_t.c.id, customers_t.c.name, customers_t.c.email).where(
+                customers_t.c.id.in_(page)
+            )
+        ):
+            people[row.id] = row
+    return {
+        "step": step,
+        "outcome": outcome,
+        "total": len(ids),
+        "customers": [
+            {"id": c, "name": people[c].name if c in people else None,
+             "email": people[c].email if c in people else None}
+            for c in page
+        ],
+    }  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _Found:
     """The customers in the funnel: their best attempt's steps reached, step times (µs,

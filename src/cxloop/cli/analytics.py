@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from cxloop.analytics.funnel import run_funnel
+from cxloop.analytics.funnel import funnel_customers, run_funnel
 from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected, parse_window
 from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
@@ -60,6 +60,15 @@ def funnel(
     spec_file: Annotated[
         Path | None, typer.Option("--spec", help="A funnel spec as JSON (as the API takes)")
     ] = None,
+    customers_at: Annotated[
+        int | None,
+        typer.Option("--customers-at", help="List the customers at step K instead (from 0)"),
+    ] = None,
+    outcome: Annotated[
+        str,
+        typer.Option("--outcome", help="With --customers-at: dropped (after step K) or reached"),
+    ] = "dropped",
+    limit: Annotated[int, typer.Option("--limit", help="With --customers-at: how many")] = 100,
     fmt: Annotated[
         Format, typer.Option("--format", "-f", help="table, json or csv")
     ] = Format.table,
@@ -87,6 +96,9 @@ def funnel(
         except EngineUnsupported as exc:
             raise CliError(str(exc), 2) from exc
 
+    if customers_at is not None:
+        _list_customers(spec, customers_at, outcome, limit, fmt)
+        return
     data = call_project("POST", "/api/v1/analytics/funnel", local, body=body)
     for warning in data.get("warnings", []):
         err_console.print(f"[yellow]warning:[/yellow] {warning['message']}")
@@ -118,6 +130,25 @@ def funnel(
     ]
     columns = [*(["breakdown"] if "breakdown" in data else []), *list(table[0])[1:]]
     emit(data, fmt, rows=table, columns=columns, title="funnel")
+
+
+def _list_customers(spec: FunnelSpec, step: int, outcome: str, limit: int, fmt: Format) -> None:
+    if outcome not in ("dropped", "reached"):
+        raise CliError("--outcome: use dropped or reached", 2)
+
+    def local(project: Project) -> Any:
+        try:
+            return funnel_customers(spec, project.events, project.engine, project.settings.zone,
+                                    step=step, outcome=outcome, limit=limit)  # fmt: skip
+        except SpecRejected as exc:
+            raise CliError(str(exc), 2) from exc
+
+    body = {"spec": spec.model_dump(mode="json", exclude_none=True), "step": step,
+            "outcome": outcome, "limit": limit}  # fmt: skip
+    data = call_project("POST", "/api/v1/analytics/funnel/customers", local, body=body)
+    what = "dropped off after" if outcome == "dropped" else "reached"
+    emit(data, fmt, rows=data["customers"], columns=["id", "name", "email"],
+         title=f"{data['total']} customers {what} step {step}")  # fmt: skip
 
 
 def _spec(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
+from pydantic import BaseModel, Field
 
-from cxloop.analytics.funnel import run_funnel
+from cxloop.analytics.funnel import funnel_customers, run_funnel
 from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected
 from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
@@ -31,6 +32,29 @@ def funnel(state: Secret, spec: FunnelSpec) -> dict[str, Any]:
     project = state.project
     try:
         return run_funnel(spec, project.events, project.engine, project.settings.zone)
+    except SpecRejected as exc:
+        raise spec_error(exc) from exc
+    except EngineUnsupported as exc:
+        raise ApiError(422, "engine_unsupported", str(exc)) from exc
+
+
+class FunnelCustomersIn(BaseModel):
+    spec: FunnelSpec
+    step: int = Field(ge=0, description="A step, numbered from 0")
+    outcome: Literal["reached", "dropped"] = "dropped"
+    limit: int = Field(default=100, ge=1, le=10_000)
+    offset: int = Field(default=0, ge=0)
+
+
+@router.post("/funnel/customers")
+def funnel_people(state: Secret, body: FunnelCustomersIn) -> dict[str, Any]:
+    """The customers who dropped off after a step (or reached it), for follow-ups."""
+    project = state.project
+    try:
+        return funnel_customers(
+            body.spec, project.events, project.engine, project.settings.zone,
+            step=body.step, outcome=body.outcome, limit=body.limit, offset=body.offset,
+        )  # fmt: skip
     except SpecRejected as exc:
         raise spec_error(exc) from exc
     except EngineUnsupported as exc:
