@@ -1,4 +1,4 @@
-"""Funnel speed: cxloop against ClickHouse's windowFunnel, hand-written DuckDB SQL and pandas.
+"""Funnel and retention speed: cxloop against ClickHouse (chdb), DuckDB SQL and pandas.
 
     .venv/bin/python bench/funnel.py [--events 10000000] [--users 1000000] [--runs 5]
 
@@ -12,7 +12,10 @@ after a warm-up, and reports its median:
   table;
 * **duckdb-sql**: the best hand-written DuckDB SQL we know for it (each step the earliest
   next event within the window after the attempt's start, by range joins);
-* **pandas**: a naive ``groupby(user).apply`` (one run, no warm-up: it is slow).
+* **pandas**: a naive ``groupby(user).apply`` (one run, no warm-up: it is slow);
+* **cxloop-retention** and **chdb-retention**: weekly retention of the users who signed up
+  (8 weeks, returning with any event); chdb in the arrays form (per user the cohort week and
+  the weeks active, then ``sumForEach``).
 
 It prints each median, the customers per step each counted, and the ratio to chdb; the last
 line is JSON with at least ``{"ratio_vs_chdb": x}``.
@@ -38,6 +41,7 @@ import pyarrow.parquet as pq
 STEPS = ["Visit", "Signed Up", "Demo Requested", "Order Completed", "Referral Sent"]
 NOISE = ["Product Viewed", "Email Opened", "Blog Read"]
 WINDOW_S = 7 * 86400
+RETENTION_WEEKS = 8
 START = 1_767_225_600  # 2026-01-01 UTC
 
 
@@ -64,38 +68,9 @@ def make_data(events: int, users: int, path: Path, seed: int = 11) -> None:
 def run_cxloop(data: Path, runs: int) -> dict[str, Any]:
     from cxloop.analytics.funnel import run_funnel
     from cxloop.analytics.funnel_spec import FunnelSpec
-    from cxloop.events.base import EVENTS_ARROW_SCHEMA
-    from cxloop.project import open_project
-    from cxloop.settings import Settings
 
-    home = Path(tempfile.mkdtemp(prefix="cxloop-bench-funnel-"))
-    project = open_project(Settings(home=home))
+    project = _loaded_project(data)
     try:
-        source = pq.read_table(data)
-        for offset in range(0, source.num_rows, 2_000_000):
-            part = source.slice(offset, 2_000_000)
-            n = part.num_rows
-            columns = {
-                "message_id": part["message_id"],
-                "type": pa.array(["track"] * n),
-                "event": part["event"],
-                "customer_id": pa.compute.add(part["user_id"], 1),
-                "timestamp": part["ts"],
-                "received_at": part["ts"],
-            }
-            project.events.append(
-                pa.table(
-                    {
-                        f.name: (
-                            columns[f.name].cast(f.type)
-                            if f.name in columns
-                            else pa.nulls(n, f.type)
-                        )
-                        for f in EVENTS_ARROW_SCHEMA
-                    },
-                    schema=EVENTS_ARROW_SCHEMA,
-                )
-            )
         spec = FunnelSpec.model_validate(
             {"steps": [{"event": s} for s in STEPS], "window_seconds": WINDOW_S}
         )
@@ -108,6 +83,40 @@ def run_cxloop(data: Path, runs: int) -> dict[str, Any]:
         return {"seconds": seconds, "counts": [s["count"] for s in result["steps"]]}
     finally:
         project.close()
+
+
+def _loaded_project(data: Path) -> Any:
+    """A fresh project whose event store holds the data set."""
+    from cxloop.events.base import EVENTS_ARROW_SCHEMA
+    from cxloop.project import open_project
+    from cxloop.settings import Settings
+
+    home = Path(tempfile.mkdtemp(prefix="cxloop-bench-funnel-"))
+    project = open_project(Settings(home=home))
+    source = pq.read_table(data)
+    for offset in range(0, source.num_rows, 2_000_000):
+        part = source.slice(offset, 2_000_000)
+        n = part.num_rows
+        columns = {
+            "message_id": part["message_id"],
+            "type": pa.array(["track"] * n),
+            "event": part["event"],
+            "customer_id": pa.compute.add(part["user_id"], 1),
+            "timestamp": part["ts"],
+            "received_at": part["ts"],
+        }
+        project.events.append(
+            pa.table(
+                {
+                    f.name: (
+                        columns[f.name].cast(f.type) if f.name in columns else pa.nulls(n, f.type)
+                    )
+                    for f in EVENTS_ARROW_SCHEMA
+                },
+                schema=EVENTS_ARROW_SCHEMA,
+            )
+        )
+    return project
 
 
 def run_chdb(data: Path, runs: int) -> dict[str, Any]:
@@ -204,11 +213,73 @@ def run_pandas(data: Path, runs: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - began, "counts": _at_least(found)}
 
 
+def run_cxloop_retention(data: Path, runs: int) -> dict[str, Any]:
+    from cxloop.analytics.periods import RetentionSpec, run_retention
+
+    project = _loaded_project(data)
+    try:
+        spec = RetentionSpec.model_validate(
+            {"start_event": {"event": STEPS[1]}, "period": "week", "periods": RETENTION_WEEKS}
+        )
+        result: dict[str, Any] = {}
+
+        def once() -> None:
+            result.update(
+                run_retention(spec, project.events, project.engine, project.settings.zone)
+            )
+
+        seconds = _timed(once, runs)
+        return {"seconds": seconds, "counts": _retention_totals(result["cohorts"])}
+    finally:
+        project.close()
+
+
+def run_chdb_retention(data: Path, runs: int) -> dict[str, Any]:
+    """The arrays form: per user the cohort week and the weeks active, then counts."""
+    from chdb import session
+
+    db = session.Session()
+    db.query("CREATE DATABASE IF NOT EXISTS b")
+    db.query(
+        "CREATE TABLE b.events ENGINE = Memory AS "
+        f"SELECT user_id, event, ts FROM file('{data}', Parquet)"
+    )
+    query = (
+        "SELECT cohort, count() AS size, "
+        "sumForEach(arrayMap(k -> toUInt64(has(weeks, addWeeks(cohort, k))), "
+        f"range({RETENTION_WEEKS}))) "
+        "FROM (SELECT user_id, minIf(toMonday(ts), event = '" + STEPS[1] + "') AS cohort, "
+        "groupUniqArray(toMonday(ts)) AS weeks FROM b.events GROUP BY user_id "
+        "HAVING countIf(event = '" + STEPS[1] + "') > 0) "
+        "GROUP BY cohort ORDER BY cohort FORMAT JSONCompact"
+    )
+    found: list[Any] = []
+
+    def once() -> None:
+        found[:] = json.loads(db.query(query).bytes())["data"]
+
+    seconds = _timed(once, runs)
+    cohorts = [{"size": int(size), "values": [int(size), *map(int, values[1:])]}
+               for _, size, values in found]  # fmt: skip
+    return {"seconds": seconds, "counts": _retention_totals(cohorts)}
+
+
+def _retention_totals(cohorts: list[dict[str, Any]]) -> list[int]:
+    """Customers per week offset over all cohorts (weeks not yet over are left out)."""
+    totals = [0] * RETENTION_WEEKS
+    for cohort in cohorts:
+        for k, n in enumerate(cohort["values"]):
+            totals[k] += n
+    return totals
+
+
 CONTESTANTS = {
     "cxloop": run_cxloop,
     "chdb": run_chdb,
     "duckdb-sql": run_duckdb_sql,
     "pandas": run_pandas,
+    "cxloop-retention": run_cxloop_retention,
+    "chdb-retention": run_chdb_retention,
 }
 
 
@@ -264,7 +335,12 @@ def main() -> None:
         summary[f"{name}_s"] = round(found["seconds"], 3)
     if chdb_s and "cxloop" in results:
         summary["ratio_vs_chdb"] = round(results["cxloop"]["seconds"] / chdb_s, 2)
-        print(f"cxloop / chdb: {summary['ratio_vs_chdb']}x")
+        print(f"funnel, cxloop / chdb: {summary['ratio_vs_chdb']}x")
+    retention_chdb = results.get("chdb-retention", {}).get("seconds")
+    if retention_chdb and "cxloop-retention" in results:
+        ratio = round(results["cxloop-retention"]["seconds"] / retention_chdb, 2)
+        summary["retention_ratio_vs_chdb"] = ratio
+        print(f"weekly retention, cxloop / chdb: {ratio}x")
     print(json.dumps(summary))
 
 

@@ -164,3 +164,19 @@ def test_paths_after_and_before_an_event_with_exits(project: Project) -> None:
         (["Home", "Order"], 2),
         (["$start", "Order"], 1),
     ]
+
+
+def test_retention_breaks_down_by_the_first_start_events_property(project: Project) -> None:
+    journeys(
+        project,
+        {
+            "p1": [("A", d(0), {"plan": "pro"}), ("A", d(8), {"plan": "free"}), ("B", d(8))],
+            "p2": [("A", d(1), {"plan": "free"})],
+            "p3": [("A", d(2), {"plan": "pro"}), ("B", d(9))],
+        },
+    )
+    result = retention(project, start_event={"event": "A"}, return_event={"event": "B"},
+                       period="week", periods=2, date_from="2026-03-02", date_to="2026-03-08",
+                       breakdown={"property": "plan"})  # fmt: skip
+    groups = {g["value"]: [c["values"] for c in g["cohorts"]] for g in result["breakdown"]}
+    assert groups == {"pro": [[2, 2]], "free": [[1, 0]]}

@@ -1,8 +1,9 @@
 """Trends and retention: events and customers per day, week or month of the project's zone.
 
 Both ask the event store for rows per customer and period (periods are truncated in SQL,
-in the project's time zone: weeks start on Monday), then count in Python, where trait
-breakdowns and "on or after" are simple.
+in the project's time zone: weeks start on Monday). Trends add them up in Python;
+retention turns periods into integers and counts with array operations, so a million
+customers cost a fraction of a second.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Engine
 
@@ -124,7 +128,8 @@ def run_retention(
 ) -> dict[str, Any]:
     """``{"cohorts": [{"start", "size", "values"}], "breakdown": [{"value", "cohorts"}]}``:
     ``values[0]`` is the cohort's size, ``values[k]`` who came back in period *k* ("on") or
-    in period *k* or later ("on_or_after")."""
+    in period *k* or later ("on_or_after"). Counted with array operations: periods become
+    integers, each return an offset from its customer's cohort."""
     q, sql = query_for(events)
     local = q.add(q.dialect.local_time, zone.key)
     value = _value_column(q, spec.breakdown)
@@ -135,7 +140,7 @@ def run_retention(
         f"SELECT DISTINCT ON (customer_id) customer_id, {local} AS at, {value} AS value "
         f'FROM events WHERE {start_where} ORDER BY customer_id, "timestamp", message_id',
         q.params,
-    ).to_pylist()
+    )
     r = Query(q.dialect)
     period = f"date_trunc('{spec.period}', {r.add(r.dialect.local_time, zone.key)})"
     return_where = (
@@ -143,52 +148,101 @@ def run_retention(
         if spec.return_event
         else KINDS
     )
-    returns: dict[int, set[date]] = {}
-    for row in sql(
+    returns = sql(
         f"SELECT DISTINCT customer_id, {period} AS period FROM events WHERE {return_where}",
         r.params,
-    ).to_pylist():
-        returns.setdefault(row["customer_id"], set()).add(_day(row["period"]))
+    )
     start, end = date_range(spec.date_from, spec.date_to, zone)
     low, high = _local_naive(start, zone), _local_naive(end, zone)
-    chosen = [
-        row
-        for row in starts
-        if (low is None or row["at"] >= low) and (high is None or row["at"] < high)
-    ]
+    at = _local_micros(starts.column("at"))
+    keep = np.ones(len(at), dtype=bool)
+    if low is not None:
+        keep &= at >= _naive_micros(low)
+    if high is not None:
+        keep &= at < _naive_micros(high)
+    customers = np.asarray(starts.column("customer_id").to_numpy(), dtype=np.int64)[keep]
+    cohort = _period_numbers(at[keep] // 86_400_000_000, spec.period)
+    order = np.argsort(customers)
+    customers, cohort = customers[order], cohort[order]
+    back = np.asarray(returns.column("customer_id").to_numpy(), dtype=np.int64)
+    back_period = _period_numbers(_local_micros(returns.column("period")) // 86_400_000_000,
+                                  spec.period)  # fmt: skip
+    where = np.searchsorted(customers, back)
+    known = where < len(customers)
+    known[known] &= customers[where[known]] == back[known]
+    who, offset = where[known], back_period[known] - cohort[where[known]]
+    later = (offset >= 1) & (offset < spec.periods)
+    who, offset = who[later], offset[later]
     # The range picks cohorts; returns count up to the current period.
-    latest = _start_of(datetime.now(zone), spec.period, zone)
-    values = _values(spec.breakdown, chosen, engine)
+    now = _period_numbers(np.array([_naive_micros(datetime.now(zone).replace(tzinfo=None))
+                                    // 86_400_000_000]), spec.period)[0]  # fmt: skip
+    values: list[str | None] = []
+    if spec.breakdown is not None:
+        raw = starts.column("value").to_pylist()
+        picked = np.flatnonzero(keep)[order].tolist()
+        rows = [{"customer_id": c, "value": raw[i]} for c, i in zip(customers.tolist(), picked,
+                                                                    strict=True)]  # fmt: skip
+        values = _values(spec.breakdown, rows, engine)
 
-    def cohorts(selected: list[int]) -> list[dict[str, Any]]:
-        groups: dict[date, list[int]] = {}
-        for i in selected:
-            cohort = _truncate(chosen[i]["at"].date(), spec.period)
-            groups.setdefault(cohort, []).append(chosen[i]["customer_id"])
+    def cohorts(members: npt.NDArray[np.int64]) -> list[dict[str, Any]]:
+        chosen = np.zeros(len(customers), dtype=bool)
+        chosen[members] = True
+        labels, index = np.unique(cohort[members], return_inverse=True)
+        sizes = np.bincount(index, minlength=len(labels))
+        slot = np.full(len(customers), -1, dtype=np.int64)
+        slot[members] = index
+        mine = chosen[who]
+        counts = np.zeros((len(labels), spec.periods), dtype=np.int64)
+        if spec.returning == "on":
+            np.add.at(counts, (slot[who[mine]], offset[mine]), 1)
+        else:
+            furthest = np.zeros(len(customers), dtype=np.int64)
+            np.maximum.at(furthest, who[mine], offset[mine])
+            np.add.at(counts, (slot[members], furthest[members]), 1)
+            counts = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
         out = []
-        for cohort in sorted(groups):
-            members = groups[cohort]
-            seen = 1 + (_between(cohort, latest, spec.period) if latest else spec.periods)
-            count = max(1, min(spec.periods, seen))
-            offsets = [
-                {_between(cohort, d, spec.period) for d in returns.get(c, ())} for c in members
-            ]
-            row = [len(members)]
-            for k in range(1, count):
-                if spec.returning == "on":
-                    row.append(sum(1 for o in offsets if k in o))
-                else:
-                    row.append(sum(1 for o in offsets if any(x >= k for x in o)))
-            out.append({"start": cohort.isoformat(), "size": len(members), "values": row})
+        for n, label in enumerate(labels.tolist()):
+            shown = max(1, min(spec.periods, 1 + now - label))
+            row = [int(sizes[n]), *counts[n, 1:shown].tolist()]
+            out.append({"start": _period_start(label, spec.period).isoformat(),
+                        "size": int(sizes[n]), "values": row})  # fmt: skip
         return out
 
-    result: dict[str, Any] = {"cohorts": cohorts(list(range(len(chosen))))}
+    result: dict[str, Any] = {"cohorts": cohorts(np.arange(len(customers)))}
     if spec.breakdown is not None:
         result["breakdown"] = [
-            {"value": v, "cohorts": cohorts(members)}
+            {"value": v, "cohorts": cohorts(np.array(members, dtype=np.int64))}
             for v, members in _grouped(values, spec.breakdown.limit, lambda i: 1)
         ]
     return result
+
+
+def _local_micros(values: pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    """Wall-clock times (timestamps without zone, or dates) as microseconds."""
+    if pa.types.is_date(values.type):
+        values = values.cast(pa.timestamp("us"))
+    return np.asarray(values.cast(pa.timestamp("us")).cast(pa.int64()).to_numpy(), np.int64)
+
+
+def _naive_micros(moment: datetime) -> int:
+    return int((moment - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
+
+
+def _period_numbers(days: npt.NDArray[np.int64], interval: str) -> npt.NDArray[np.int64]:
+    """Days since 1970-01-01 as period numbers: days, weeks from Monday, or months."""
+    if interval == "week":
+        return (days + 3) // 7  # 1970-01-01 was a Thursday
+    if interval == "month":
+        return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    return days
+
+
+def _period_start(number: int, interval: str) -> date:
+    if interval == "week":
+        return date(1970, 1, 1) + timedelta(days=number * 7 - 3)
+    if interval == "month":
+        return date(1970 + number // 12, number % 12 + 1, 1)
+    return date(1970, 1, 1) + timedelta(days=number)
 
 
 # -- shared --------------------------------------------------------------------------------
@@ -254,13 +308,6 @@ def _start_of(moment: datetime | None, interval: str, zone: ZoneInfo) -> date | 
 
 def _local_naive(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
     return None if moment is None else moment.astimezone(zone).replace(tzinfo=None)
-
-
-def _between(first: date, later: date, interval: str) -> int:
-    if interval == "month":
-        return (later.year - first.year) * 12 + later.month - first.month
-    days = (later - first).days
-    return days // 7 if interval == "week" else days
 
 
 def _span(first: date | None, last: date | None, interval: str) -> list[date]:
