@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cxloop.analytics.funnel_spec import SpecRejected
 from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.cli.main import app
@@ -99,9 +100,18 @@ def test_periods_follow_the_project_time_zone(tmp_path: Path) -> None:
         opened.close()
 
 
-def test_bad_specs_name_the_field() -> None:
-    with pytest.raises(ValueError, match="date_to"):
-        TrendsSpec.model_validate({"date_from": "2026-03-05", "date_to": "2026-03-01"})
+def test_bad_specs_name_the_field(project: Project) -> None:
+    with pytest.raises(SpecRejected) as caught:
+        trends(project, date_from="2026-03-05", date_to="2026-03-01")
+    assert (caught.value.problems[0].code, caught.value.problems[0].field) == (
+        "bad_date",
+        "date_to",
+    )
+    with pytest.raises(SpecRejected) as caught:
+        retention(project, breakdown={"property": "a", "trait": "b"})
+    assert caught.value.problems[0].code == "bad_breakdown"
+    with pytest.raises(SpecRejected):
+        paths(project, event={"event": "A"}, date_from="soon")
     with pytest.raises(ValueError, match="periods"):
         RetentionSpec.model_validate({"periods": 0})
     with pytest.raises(ValueError, match="interval"):

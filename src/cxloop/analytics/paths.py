@@ -13,9 +13,9 @@ from collections import Counter
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from cxloop.analytics.funnel_spec import FunnelStep, check_dates, date_range, refuse
+from cxloop.analytics.funnel_spec import FunnelStep, SpecProblem, check_dates, date_range, refuse
 from cxloop.analytics.sql import KINDS, NAME, matches, query_for
 from cxloop.events.base import EventStore
 
@@ -34,15 +34,14 @@ class PathsSpec(BaseModel):
     date_from: str | None = None
     date_to: str | None = None
 
-    @model_validator(mode="after")
-    def _checks(self) -> PathsSpec:
-        refuse(check_dates(self.date_from, self.date_to))
-        return self
+    def problems(self) -> list[SpecProblem]:
+        return check_dates(self.date_from, self.date_to)
 
 
 def run_paths(spec: PathsSpec, events: EventStore, zone: ZoneInfo) -> dict[str, Any]:
     """``{"customers", "paths": [{"path", "customers", "share"}], "steps": [{"depth",
     "events": [{"event", "customers", "share"}]}]}``."""
+    refuse(spec.problems())
     q, sql = query_for(events)
     anchor = matches(q, spec.event.event, spec.event.filters)
     entry = matches(q, spec.event.event, spec.event.filters)

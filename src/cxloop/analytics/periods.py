@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from cxloop.analytics.funnel import traits_of
@@ -46,10 +46,8 @@ class TrendsSpec(_Strict):
     date_from: str | None = None
     date_to: str | None = None
 
-    @model_validator(mode="after")
-    def _checks(self) -> TrendsSpec:
-        refuse(check_dates(self.date_from, self.date_to) + _breakdown_problems(self.breakdown))
-        return self
+    def problems(self) -> list[SpecProblem]:
+        return check_dates(self.date_from, self.date_to) + _breakdown_problems(self.breakdown)
 
 
 class RetentionSpec(_Strict):
@@ -65,10 +63,8 @@ class RetentionSpec(_Strict):
     date_from: str | None = None
     date_to: str | None = None
 
-    @model_validator(mode="after")
-    def _checks(self) -> RetentionSpec:
-        refuse(check_dates(self.date_from, self.date_to) + _breakdown_problems(self.breakdown))
-        return self
+    def problems(self) -> list[SpecProblem]:
+        return check_dates(self.date_from, self.date_to) + _breakdown_problems(self.breakdown)
 
 
 def _breakdown_problems(breakdown: Breakdown | None) -> list[SpecProblem]:
@@ -81,6 +77,7 @@ def run_trends(
     spec: TrendsSpec, events: EventStore, engine: Engine, zone: ZoneInfo
 ) -> dict[str, Any]:
     """``{"series": [{"date", "events", "customers"}], "breakdown": [{"value", "series"}]}``."""
+    refuse(spec.problems())
     q, sql = query_for(events)
     period = f"date_trunc('{spec.interval}', {q.add(q.dialect.local_time, zone.key)})"
     value = _value_column(q, spec.breakdown)
@@ -130,6 +127,7 @@ def run_retention(
     ``values[0]`` is the cohort's size, ``values[k]`` who came back in period *k* ("on") or
     in period *k* or later ("on_or_after"). Counted with array operations: periods become
     integers, each return an offset from its customer's cohort."""
+    refuse(spec.problems())
     q, sql = query_for(events)
     local = q.add(q.dialect.local_time, zone.key)
     value = _value_column(q, spec.breakdown)

@@ -67,6 +67,8 @@ def trends(state: Secret, spec: TrendsSpec) -> dict[str, Any]:
     project = state.project
     try:
         return run_trends(spec, project.events, project.engine, project.settings.zone)
+    except SpecRejected as exc:
+        raise spec_error(exc) from exc
     except EngineUnsupported as exc:
         raise ApiError(422, "engine_unsupported", str(exc)) from exc
 
@@ -77,6 +79,8 @@ def retention(state: Secret, spec: RetentionSpec) -> dict[str, Any]:
     project = state.project
     try:
         return run_retention(spec, project.events, project.engine, project.settings.zone)
+    except SpecRejected as exc:
+        raise spec_error(exc) from exc
     except EngineUnsupported as exc:
         raise ApiError(422, "engine_unsupported", str(exc)) from exc
 
@@ -87,5 +91,7 @@ def paths(state: Secret, spec: PathsSpec) -> dict[str, Any]:
     project = state.project
     try:
         return run_paths(spec, project.events, project.settings.zone)
+    except SpecRejected as exc:
+        raise spec_error(exc) from exc
     except EngineUnsupported as exc:
         raise ApiError(422, "engine_unsupported", str(exc)) from exc
