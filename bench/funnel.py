@@ -24,8 +24,10 @@ line is JSON with at least ``{"ratio_vs_chdb": x}``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -92,6 +94,7 @@ def _loaded_project(data: Path) -> Any:
     from cxloop.settings import Settings
 
     home = Path(tempfile.mkdtemp(prefix="cxloop-bench-funnel-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     project = open_project(Settings(home=home))
     source = pq.read_table(data)
     for offset in range(0, source.num_rows, 2_000_000):
@@ -311,6 +314,7 @@ def main() -> None:
         print(json.dumps(CONTESTANTS[args.contestant](Path(args.data), args.runs)))
         return
     work = Path(tempfile.mkdtemp(prefix="cxloop-bench-funnel-data-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     data = work / "events.parquet"
     began = time.perf_counter()
     make_data(args.events, args.users, data)

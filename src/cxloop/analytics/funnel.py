@@ -10,6 +10,7 @@ the steps, times to convert and breakdown groups.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -23,9 +24,7 @@ from sqlalchemy import Engine, Table, select
 from cxloop.analytics.funnel_fast import best_attempts, needs_reference
 from cxloop.analytics.funnel_kernel import Attempt, Event, best_attempt
 from cxloop.analytics.funnel_spec import (
-    Exclusion,
     FunnelSpec,
-    FunnelStep,
     SpecProblem,
     SpecRejected,
     date_bounds,
@@ -55,9 +54,13 @@ def run_funnel(
     validate(spec)
     q, sql = query_for(events)
     dialect = q.dialect
-    warnings = _unknown_events(spec, sql, dialect)
     _check_breakdown(spec, sql, dialect, engine)
-    found = _attempts(spec, sql(*_rows_query(spec, dialect)), zone)
+    rows = sql(*_rows_query(spec, dialect))
+    found = _attempts(spec, rows, zone)
+    # A step no row matched may name an event that was never stored: say so.
+    seen = int(np.bitwise_or.reduce(_ints(rows, "steps"))) if rows.num_rows else 0
+    unseen = [s.event for n, s in enumerate(spec.steps) if not seen >> n & 1]
+    warnings = _unknown_events(unseen, sql, dialect) if unseen else []
     result: dict[str, Any] = {"steps": _steps(spec, found.reached, found.times)}
     if spec.breakdown is not None:
         result["breakdown"] = _breakdown(spec, found, engine)
@@ -203,9 +206,12 @@ def _ints(rows: pa.Table, name: str) -> Ints:
 
 
 def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
-    """Each fragment is built where it appears in the text, so parameters line up."""
+    """Each fragment is built where it appears in the text, so parameters line up.
+
+    A plain ``IN`` on the event and page names first narrows the rows cheaply (the store can
+    skip whole blocks); the exact conditions then run on what is left, once each.
+    """
     q = Query(dialect)
-    items: list[FunnelStep | Exclusion] = [*spec.steps, *spec.exclusions]
     # One bit per step and per exclusion: a few distinct masks, decoded once each.
     step_bits = " + ".join(
         f"(CASE WHEN {matches(q, s.event, s.filters)} THEN {1 << n} ELSE 0 END)"
@@ -215,32 +221,40 @@ def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
         f"(CASE WHEN {matches(q, x.event, x.filters)} THEN {1 << n} ELSE 0 END)"
         for n, x in enumerate(spec.exclusions)
     )
-    columns = [f"{step_bits} AS steps", f"{exclusion_bits or '0'} AS exclusions"]
     breakdown = spec.breakdown
-    if breakdown is not None and breakdown.property is not None:
-        columns.append(f"{q.text(breakdown.property)} AS value")
-    else:
-        columns.append("NULL AS value")
-    # The customers with an event that can start an attempt (step 0; any step when
-    # unordered), then their events that matter (all for strict funnels: any other event
-    # breaks an attempt).
-    starters = spec.steps if spec.order == "unordered" else spec.steps[:1]
-    entry = " OR ".join(matches(q, step.event, step.filters) for step in starters)
-    keep = (
-        "TRUE"
-        if spec.order == "strict"
-        else "(" + " OR ".join(matches(q, i.event, i.filters) for i in items) + ")"
+    value = (
+        q.text(breakdown.property)
+        if breakdown is not None and breakdown.property is not None
+        else "NULL"
     )
-    text = (
-        f"SELECT customer_id, {dialect.epoch_us} AS at, " + ", ".join(columns)
-        + " FROM events WHERE customer_id IN (SELECT customer_id FROM events WHERE "
-        + f"{entry}) AND {keep}"
-        + ' ORDER BY customer_id, "timestamp"'
-        # Only strict funnels care which of two events at the same time came first
-        # (ordered ones try every order of equal times); the tie-break costs a third.
-        + (", message_id" if spec.order == "strict" else "")
-    )  # fmt: skip
-    return text, q.params
+    columns = (
+        f'customer_id, "timestamp", message_id, {dialect.epoch_us} AS at, {step_bits} AS steps, '
+        f"{exclusion_bits or '0'} AS exclusions, {value} AS value"
+    )
+    if spec.order == "strict":
+        # Every event of the customers who could start: any other event breaks an attempt.
+        entry = matches(q, spec.steps[0].event, spec.steps[0].filters)
+        named = _named(q, [spec.steps[0].event])
+        return (
+            f"SELECT {columns} FROM events WHERE customer_id IN "
+            f"(SELECT customer_id FROM events WHERE {named} AND {entry}) "
+            'ORDER BY customer_id, "timestamp", message_id',
+            q.params,
+        )
+    named = _named(q, [s.event for s in spec.steps] + [x.event for x in spec.exclusions])
+    # Only strict funnels care which of two events at the same time came first (ordered
+    # ones try every order of equal times), so the sort needs no message-id tie-break.
+    return (
+        f"SELECT * FROM (SELECT {columns} FROM events WHERE {named}) candidates "
+        'WHERE steps <> 0 OR exclusions <> 0 ORDER BY customer_id, "timestamp"',
+        q.params,
+    )
+
+
+def _named(q: Query, names: Sequence[str]) -> str:
+    listed = ", ".join(q.add("{m}", n) for n in dict.fromkeys(names))
+    again = ", ".join(q.add("{m}", n) for n in dict.fromkeys(names))
+    return f"(event IN ({listed}) OR name IN ({again}))"
 
 
 def _by_customer(columns: dict[str, list[Any]]) -> list[tuple[int, list[Event]]]:
@@ -349,18 +363,17 @@ def _text(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def _unknown_events(spec: FunnelSpec, sql: Any, dialect: Dialect) -> list[dict[str, str]]:
-    names = sorted({s.event for s in spec.steps})
+def _unknown_events(names: list[str], sql: Any, dialect: Dialect) -> list[dict[str, str]]:
     q = Query(dialect)
-    listed = ", ".join(q.add("{m}", name) for name in names)
-    query = f"SELECT DISTINCT {NAME} AS n FROM events WHERE {KINDS} AND {NAME} IN ({listed})"
-    seen = {row["n"] for row in sql(query, q.params).to_pylist()}
+    named = _named(q, names)
+    found = sql(f"SELECT DISTINCT {NAME} AS n FROM events WHERE {named} AND {KINDS}", q.params)
+    seen = {row["n"] for row in found.to_pylist()}
     return [
         {
             "code": "unknown_event",
             "message": f"no event named {name!r} is stored: its step counts zero",
         }
-        for name in names
+        for name in dict.fromkeys(names)
         if name not in seen
     ]
 
