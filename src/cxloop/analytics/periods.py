@@ -165,9 +165,8 @@ def run_retention(
     back = np.asarray(returns.column("customer_id").to_numpy(), dtype=np.int64)
     back_period = _period_numbers(_local_micros(returns.column("period")) // 86_400_000_000,
                                   spec.period)  # fmt: skip
-    where = np.searchsorted(customers, back)
-    known = where < len(customers)
-    known[known] &= customers[where[known]] == back[known]
+    where = _positions(customers, back)
+    known = where >= 0
     who, offset = where[known], back_period[known] - cohort[where[known]]
     later = (offset >= 1) & (offset < spec.periods)
     who, offset = who[later], offset[later]
@@ -213,6 +212,24 @@ def run_retention(
             for v, members in _grouped(values, spec.breakdown.limit, lambda i: 1)
         ]
     return result
+
+
+def _positions(
+    sorted_ids: npt.NDArray[np.int64], ids: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Where each of ``ids`` sits in ``sorted_ids`` (-1 when absent). Customer ids are
+    allocated densely, so a lookup table is usually far cheaper than a binary search."""
+    if not len(sorted_ids) or not len(ids):
+        return np.full(len(ids), -1, dtype=np.int64)
+    top = int(max(sorted_ids[-1], ids.max()))
+    if top < 64 * max(len(sorted_ids), 1_000_000) and ids.min() >= 0 and sorted_ids[0] >= 0:
+        table = np.full(top + 1, -1, dtype=np.int64)
+        table[sorted_ids] = np.arange(len(sorted_ids), dtype=np.int64)
+        return table[ids]
+    where = np.searchsorted(sorted_ids, ids)
+    found = where < len(sorted_ids)
+    found[found] &= sorted_ids[where[found]] == ids[found]
+    return np.where(found, where, -1)
 
 
 def _local_micros(values: pa.ChunkedArray) -> npt.NDArray[np.int64]:
