@@ -1,11 +1,13 @@
-"""Funnels: SQL finds the events that matter, the kernel applies the sequence rules.
+"""Funnels: SQL finds the events that matter, the kernels apply the sequence rules.
 
-The event store returns, per customer in (time, message id) order, the events that match a
-step or an exclusion (for strict funnels every event, as any other event breaks an
-attempt), each with a flag per step and per exclusion and its breakdown value. Filter
-values and property names travel as query parameters, never inside the SQL text.
-``funnel_kernel.best_attempt`` then picks each customer's attempt and this module adds up
-the steps, times to convert and breakdown groups.
+The event store returns, per customer in time order, the events that match a step or an
+exclusion (for strict funnels every event of the customers who could start, in (time,
+message id) order, as any other event breaks an attempt), each with a bit mask of the steps
+and exclusions it matches and its breakdown value. Filter values and property names travel
+as query parameters, never inside the SQL text. The compiled rules
+(``funnel_fast.best_attempts``) pick most customers' attempts, the reference
+(``funnel_kernel.best_attempt``) the rest; this module adds up the steps, times to convert
+and breakdown groups.
 """
 
 from __future__ import annotations
