@@ -16,11 +16,12 @@ from pydantic import ValidationError
 
 from cxloop.analytics.funnel import funnel_customers, run_funnel
 from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected, parse_window
+from cxloop.analytics.lake import LakeError, export_parquet
 from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.analytics.sql import EngineUnsupported
-from cxloop.cli.context import CliError, call_project, handle_errors, load_settings
-from cxloop.cli.output import Format, duration, emit, err_console, percent
+from cxloop.cli.context import CliError, call_project, handle_errors, load_settings, local_project
+from cxloop.cli.output import Format, duration, emit, err_console, key_values, percent
 from cxloop.project import Project
 
 ENGINES = ("duckdb", "postgres", "spark")
@@ -346,3 +347,27 @@ def paths(
     ]
     emit(data, fmt, rows=rows, columns=["path", "customers", "share"],
          title=f"paths {direction} {event} ({data['customers']} customers)")  # fmt: skip
+
+
+export_app = typer.Typer(help="Write the data out for other engines.", no_args_is_help=True)
+
+
+@export_app.command("parquet")
+@handle_errors
+def export_parquet_command(
+    directory: Annotated[Path, typer.Argument(help="Where the lake goes")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a directory that holds files")
+    ] = False,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="table, json or csv")
+    ] = Format.table,
+) -> None:
+    """The events (partitioned by month) and the customers as a Parquet lake."""
+    settings = load_settings()
+    with local_project(settings) as project:
+        try:
+            result = export_parquet(project.events, project.engine, directory, overwrite=overwrite)
+        except LakeError as exc:
+            raise CliError(str(exc), 2) from exc
+    key_values(result, fmt, title="Parquet lake written")

@@ -32,6 +32,7 @@ app.command("funnel")(analytics.funnel)
 app.command("trends")(analytics.trends)
 app.command("retention")(analytics.retention)
 app.command("paths")(analytics.paths)
+app.add_typer(analytics.export_app, name="export")
 app.command("stats")(data.stats)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from cxloop.events.base import (
     EVENT_COLUMNS,
+    EVENTS_ARROW_SCHEMA,
     JSON_COLUMNS,
     STAGE_MOVES_SCHEMA,
     TOUCH_COLUMNS,
@@ -278,6 +279,14 @@ class DuckDBEventStore:
         reader = relation.to_arrow_reader(batch_rows)
         for batch in reader:
             yield batch.cast(TOUCH_SCHEMA) if batch.schema != TOUCH_SCHEMA else batch
+
+    def all_events(self, *, batch_rows: int = 200_000) -> Iterator[pa.RecordBatch]:
+        """Every stored event, as EVENTS_ARROW_SCHEMA batches (JSON columns as text)."""
+        reader = (
+            self._cursor().sql(f"SELECT {_COLUMNS_SQL} FROM events").to_arrow_reader(batch_rows)
+        )
+        for batch in reader:
+            yield batch.cast(EVENTS_ARROW_SCHEMA) if batch.schema != EVENTS_ARROW_SCHEMA else batch
 
     def close(self) -> None:
         self._con.close()

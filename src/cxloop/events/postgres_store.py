@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from cxloop.events.base import (
     EVENT_COLUMNS,
+    EVENTS_ARROW_SCHEMA,
     JSON_COLUMNS,
     TOUCH_COLUMNS,
     TOUCH_SCHEMA,
@@ -201,6 +202,23 @@ class PostgresEventStore:
         names = [column.name for column in cur.description or ()]
         rows = cur.fetchall()
         return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+
+    def all_events(self, *, batch_rows: int = 200_000) -> Iterator[pa.RecordBatch]:
+        """Every stored event, as EVENTS_ARROW_SCHEMA batches (JSON columns as text)."""
+        columns = ", ".join(
+            f'"{c}"::text' if c in JSON_COLUMNS else f'"{c}"' for c in EVENTS_ARROW_SCHEMA.names
+        )
+        with psycopg.connect(self._conninfo) as con, con.cursor(name="cx_export") as cur:
+            cur.itersize = batch_rows
+            cur.execute(f"SELECT {columns} FROM events")
+            while rows := cur.fetchmany(batch_rows):
+                yield pa.RecordBatch.from_arrays(
+                    [
+                        pa.array(list(values), EVENTS_ARROW_SCHEMA.field(i).type)
+                        for i, values in enumerate(zip(*rows, strict=True))
+                    ],
+                    schema=EVENTS_ARROW_SCHEMA,
+                )
 
     def customer_bounds(self) -> pa.Table:
         rows = (
