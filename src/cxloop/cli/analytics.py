@@ -25,6 +25,10 @@ from cxloop.cli.output import Format, duration, emit, err_console, key_values, p
 from cxloop.project import Project
 
 ENGINES = ("duckdb", "postgres", "spark")
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
+BreakdownOpt = Annotated[
+    str | None, typer.Option("--breakdown", help="An event property NAME, or trait:NAME")
+]
 
 
 @handle_errors
@@ -70,9 +74,7 @@ def funnel(
         typer.Option("--outcome", help="With --customers-at: dropped (after step K) or reached"),
     ] = "dropped",
     limit: Annotated[int, typer.Option("--limit", help="With --customers-at: how many")] = 100,
-    fmt: Annotated[
-        Format, typer.Option("--format", "-f", help="table, json or csv")
-    ] = Format.table,
+    fmt: FormatOpt = Format.table,
 ) -> None:
     """Customers per step of a funnel, conversion, drop-off and time to convert."""
     if engine is not None and engine not in ENGINES:
@@ -233,14 +235,10 @@ def trends(
         str | None, typer.Option("--event", help="An event name (every event when missing)")
     ] = None,
     interval: Annotated[str, typer.Option("--interval", help="day, week or month")] = "day",
-    breakdown: Annotated[
-        str | None, typer.Option("--breakdown", help="An event property NAME, or trait:NAME")
-    ] = None,
+    breakdown: BreakdownOpt = None,
     date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD, included")] = None,
-    fmt: Annotated[
-        Format, typer.Option("--format", "-f", help="table, json or csv")
-    ] = Format.table,
+    fmt: FormatOpt = Format.table,
 ) -> None:
     """Events and unique customers per day, week or month."""
     raw = {"event": _step(event), "interval": interval, "breakdown": _breakdown_arg(breakdown),
@@ -271,14 +269,10 @@ def retention(
     returning: Annotated[
         str, typer.Option("--returning", help="on (in that period) or on_or_after")
     ] = "on",
-    breakdown: Annotated[
-        str | None, typer.Option("--breakdown", help="An event property NAME, or trait:NAME")
-    ] = None,
+    breakdown: BreakdownOpt = None,
     date_from: Annotated[str | None, typer.Option("--from", help="First cohort day")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last cohort day, included")] = None,
-    fmt: Annotated[
-        Format, typer.Option("--format", "-f", help="table, json or csv")
-    ] = Format.table,
+    fmt: FormatOpt = Format.table,
 ) -> None:
     """Cohorts by their first start event, and who came back in each following period."""
     raw = {"start_event": _step(start_event), "return_event": _step(return_event),
@@ -322,9 +316,7 @@ def paths(
     ] = False,
     date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD, included")] = None,
-    fmt: Annotated[
-        Format, typer.Option("--format", "-f", help="table, json or csv")
-    ] = Format.table,
+    fmt: FormatOpt = Format.table,
 ) -> None:
     """The most common paths after (or before) an event; $exit marks where customers left."""
     raw = {"event": {"event": event}, "direction": direction, "depth": depth, "limit": limit,
@@ -359,9 +351,7 @@ def export_parquet_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a directory that holds files")
     ] = False,
-    fmt: Annotated[
-        Format, typer.Option("--format", "-f", help="table, json or csv")
-    ] = Format.table,
+    fmt: FormatOpt = Format.table,
 ) -> None:
     """The events (partitioned by month) and the customers as a Parquet lake."""
     settings = load_settings()

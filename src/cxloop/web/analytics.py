@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter
@@ -25,17 +26,22 @@ def spec_error(exc: SpecRejected) -> ApiError:
                     details=details)  # fmt: skip
 
 
+def _answer(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a query; refused specs and unsupported stores become coded 422 answers."""
+    try:
+        return run()
+    except SpecRejected as exc:
+        raise spec_error(exc) from exc
+    except EngineUnsupported as exc:
+        raise ApiError(422, "engine_unsupported", str(exc)) from exc
+
+
 @router.post("/funnel")
 def funnel(state: Secret, spec: FunnelSpec) -> dict[str, Any]:
     """Customers per step of an ordered, strict or unordered funnel, with times to convert
     and an optional breakdown. Steps are numbered from 0."""
     project = state.project
-    try:
-        return run_funnel(spec, project.events, project.engine, project.settings.zone)
-    except SpecRejected as exc:
-        raise spec_error(exc) from exc
-    except EngineUnsupported as exc:
-        raise ApiError(422, "engine_unsupported", str(exc)) from exc
+    return _answer(lambda: run_funnel(spec, project.events, project.engine, project.settings.zone))
 
 
 class FunnelCustomersIn(BaseModel):
@@ -50,48 +56,38 @@ class FunnelCustomersIn(BaseModel):
 def funnel_people(state: Secret, body: FunnelCustomersIn) -> dict[str, Any]:
     """The customers who dropped off after a step (or reached it), for follow-ups."""
     project = state.project
-    try:
-        return funnel_customers(
-            body.spec, project.events, project.engine, project.settings.zone,
-            step=body.step, outcome=body.outcome, limit=body.limit, offset=body.offset,
-        )  # fmt: skip
-    except SpecRejected as exc:
-        raise spec_error(exc) from exc
-    except EngineUnsupported as exc:
-        raise ApiError(422, "engine_unsupported", str(exc)) from exc
+    return _answer(
+        lambda: funnel_customers(
+            body.spec,
+            project.events,
+            project.engine,
+            project.settings.zone,
+            step=body.step,
+            outcome=body.outcome,
+            limit=body.limit,
+            offset=body.offset,
+        )
+    )
 
 
 @router.post("/trends")
 def trends(state: Secret, spec: TrendsSpec) -> dict[str, Any]:
     """Events and unique customers per day, week or month, with an optional breakdown."""
     project = state.project
-    try:
-        return run_trends(spec, project.events, project.engine, project.settings.zone)
-    except SpecRejected as exc:
-        raise spec_error(exc) from exc
-    except EngineUnsupported as exc:
-        raise ApiError(422, "engine_unsupported", str(exc)) from exc
+    return _answer(lambda: run_trends(spec, project.events, project.engine, project.settings.zone))
 
 
 @router.post("/retention")
 def retention(state: Secret, spec: RetentionSpec) -> dict[str, Any]:
     """Cohorts by the period of their first start event, and who returned in each period."""
     project = state.project
-    try:
-        return run_retention(spec, project.events, project.engine, project.settings.zone)
-    except SpecRejected as exc:
-        raise spec_error(exc) from exc
-    except EngineUnsupported as exc:
-        raise ApiError(422, "engine_unsupported", str(exc)) from exc
+    return _answer(
+        lambda: run_retention(spec, project.events, project.engine, project.settings.zone)
+    )
 
 
 @router.post("/paths")
 def paths(state: Secret, spec: PathsSpec) -> dict[str, Any]:
     """The most common paths after (or before) an event, where customers exit included."""
     project = state.project
-    try:
-        return run_paths(spec, project.events, project.settings.zone)
-    except SpecRejected as exc:
-        raise spec_error(exc) from exc
-    except EngineUnsupported as exc:
-        raise ApiError(422, "engine_unsupported", str(exc)) from exc
+    return _answer(lambda: run_paths(spec, project.events, project.settings.zone))
