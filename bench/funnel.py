@@ -122,7 +122,8 @@ def _loaded_project(data: Path) -> Any:
     return project
 
 
-def run_chdb(data: Path, runs: int) -> dict[str, Any]:
+def _chdb_events(data: Path) -> Any:
+    """An embedded ClickHouse session holding the data set in a Memory table ``b.events``."""
     from chdb import session
 
     db = session.Session()
@@ -131,6 +132,11 @@ def run_chdb(data: Path, runs: int) -> dict[str, Any]:
         "CREATE TABLE b.events ENGINE = Memory AS "
         f"SELECT user_id, event, ts FROM file('{data}', Parquet)"
     )
+    return db
+
+
+def run_chdb(data: Path, runs: int) -> dict[str, Any]:
+    db = _chdb_events(data)
     conditions = ", ".join(f"event = '{s}'" for s in STEPS)
     query = (
         "SELECT level, count() FROM (SELECT user_id, "
@@ -239,14 +245,7 @@ def run_cxloop_retention(data: Path, runs: int) -> dict[str, Any]:
 
 def run_chdb_retention(data: Path, runs: int) -> dict[str, Any]:
     """The arrays form: per user the cohort week and the weeks active, then counts."""
-    from chdb import session
-
-    db = session.Session()
-    db.query("CREATE DATABASE IF NOT EXISTS b")
-    db.query(
-        "CREATE TABLE b.events ENGINE = Memory AS "
-        f"SELECT user_id, event, ts FROM file('{data}', Parquet)"
-    )
+    db = _chdb_events(data)
     query = (
         "SELECT cohort, count() AS size, "
         "sumForEach(arrayMap(k -> toUInt64(has(weeks, addWeeks(cohort, k))), "

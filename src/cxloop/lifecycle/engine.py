@@ -262,10 +262,7 @@ class StageEngine:
         watching = watching_customers(item.model, rows)
         if len(watching):
             chosen = pc.is_in(rows.column("customer_id"), watching)
-            customers: dict[int, list[Touch]] = {}
-            readers, watches = _property_readers([item]), _watches([item])
-            for customer, touch in _iter_touches(rows.filter(chosen), readers, watches):
-                customers.setdefault(customer, []).append(touch)
+            customers = _touches(rows.filter(chosen), [item])
             written += self._fold_all([item], customers, as_of, replace=False)
             rows = rows.filter(pc.invert(chosen))
         if not rows.num_rows:
