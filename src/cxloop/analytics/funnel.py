@@ -23,7 +23,6 @@ import numpy.typing as npt
 import pyarrow as pa
 from sqlalchemy import Engine, Table, select
 
-from cxloop.analytics.funnel_fast import best_attempts, needs_reference
 from cxloop.analytics.funnel_kernel import Attempt, Event, best_attempt
 from cxloop.analytics.funnel_spec import (
     FunnelSpec,
@@ -126,6 +125,9 @@ class _Found:
 
 def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
     """Compiled rules for most customers, the reference kernel for the rest."""
+    # Loaded here, not at import: numba would slow every command's start.
+    from cxloop.analytics.funnel_fast import best_attempts, needs_reference
+
     n_steps = len(spec.steps)
     start, end = date_bounds(spec, zone)
     low, high = _micros(start), _micros(end)

@@ -16,8 +16,6 @@ from typing import Any, cast
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from sqlalchemy import Engine, Table, select
 
 from cxloop.events.base import EVENTS_ARROW_SCHEMA, EventStore
@@ -40,6 +38,10 @@ def export_parquet(
     events: EventStore, engine: Engine, directory: Path, *, overwrite: bool = False
 ) -> dict[str, Any]:
     """Write the lake; returns how many events and customers it holds."""
+    # Loaded here, not at import: pyarrow.dataset brings pandas, slow for every command.
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
     batches = getattr(events, "all_events", None)
     if batches is None:
         raise LakeError(f"the {events.backend} event store cannot be exported")
