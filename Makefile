@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres venv bench-ingest bench-import bench-lifecycle bench-funnel clean
+.PHONY: demo test lint typecheck unit postgres java venv bench-ingest bench-import bench-lifecycle bench-funnel clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,9 @@ demo: venv
 postgres:
 	bash scripts/ensure-postgres.sh
 
+java:
+	bash scripts/ensure-java.sh
+
 lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -28,7 +31,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv postgres
+unit: venv postgres java
 	$(BIN)/pytest -n 2
 
 test: lint typecheck unit

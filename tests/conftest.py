@@ -28,12 +28,16 @@ from cxloop.settings import Settings
 from cxloop.store.database import make_sessionmaker, session_scope
 from cxloop.store.keys import create_key
 from cxloop.web.app import create_app
+from tests.journeys import on_spark
 
 PG_ADMIN = os.environ.get(
     "CXLOOP_TEST_PG_ADMIN_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 )
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BACKENDS = ("embedded", "postgres")
+# Analytics also run on Spark, over a Parquet lake exported from an embedded project.
+ENGINES = (*BACKENDS, "spark")
+on_every_engine = pytest.mark.parametrize("backend", ENGINES, indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +86,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Settings of a fresh project on the parametrised backend."""
     home = tmp_path / "project"
-    if backend == "embedded":
+    if backend in ("embedded", "spark"):
         return Settings(home=home)
     db: PgDatabase = request.getfixturevalue("pg_database")
     return Settings(home=home, database_url=db.sqlalchemy_url, events_url=db.url)
@@ -94,11 +98,13 @@ def embedded_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def project(settings: Settings) -> Iterator[Project]:
+def project(settings: Settings, backend: str) -> Iterator[Project]:
     opened = open_project(settings)
+    on_spark(opened, backend == "spark")
     try:
         yield opened
     finally:
+        on_spark(opened, False)
         opened.close()
 
 

@@ -1,6 +1,8 @@
 """Test journeys declared person by person: ``{"person": [(event, time, properties), ...]}``.
 
 People whose name starts with ``anon-`` are anonymous ids; everyone else a user id.
+``stores`` says where a test's analytics run: the project's own event store, or, for a
+project marked ``on_spark``, Spark over a Parquet lake exported from it just before.
 """
 
 from __future__ import annotations
@@ -8,7 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Engine
+
+from cxloop.analytics.lake import export_parquet
 from cxloop.domain.messages import from_dict, normalise
+from cxloop.events.base import EventStore
 from cxloop.project import Project
 
 Journey = list[tuple[str, datetime, dict[str, Any]] | tuple[str, datetime]]
@@ -35,3 +41,22 @@ def journeys(project: Project, people: dict[str, Journey]) -> None:
     project.pipeline.ingest(
         [normalise(from_dict(m), received_at=now) for m in messages], source="t"
     )
+
+
+_ON_SPARK: set[int] = set()
+
+
+def on_spark(project: Project, value: bool = True) -> None:
+    """Run this project's analytics on Spark over its lake (or, with False, no longer)."""
+    (_ON_SPARK.add if value else _ON_SPARK.discard)(id(project))
+
+
+def stores(project: Project) -> tuple[EventStore, Engine | None]:
+    """The event store and app database a test's analytics read."""
+    if id(project) not in _ON_SPARK:
+        return project.events, project.engine
+    from cxloop.events.spark_lake import SparkLake
+
+    lake = project.settings.home_dir / "lake"
+    export_parquet(project.events, project.engine, lake, overwrite=True)
+    return SparkLake(lake, master="local[2]"), None  # type: ignore[return-value]

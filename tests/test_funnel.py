@@ -26,15 +26,16 @@ from cxloop.project import Project, open_project
 from cxloop.settings import Settings
 from cxloop.store.models import CustomerIdentity
 from cxloop.web.app import create_app
-from tests.journeys import journeys
+from tests.conftest import on_every_engine
+from tests.journeys import journeys, on_spark, stores
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
 def funnel(project: Project, **spec: Any) -> dict[str, Any]:
     spec.setdefault("steps", [{"event": e} for e in ("A", "B", "C")])
-    return run_funnel(FunnelSpec.model_validate(spec), project.events, project.engine,
-                      project.settings.zone)  # fmt: skip
+    events, engine = stores(project)
+    return run_funnel(FunnelSpec.model_validate(spec), events, engine, project.settings.zone)
 
 
 def counts(result: dict[str, Any]) -> list[int]:
@@ -45,6 +46,7 @@ def h(hours: float) -> datetime:
     return T0 + timedelta(hours=hours)
 
 
+@on_every_engine
 def test_customers_are_counted_at_the_furthest_step_with_rates_and_times(project: Project) -> None:
     journeys(
         project,
@@ -66,6 +68,7 @@ def test_customers_are_counted_at_the_furthest_step_with_rates_and_times(project
     assert steps[2]["avg_time_to_convert_s"] == 7200.0
 
 
+@on_every_engine
 def test_every_step_zero_starts_an_attempt_and_the_best_one_counts(project: Project) -> None:
     journeys(
         project,
@@ -81,17 +84,20 @@ def test_every_step_zero_starts_an_attempt_and_the_best_one_counts(project: Proj
     assert result["steps"][2]["avg_time_to_convert_s"] == 7200.0
 
 
+@on_every_engine
 def test_a_step_may_share_the_previous_steps_timestamp(project: Project) -> None:
     journeys(project, {"p1": [("B", h(0)), ("A", h(0)), ("C", h(0))]})
     assert counts(funnel(project)) == [1, 1, 1]
 
 
+@on_every_engine
 def test_one_event_serves_one_step_of_an_attempt(project: Project) -> None:
     journeys(project, {"p1": [("A", h(0))]})
     result = funnel(project, steps=[{"event": "A"}, {"event": "A"}])
     assert counts(result) == [1, 0]
 
 
+@on_every_engine
 def test_the_window_bound_is_inclusive(project: Project) -> None:
     journeys(
         project,
@@ -103,6 +109,7 @@ def test_the_window_bound_is_inclusive(project: Project) -> None:
     assert counts(funnel(project, window_seconds=86400))[:2] == [2, 1]
 
 
+@on_every_engine
 def test_missing_zero_or_negative_windows_mean_fourteen_days(project: Project) -> None:
     journeys(
         project,
@@ -112,6 +119,7 @@ def test_missing_zero_or_negative_windows_mean_fourteen_days(project: Project) -
         assert counts(funnel(project, window_seconds=window))[:2] == [2, 1]
 
 
+@on_every_engine
 def test_strict_order_breaks_on_any_other_event(project: Project) -> None:
     journeys(
         project,
@@ -124,6 +132,7 @@ def test_strict_order_breaks_on_any_other_event(project: Project) -> None:
     assert counts(funnel(project, order="ordered")) == [2, 2, 2]
 
 
+@on_every_engine
 def test_unordered_counts_steps_completed_in_any_order(project: Project) -> None:
     journeys(
         project,
@@ -139,6 +148,7 @@ def test_unordered_counts_steps_completed_in_any_order(project: Project) -> None
     assert result["steps"][1]["avg_time_to_convert_s"] == 3600.0
 
 
+@on_every_engine
 def test_an_exclusion_discards_the_attempt_and_removes_a_customer_with_no_clean_one(
     project: Project,
 ) -> None:
@@ -157,6 +167,7 @@ def test_an_exclusion_discards_the_attempt_and_removes_a_customer_with_no_clean_
     assert counts(first_gap) == [3, 3, 2]
 
 
+@on_every_engine
 def test_merged_identities_count_as_one_customer(project: Project) -> None:
     journeys(project, {"anon-m": [("A", h(0))]})
     journeys(project, {"known-m": [("B", h(1))]})
@@ -176,10 +187,12 @@ def test_merged_identities_count_as_one_customer(project: Project) -> None:
     assert counts(funnel(project)) == [1, 1, 0]
 
 
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
 def test_date_ranges_select_attempts_by_their_first_step_in_the_project_time_zone(
-    tmp_path: Path,
+    tmp_path: Path, engine: str
 ) -> None:
     opened = open_project(Settings(home=tmp_path / "ny", timezone="America/New_York"))
+    on_spark(opened, engine == "spark")
     try:
         # 02:00 UTC on 3 March is still 2 March in New York.
         at = datetime(2026, 3, 3, 2, 0, tzinfo=UTC)
@@ -187,9 +200,11 @@ def test_date_ranges_select_attempts_by_their_first_step_in_the_project_time_zon
         assert counts(funnel(opened, date_from="2026-03-03"))[:2] == [0, 0]
         assert counts(funnel(opened, date_from="2026-03-02", date_to="2026-03-02"))[:2] == [1, 1]
     finally:
+        on_spark(opened, False)
         opened.close()
 
 
+@on_every_engine
 def test_breakdowns_attribute_by_first_touch_last_touch_or_a_step(project: Project) -> None:
     journeys(
         project,
@@ -211,6 +226,7 @@ def test_breakdowns_attribute_by_first_touch_last_touch_or_a_step(project: Proje
     assert groups(limit=1) == {"free": [2, 1], "Other": [1, 1]}
 
 
+@on_every_engine
 def test_step_filters_compare_properties(project: Project) -> None:
     journeys(
         project,
@@ -269,6 +285,7 @@ def test_a_filter_value_of_the_wrong_type_is_refused() -> None:
         )
 
 
+@on_every_engine
 def test_unknown_events_warn_and_count_zero(project: Project) -> None:
     journeys(project, {"p1": [("A", h(0))]})
     result = funnel(project, steps=[{"event": "A"}, {"event": "Never Sent"}])
@@ -349,6 +366,7 @@ def test_the_rees46_sample_gives_the_funnel_pandas_computes(
     assert expected[0] > 0 and expected[1] > 0, expected  # the check is not vacuous
 
 
+@on_every_engine
 def test_the_customers_who_dropped_off_after_a_step_are_listed(project: Project) -> None:
     journeys(
         project,
@@ -362,8 +380,8 @@ def test_the_customers_who_dropped_off_after_a_step_are_listed(project: Project)
     zone = project.settings.zone
 
     def names(step: int, outcome: str) -> list[str]:
-        found = funnel_customers(spec, project.events, project.engine, zone, step=step,
-                                 outcome=outcome)  # fmt: skip
+        events, engine = stores(project)
+        found = funnel_customers(spec, events, engine, zone, step=step, outcome=outcome)
         ids = [c["id"] for c in found["customers"]]
         assert found["total"] == len(ids)
         with project.engine.connect() as conn:
@@ -379,3 +397,46 @@ def test_the_customers_who_dropped_off_after_a_step_are_listed(project: Project)
     assert names(1, "reached") == ["all-the-way", "stopped-at-b"]
     with pytest.raises(SpecRejected):
         names(2, "dropped")  # nobody can drop off after the last step
+
+
+def test_the_cli_runs_every_query_on_spark_over_the_exported_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "cli"
+    opened = open_project(Settings(home=home))
+    try:
+        journeys(opened, {"p1": [("A", h(0)), ("B", h(1))], "p2": [("A", h(0)), ("C", h(2))]})
+    finally:
+        opened.close()
+    monkeypatch.setenv("CXLOOP_HOME", str(home))
+    runner = CliRunner()
+    missing = runner.invoke(app, ["funnel", "--steps", "A,B", "--engine", "spark"])
+    assert missing.exit_code == 2
+    assert "holds no Parquet lake" in missing.output and "cxloop export parquet" in missing.output
+    wrong = runner.invoke(app, ["funnel", "--steps", "A,B", "--lake", str(tmp_path)])
+    assert wrong.exit_code == 2 and "only with --engine spark" in wrong.output
+    exported = runner.invoke(app, ["export", "parquet", "--format", "json"])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["directory"] == str(home.resolve() / "lake")
+    answers: dict[str, Any] = {}
+    for query in (
+        ["funnel", "--steps", "A,B", "--customers-at", "0"],
+        ["funnel", "--steps", "A,B"],
+        ["trends", "--event", "A"],
+        ["retention", "--start", "A", "--period", "day"],
+        ["paths", "A"],
+    ):
+        here = runner.invoke(app, [*query, "--format", "json"])
+        there = runner.invoke(app, [*query, "--engine", "spark", "--format", "json"])
+        assert here.exit_code == 0 and there.exit_code == 0, (here.output, there.output)
+        assert json.loads(there.stdout) == json.loads(here.stdout), query
+        answers[query[0]] = json.loads(there.stdout)
+    assert [s["count"] for s in answers["funnel"]["steps"]] == [2, 1]  # not vacuous
+    assert answers["paths"]["customers"] == 2
+
+
+@on_every_engine
+def test_a_project_without_events_answers_with_empty_funnels(project: Project) -> None:
+    result = funnel(project, steps=[{"event": "A"}, {"event": "B"}])
+    assert counts(result) == [0, 0]
+    assert {w["code"] for w in result["warnings"]} == {"unknown_event"}

@@ -16,7 +16,8 @@ from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, r
 from cxloop.cli.main import app
 from cxloop.project import Project, open_project
 from cxloop.settings import Settings
-from tests.journeys import journeys
+from tests.conftest import on_every_engine
+from tests.journeys import journeys, on_spark, stores
 
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 
@@ -26,15 +27,17 @@ def d(days: float) -> datetime:
 
 
 def trends(project: Project, **spec: Any) -> dict[str, Any]:
-    return run_trends(TrendsSpec.model_validate(spec), project.events, project.engine,
-                      project.settings.zone)  # fmt: skip
+    events, engine = stores(project)
+    return run_trends(TrendsSpec.model_validate(spec), events, engine, project.settings.zone)
 
 
 def retention(project: Project, **spec: Any) -> dict[str, Any]:
-    return run_retention(RetentionSpec.model_validate(spec), project.events, project.engine,
+    events, engine = stores(project)
+    return run_retention(RetentionSpec.model_validate(spec), events, engine,
                          project.settings.zone)  # fmt: skip
 
 
+@on_every_engine
 def test_trends_count_events_and_customers_per_period_with_empty_ones(project: Project) -> None:
     journeys(
         project,
@@ -62,6 +65,7 @@ def test_trends_count_events_and_customers_per_period_with_empty_ones(project: P
     }
 
 
+@on_every_engine
 def test_retention_cohorts_by_first_start_and_counts_returns_on_or_after(project: Project) -> None:
     journeys(
         project,
@@ -85,8 +89,10 @@ def test_retention_cohorts_by_first_start_and_counts_returns_on_or_after(project
     assert [c["start"] for c in later["cohorts"]] == ["2026-03-09"]
 
 
-def test_periods_follow_the_project_time_zone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_periods_follow_the_project_time_zone(tmp_path: Path, engine: str) -> None:
     opened = open_project(Settings(home=tmp_path / "tz", timezone="America/New_York"))
+    on_spark(opened, engine == "spark")
     try:
         # 03:00 UTC on Tuesday is still Monday evening in New York.
         journeys(opened, {"p1": [("A", datetime(2026, 3, 3, 3, 0, tzinfo=UTC))]})
@@ -97,6 +103,7 @@ def test_periods_follow_the_project_time_zone(tmp_path: Path) -> None:
             ("2026-03-03", 0),
         ]
     finally:
+        on_spark(opened, False)
         opened.close()
 
 
@@ -143,9 +150,10 @@ def test_the_cli_prints_trends_and_retention(
 
 
 def paths(project: Project, **spec: Any) -> dict[str, Any]:
-    return run_paths(PathsSpec.model_validate(spec), project.events, project.settings.zone)
+    return run_paths(PathsSpec.model_validate(spec), stores(project)[0], project.settings.zone)
 
 
+@on_every_engine
 def test_paths_after_and_before_an_event_with_exits(project: Project) -> None:
     journeys(
         project,
@@ -176,6 +184,7 @@ def test_paths_after_and_before_an_event_with_exits(project: Project) -> None:
     ]
 
 
+@on_every_engine
 def test_retention_breaks_down_by_the_first_start_events_property(project: Project) -> None:
     journeys(
         project,

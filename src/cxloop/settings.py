@@ -49,6 +49,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Most messages the ingestion applier stores in one batch.",
     )
+    lake_dir: Path | None = Field(
+        default=None,
+        description="The Parquet lake `cxloop export parquet` writes and Spark reads "
+        "(default: lake/ under home).",
+    )
+    spark_master: str = Field(
+        default="local[*]",
+        description="Where `--engine spark` runs: local[N] or a cluster's master URL.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -86,6 +95,10 @@ class Settings(BaseSettings):
         return self.events_url or f"duckdb:///{self.home_dir / 'events.duckdb'}"
 
     @property
+    def effective_lake_dir(self) -> Path:
+        return (self.lake_dir or self.home_dir / "lake").expanduser().resolve()
+
+    @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
@@ -108,6 +121,8 @@ class Settings(BaseSettings):
             "max_message_bytes": self.max_message_bytes,
             "max_batch_bytes": self.max_batch_bytes,
             "commit_max_messages": self.commit_max_messages,
+            "lake_dir": str(self.effective_lake_dir),
+            "spark_master": mask_url(self.spark_master),
         }
 
 

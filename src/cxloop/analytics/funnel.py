@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine
 
+from cxloop.analytics.customers import CustomerFacts, customers_for
 from cxloop.analytics.funnel_kernel import Attempt, Event, best_attempt
 from cxloop.analytics.funnel_spec import (
     FunnelSpec,
@@ -41,30 +41,27 @@ from cxloop.analytics.sql import (
     query_for,
 )
 from cxloop.events.base import EventStore
-from cxloop.store.models import Customer
 
-customers_t = cast(Table, Customer.__table__)
 Ints = npt.NDArray[np.int64]
 _LOWEST, _HIGHEST = -(2**62), 2**62  # no date bound
 
 
 def run_funnel(
-    spec: FunnelSpec, events: EventStore, engine: Engine, zone: ZoneInfo
+    spec: FunnelSpec, events: EventStore, engine: Engine | None, zone: ZoneInfo
 ) -> dict[str, Any]:
     """The funnel's steps (and breakdown groups), as the API and CLI return them."""
     validate(spec)
     q, sql = query_for(events)
     dialect = q.dialect
-    _check_breakdown(spec, sql, dialect, engine)
-    rows = sql(*_rows_query(spec, dialect))
-    found = _attempts(spec, rows, zone)
+    customers = customers_for(events, engine)
+    _check_breakdown(spec, sql, dialect, customers)
+    found = _found(spec, events, dialect, zone)
     # A step no row matched may name an event that was never stored: say so.
-    seen = int(np.bitwise_or.reduce(_ints(rows, "steps"))) if rows.num_rows else 0
-    unseen = [s.event for n, s in enumerate(spec.steps) if not seen >> n & 1]
+    unseen = [s.event for n, s in enumerate(spec.steps) if not found.seen >> n & 1]
     warnings = _unknown_events(unseen, sql, dialect) if unseen else []
     result: dict[str, Any] = {"steps": _steps(spec, found.reached, found.times)}
     if spec.breakdown is not None:
-        result["breakdown"] = _breakdown(spec, found, engine)
+        result["breakdown"] = _breakdown(spec, found, customers)
     if warnings:
         result["warnings"] = warnings
     return result
@@ -73,7 +70,7 @@ def run_funnel(
 def funnel_customers(
     spec: FunnelSpec,
     events: EventStore,
-    engine: Engine,
+    engine: Engine | None,
     zone: ZoneInfo,
     *,
     step: int,
@@ -87,26 +84,19 @@ def funnel_customers(
     if not 0 <= step < len(spec.steps) or (outcome == "dropped" and step == len(spec.steps) - 1):
         last = len(spec.steps) - (2 if outcome == "dropped" else 1)
         raise SpecRejected([SpecProblem("bad_step", "step", f"use a step within 0..{last}")])
-    q, sql = query_for(events)
-    found = _attempts(spec, sql(*_rows_query(spec, q.dialect)), zone)
+    q, _ = query_for(events)
+    found = _found(spec, events, q.dialect, zone)
     chosen = found.reached > step if outcome == "reached" else found.reached == step + 1
     ids = sorted(found.customers[chosen].tolist())
     page = ids[offset : offset + limit]
-    people: dict[int, Any] = {}
-    with engine.connect() as conn:
-        for row in conn.execute(
-            select(customers_t.c.id, customers_t.c.name, customers_t.c.email).where(
-                customers_t.c.id.in_(page)
-            )
-        ):
-            people[row.id] = row
+    people = customers_for(events, engine).contacts(page)
     return {
         "step": step,
         "outcome": outcome,
         "total": len(ids),
         "customers": [
-            {"id": c, "name": people[c].name if c in people else None,
-             "email": people[c].email if c in people else None}
+            {"id": c, "name": people.get(c, (None, None))[0],
+             "email": people.get(c, (None, None))[1]}
             for c in page
         ],
     }  # fmt: skip
@@ -115,12 +105,32 @@ def funnel_customers(
 @dataclass(frozen=True)
 class _Found:
     """The customers in the funnel: their best attempt's steps reached, step times (µs,
-    -1 past the last) and breakdown value."""
+    -1 past the last) and breakdown value; ``seen``, the steps some row matched."""
 
     customers: Ints
     reached: Ints
     times: Ints
     values: list[str | None]
+    seen: int = 0
+
+
+def _found(spec: FunnelSpec, events: EventStore, dialect: Dialect, zone: ZoneInfo) -> _Found:
+    """The rows in one query; the rules where the rows are: in this process, or, on Spark,
+    in the executors next to the data."""
+    text, params = _rows_query(spec, dialect)
+    frame = getattr(events, "frame", None)
+    if frame is not None:
+        from cxloop.analytics.spark_kernels import funnel_attempts
+
+        return funnel_attempts(spec, frame(text, params), zone)
+    strict = spec.order == "strict"
+    # Only strict funnels care which of two events at the same time came first (ordered
+    # ones try every order of equal times), so the sort needs no message-id tie-break.
+    order = ' ORDER BY customer_id, "timestamp"' + (", message_id" if strict else "")
+    rows = events.sql(text + order, params)  # type: ignore[attr-defined]
+    found = _attempts(spec, rows, zone)
+    seen = int(np.bitwise_or.reduce(_ints(rows, "steps"))) if rows.num_rows else 0
+    return _Found(found.customers, found.reached, found.times, found.values, seen)
 
 
 def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
@@ -210,7 +220,8 @@ def _ints(rows: pa.Table, name: str) -> Ints:
 
 
 def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
-    """Each fragment is built where it appears in the text, so parameters line up.
+    """The rows the rules read, unordered. Each fragment is built where it appears in the
+    text, so parameters line up.
 
     A plain ``IN`` on the event and page names first narrows the rows cheaply (the store can
     skip whole blocks); the exact conditions then run on what is left, once each.
@@ -241,16 +252,13 @@ def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
         named = _named(q, [spec.steps[0].event])
         return (
             f"SELECT {columns} FROM events WHERE customer_id IN "
-            f"(SELECT customer_id FROM events WHERE {named} AND {entry}) "
-            'ORDER BY customer_id, "timestamp", message_id',
+            f"(SELECT customer_id FROM events WHERE {named} AND {entry})",
             q.params,
         )
     named = _named(q, [s.event for s in spec.steps] + [x.event for x in spec.exclusions])
-    # Only strict funnels care which of two events at the same time came first (ordered
-    # ones try every order of equal times), so the sort needs no message-id tie-break.
     return (
         f"SELECT * FROM (SELECT {columns} FROM events WHERE {named}) candidates "
-        'WHERE steps <> 0 OR exclusions <> 0 ORDER BY customer_id, "timestamp"',
+        "WHERE steps <> 0 OR exclusions <> 0",
         q.params,
     )
 
@@ -313,11 +321,11 @@ def _steps(spec: FunnelSpec, reached: Ints, times: Ints) -> list[dict[str, Any]]
     return out
 
 
-def _breakdown(spec: FunnelSpec, found: _Found, engine: Engine) -> list[dict[str, Any]]:
+def _breakdown(spec: FunnelSpec, found: _Found, customers: CustomerFacts) -> list[dict[str, Any]]:
     breakdown = spec.breakdown
     assert breakdown is not None
     if breakdown.trait is not None:
-        traits = traits_of(engine, found.customers.tolist(), breakdown.trait)
+        traits = customers.traits_of(found.customers.tolist(), breakdown.trait)
         values = [traits.get(c) for c in found.customers.tolist()]
     else:
         values = found.values
@@ -348,25 +356,6 @@ def _attributed(spec: FunnelSpec, attempt: Attempt, history: list[Event]) -> str
     return history[attempt.events[step]].value if attempt.reached > step else None
 
 
-def traits_of(engine: Engine, customers: list[int], trait: str) -> dict[int, str | None]:
-    found: dict[int, str | None] = {}
-    with engine.connect() as conn:
-        for start in range(0, len(customers), 500):
-            chunk = customers[start : start + 500]
-            for row in conn.execute(
-                select(customers_t.c.id, customers_t.c.traits).where(customers_t.c.id.in_(chunk))
-            ):
-                value = (row.traits or {}).get(trait)
-                found[row.id] = None if value is None else _text(value)
-    return found
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return msgspec.json.encode(value).decode()
-
-
 def _unknown_events(names: list[str], sql: Any, dialect: Dialect) -> list[dict[str, str]]:
     q = Query(dialect)
     named = _named(q, names)
@@ -382,14 +371,16 @@ def _unknown_events(names: list[str], sql: Any, dialect: Dialect) -> list[dict[s
     ]
 
 
-def _check_breakdown(spec: FunnelSpec, sql: Any, dialect: Dialect, engine: Engine) -> None:
+def _check_breakdown(
+    spec: FunnelSpec, sql: Any, dialect: Dialect, customers: CustomerFacts
+) -> None:
     breakdown = spec.breakdown
     if breakdown is None:
         return
     if breakdown.property is not None:
         q = Query(dialect)
         listed = ", ".join(q.add("{m}", name) for name in sorted({s.event for s in spec.steps}))
-        present = q.add(dialect.present, dialect.key(breakdown.property))
+        present = q.present(breakdown.property)
         query = (
             f"SELECT 1 AS x FROM events WHERE {KINDS} AND {NAME} IN ({listed}) "
             f"AND {present} LIMIT 1"
@@ -406,21 +397,16 @@ def _check_breakdown(spec: FunnelSpec, sql: Any, dialect: Dialect, engine: Engin
             )
         return
     assert breakdown.trait is not None
-    with engine.connect() as conn:
-        for row in conn.execute(
-            select(customers_t.c.traits).where(customers_t.c.traits.is_not(None))
-        ):
-            if breakdown.trait in (row.traits or {}):
-                return
-    raise SpecRejected(
-        [
-            SpecProblem(
-                "breakdown_trait_missing",
-                "breakdown.trait",
-                f"no customer has the trait {breakdown.trait!r}",
-            )
-        ]
-    )
+    if not customers.has_trait(breakdown.trait):
+        raise SpecRejected(
+            [
+                SpecProblem(
+                    "breakdown_trait_missing",
+                    "breakdown.trait",
+                    f"no customer has the trait {breakdown.trait!r}",
+                )
+            ]
+        )
 
 
 def _ratio(part: int, whole: int) -> float:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from cxloop.analytics.funnel import traits_of
+from cxloop.analytics.customers import CustomerFacts, customers_for
 from cxloop.analytics.funnel_spec import (
     Breakdown,
     FunnelStep,
@@ -27,7 +27,7 @@ from cxloop.analytics.funnel_spec import (
     date_range,
     refuse,
 )
-from cxloop.analytics.sql import KINDS, OTHER, Query, matches, query_for
+from cxloop.analytics.sql import KINDS, OTHER, Query, first_per_customer, matches, query_for
 from cxloop.events.base import EventStore
 
 Interval = Literal["day", "week", "month"]
@@ -74,7 +74,7 @@ def _breakdown_problems(breakdown: Breakdown | None) -> list[SpecProblem]:
 
 
 def run_trends(
-    spec: TrendsSpec, events: EventStore, engine: Engine, zone: ZoneInfo
+    spec: TrendsSpec, events: EventStore, engine: Engine | None, zone: ZoneInfo
 ) -> dict[str, Any]:
     """``{"series": [{"date", "events", "customers"}], "breakdown": [{"value", "series"}]}``."""
     refuse(spec.problems())
@@ -89,7 +89,7 @@ def run_trends(
         f"FROM events WHERE {' AND '.join(where)} GROUP BY 1, 2, 3"
     )
     rows = sql(text, q.params).to_pylist()
-    values = _values(spec.breakdown, rows, engine)
+    values = _values(spec.breakdown, rows, customers_for(events, engine))
     first = _start_of(start, spec.interval, zone)
     last = _start_of(end - timedelta(microseconds=1) if end else None, spec.interval, zone)
 
@@ -121,7 +121,7 @@ def run_trends(
 
 
 def run_retention(
-    spec: RetentionSpec, events: EventStore, engine: Engine, zone: ZoneInfo
+    spec: RetentionSpec, events: EventStore, engine: Engine | None, zone: ZoneInfo
 ) -> dict[str, Any]:
     """``{"cohorts": [{"start", "size", "values"}], "breakdown": [{"value", "cohorts"}]}``:
     ``values[0]`` is the cohort's size, ``values[k]`` who came back in period *k* ("on") or
@@ -135,10 +135,10 @@ def run_retention(
         matches(q, spec.start_event.event, spec.start_event.filters) if spec.start_event else KINDS
     )
     starts = sql(
-        f"SELECT DISTINCT ON (customer_id) customer_id, {local} AS at, {value} AS value "
-        f'FROM events WHERE {start_where} ORDER BY customer_id, "timestamp", message_id',
+        first_per_customer(q.dialect, f"customer_id, {local} AS at, {value} AS value",
+                           start_where),
         q.params,
-    )
+    )  # fmt: skip
     r = Query(q.dialect)
     period = f"date_trunc('{spec.period}', {r.add(r.dialect.local_time, zone.key)})"
     return_where = (
@@ -179,7 +179,7 @@ def run_retention(
         picked = np.flatnonzero(keep)[order].tolist()
         rows = [{"customer_id": c, "value": raw[i]} for c, i in zip(customers.tolist(), picked,
                                                                     strict=True)]  # fmt: skip
-        values = _values(spec.breakdown, rows, engine)
+        values = _values(spec.breakdown, rows, customers_for(events, engine))
 
     def cohorts(members: npt.NDArray[np.int64]) -> list[dict[str, Any]]:
         chosen = np.zeros(len(customers), dtype=bool)
@@ -279,12 +279,12 @@ def _time_bounds(q: Query, start: datetime | None, end: datetime | None) -> list
 
 
 def _values(
-    breakdown: Breakdown | None, rows: list[dict[str, Any]], engine: Engine
+    breakdown: Breakdown | None, rows: list[dict[str, Any]], customers: CustomerFacts
 ) -> list[str | None]:
     if breakdown is None:
         return [None] * len(rows)
     if breakdown.trait is not None:
-        traits = traits_of(engine, sorted({r["customer_id"] for r in rows}), breakdown.trait)
+        traits = customers.traits_of(sorted({r["customer_id"] for r in rows}), breakdown.trait)
         return [traits.get(r["customer_id"]) for r in rows]
     return [r["value"] for r in rows]
 

@@ -1,13 +1,16 @@
-"""The SQL that analytics queries share, for every event store that runs them.
+"""The SQL that analytics queries share, for every engine that runs them.
 
-What differs between DuckDB's and PostgreSQL's SQL (parameter markers, JSON access, a
-number from text, case-blind search, epoch microseconds, time zones) is one small
-``Dialect``; fragments are built in the order the query text uses them, each adding its
-parameters, so property names and values are never pasted into SQL.
+What differs between DuckDB's, PostgreSQL's and Spark's SQL (parameter markers, JSON
+access, a number from text, case-blind search, epoch microseconds, time zones, the first
+row per customer) is one small ``Dialect``; fragments are built in the order the query
+text uses them, each adding its parameters, so property names and values are never pasted
+into SQL. Spark reads double-quoted names as identifiers, as the others do
+(``spark.sql.ansi.doubleQuotedIdentifiers``, set by ``cxloop.events.spark_lake``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,16 @@ NAME = "(CASE WHEN type = 'track' THEN event ELSE name END)"
 KINDS = "type IN ('track', 'page', 'screen')"
 OTHER = "Other"  # the group of breakdown values beyond the limit
 _NUMBER = r"'^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$'"
+_SPARK_PATH_SAFE = re.compile(r"[^'\]\[]+")  # names a Spark JSON path can spell
+_SPARK_MAP = "from_json(properties, 'map<string,string>')"
+
+
+def _pointer(name: str) -> str:
+    return "/" + name.replace("~", "~0").replace("/", "~1")  # a JSON pointer
+
+
+def _as_is(name: str) -> str:
+    return name
 
 
 @dataclass(frozen=True)
@@ -35,11 +48,19 @@ class Dialect:
     number: str  # {x} as a double, NULL when it is not a number
     contains: str
     local_time: str  # the event's wall-clock time in the zone given as parameter
+    key: Callable[[str], str] = _as_is  # a property's name as ``text`` takes it
+    present_key: Callable[[str], str] = _as_is  # ... and as ``present`` takes it
+    distinct_on: bool = True  # ``SELECT DISTINCT ON`` (else a row-number window)
 
-    def key(self, name: str) -> str:
-        if self.marker == "?":
-            return "/" + name.replace("~", "~0").replace("/", "~1")  # a JSON pointer
-        return name
+    def text_of(self, name: str) -> tuple[str, str]:
+        """The template and parameter that read a property's text."""
+        if self.key is _spark_path and not _SPARK_PATH_SAFE.fullmatch(name):
+            return f"{_SPARK_MAP}[{{m}}]", name
+        return self.text, self.key(name)
+
+
+def _spark_path(name: str) -> str:
+    return f"$['{name}']"
 
 
 DIALECTS = {
@@ -51,6 +72,8 @@ DIALECTS = {
         number="TRY_CAST({x} AS DOUBLE)",
         contains="contains(lower({x}), lower({m}))",
         local_time='timezone({m}, "timestamp")',
+        key=_pointer,
+        present_key=_pointer,
     ),
     "postgres": Dialect(
         marker="%s",
@@ -60,6 +83,17 @@ DIALECTS = {
         number=f"(CASE WHEN {{x}} ~ {_NUMBER} THEN ({{x}})::double precision END)",
         contains="strpos(lower({x}), lower({m})) > 0",
         local_time='("timestamp" AT TIME ZONE {m})',
+    ),
+    "spark": Dialect(
+        marker="?",
+        epoch_us='unix_micros("timestamp")',
+        text="get_json_object(properties, {m})",
+        present=f"map_contains_key({_SPARK_MAP}, {{m}})",
+        number="try_cast({x} AS DOUBLE)",
+        contains="instr(lower({x}), lower({m})) > 0",
+        local_time='from_utc_timestamp("timestamp", {m})',
+        key=_spark_path,
+        distinct_on=False,
     ),
 }
 
@@ -77,7 +111,11 @@ class Query:
 
     def text(self, name: str) -> str:
         """A property's text; each use carries its own parameter."""
-        return self.add(self.dialect.text, self.dialect.key(name))
+        return self.add(*self.dialect.text_of(name))
+
+    def present(self, name: str) -> str:
+        """The property is there, JSON null included."""
+        return self.add(self.dialect.present, self.dialect.present_key(name))
 
 
 def matches(q: Query, event: str, filters: Sequence[PropertyFilter]) -> str:
@@ -120,6 +158,20 @@ def dialect_for(events: EventStore) -> Dialect | None:
 
 class EngineUnsupported(RuntimeError):
     """The event store cannot run analytics queries."""
+
+
+def first_per_customer(dialect: Dialect, columns: str, where: str) -> str:
+    """Each customer's first matching event (by time, then message id)."""
+    order = 'customer_id, "timestamp", message_id'
+    if dialect.distinct_on:
+        return (
+            f"SELECT DISTINCT ON (customer_id) {columns} FROM events WHERE {where} ORDER BY {order}"
+        )
+    return (
+        f"SELECT * EXCEPT (rn) FROM (SELECT {columns}, row_number() OVER (PARTITION BY "
+        f'customer_id ORDER BY "timestamp", message_id) AS rn FROM events WHERE {where}) '
+        "firsts WHERE rn = 1"
+    )
 
 
 def query_for(events: EventStore) -> tuple[Query, Callable[..., pa.Table]]:

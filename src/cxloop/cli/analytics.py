@@ -2,26 +2,31 @@
 back, and what they do next.
 
 Runs in the project's server when one is running, in this process otherwise; both give the
-same JSON as ``POST /api/v1/analytics/funnel``.
+same JSON as ``POST /api/v1/analytics/funnel``. With ``--engine spark`` the query runs on
+Spark over the project's Parquet lake (``cxloop export parquet``) instead, and needs
+neither the server nor the project's stores.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
+from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import ValidationError
 
 from cxloop.analytics.funnel import funnel_customers, run_funnel
-from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected, parse_window
+from cxloop.analytics.funnel_spec import FunnelSpec, parse_window
 from cxloop.analytics.lake import LakeError, export_parquet
 from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.analytics.sql import EngineUnsupported
 from cxloop.cli.context import CliError, call_project, handle_errors, load_settings, local_project
 from cxloop.cli.output import Format, duration, emit, err_console, key_values, percent
+from cxloop.events.base import EventStore
 from cxloop.project import Project
 
 ENGINES = ("duckdb", "postgres", "spark")
@@ -29,6 +34,58 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json o
 BreakdownOpt = Annotated[
     str | None, typer.Option("--breakdown", help="An event property NAME, or trait:NAME")
 ]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="duckdb, postgres or spark (default: the event store's; spark reads the lake)",
+    ),
+]
+LakeOpt = Annotated[
+    Path | None,
+    typer.Option("--lake", help="With --engine spark: the Parquet lake (default: CXLOOP_LAKE_DIR)"),
+]
+# A runner as the engines call it: the event store (or lake), the app database, the zone.
+Runner = Callable[[EventStore, Any, ZoneInfo], dict[str, Any]]
+
+
+def _run(engine: str | None, lake: Path | None, path: str, body: dict[str, Any],
+         runner: Runner) -> dict[str, Any]:  # fmt: skip
+    """Run a query where ``--engine`` says: Spark over the lake, or the project's event
+    store (through its server when one is running)."""
+    if engine is not None and engine not in ENGINES:
+        raise CliError(f"--engine: use one of {', '.join(ENGINES)}", 2)
+    settings = load_settings()
+    if engine == "spark":
+        from cxloop.events.spark_lake import LakeUnavailable, SparkLake
+
+        try:
+            store = SparkLake(lake or settings.effective_lake_dir, master=settings.spark_master)
+        except LakeUnavailable as exc:
+            raise CliError(f"--engine spark: {exc}", 2) from exc
+        try:
+            # The lake answers the runners' SQL; it is read-only, no full event store.
+            return runner(cast(EventStore, store), None, settings.zone)
+        finally:
+            store.close()
+    if lake is not None:
+        raise CliError("--lake: only with --engine spark", 2)
+    backend = "postgres" if settings.effective_events_url.startswith("postgres") else "duckdb"
+    if engine is not None and engine != backend:
+        raise CliError(
+            f"--engine {engine}: this project's events are in {backend} (use {backend}, "
+            "or spark over a lake written by cxloop export parquet)",
+            2,
+        )
+
+    def local(project: Project) -> Any:
+        try:
+            return runner(project.events, project.engine, project.settings.zone)
+        except EngineUnsupported as exc:
+            raise CliError(str(exc), 2) from exc
+
+    result: dict[str, Any] = call_project("POST", path, local, body=body)
+    return result
 
 
 @handle_errors
@@ -58,10 +115,8 @@ def funnel(
     date_to: Annotated[
         str | None, typer.Option("--to", help="YYYY-MM-DD[THH:MM:SS], included")
     ] = None,
-    engine: Annotated[
-        str | None,
-        typer.Option("--engine", help="duckdb, postgres or spark (default: the event store's)"),
-    ] = None,
+    engine: EngineOpt = None,
+    lake: LakeOpt = None,
     spec_file: Annotated[
         Path | None, typer.Option("--spec", help="A funnel spec as JSON (as the API takes)")
     ] = None,
@@ -77,32 +132,14 @@ def funnel(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Customers per step of a funnel, conversion, drop-off and time to convert."""
-    if engine is not None and engine not in ENGINES:
-        raise CliError(f"--engine: use one of {', '.join(ENGINES)}", 2)
-    events_url = load_settings().effective_events_url
-    backend = "postgres" if events_url.startswith("postgres") else "duckdb"
-    if engine is not None and engine != backend:
-        raise CliError(
-            f"--engine {engine}: this project's events are in {backend}, where funnels run "
-            "(a Parquet lake for Spark is not written yet)",
-            2,
-        )
     spec = _spec(spec_file, steps, window, order, exclude, breakdown, attribution, date_from,
                  date_to)  # fmt: skip
     body = spec.model_dump(mode="json", exclude_none=True)
-
-    def local(project: Project) -> Any:
-        try:
-            return run_funnel(spec, project.events, project.engine, project.settings.zone)
-        except SpecRejected as exc:
-            raise CliError(str(exc), 2) from exc
-        except EngineUnsupported as exc:
-            raise CliError(str(exc), 2) from exc
-
     if customers_at is not None:
-        _list_customers(spec, customers_at, outcome, limit, fmt)
+        _list_customers(spec, customers_at, outcome, limit, fmt, engine, lake)
         return
-    data = call_project("POST", "/api/v1/analytics/funnel", local, body=body)
+    data = _run(engine, lake, "/api/v1/analytics/funnel", body,
+                lambda events, db, zone: run_funnel(spec, events, db, zone))  # fmt: skip
     for warning in data.get("warnings", []):
         err_console.print(f"[yellow]warning:[/yellow] {warning['message']}")
     if fmt is Format.json:
@@ -135,20 +172,24 @@ def funnel(
     emit(data, fmt, rows=table, columns=columns, title="funnel")
 
 
-def _list_customers(spec: FunnelSpec, step: int, outcome: str, limit: int, fmt: Format) -> None:
+def _list_customers(
+    spec: FunnelSpec,
+    step: int,
+    outcome: str,
+    limit: int,
+    fmt: Format,
+    engine: str | None,
+    lake: Path | None,
+) -> None:
     if outcome not in ("dropped", "reached"):
         raise CliError("--outcome: use dropped or reached", 2)
-
-    def local(project: Project) -> Any:
-        try:
-            return funnel_customers(spec, project.events, project.engine, project.settings.zone,
-                                    step=step, outcome=outcome, limit=limit)  # fmt: skip
-        except SpecRejected as exc:
-            raise CliError(str(exc), 2) from exc
-
     body = {"spec": spec.model_dump(mode="json", exclude_none=True), "step": step,
             "outcome": outcome, "limit": limit}  # fmt: skip
-    data = call_project("POST", "/api/v1/analytics/funnel/customers", local, body=body)
+
+    def runner(events: EventStore, db: Any, zone: ZoneInfo) -> dict[str, Any]:
+        return funnel_customers(spec, events, db, zone, step=step, outcome=outcome, limit=limit)
+
+    data = _run(engine, lake, "/api/v1/analytics/funnel/customers", body, runner)
     what = "dropped off after" if outcome == "dropped" else "reached"
     emit(data, fmt, rows=data["customers"], columns=["id", "name", "email"],
          title=f"{data['total']} customers {what} step {step}")  # fmt: skip
@@ -238,6 +279,8 @@ def trends(
     breakdown: BreakdownOpt = None,
     date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD, included")] = None,
+    engine: EngineOpt = None,
+    lake: LakeOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Events and unique customers per day, week or month."""
@@ -245,11 +288,9 @@ def trends(
            "date_from": date_from, "date_to": date_to}  # fmt: skip
     spec = _validated(TrendsSpec, raw)
 
-    def local(project: Project) -> Any:
-        return run_trends(spec, project.events, project.engine, project.settings.zone)
-
     body = spec.model_dump(mode="json", exclude_none=True)
-    data = call_project("POST", "/api/v1/analytics/trends", local, body=body)
+    data = _run(engine, lake, "/api/v1/analytics/trends", body,
+                lambda events, db, zone: run_trends(spec, events, db, zone))  # fmt: skip
     groups = data.get("breakdown") or [{"value": "", "series": data["series"]}]
     rows = [{"breakdown": g["value"], **point} for g in groups for point in g["series"]]
     columns = [*(["breakdown"] if "breakdown" in data else []), "date", "events", "customers"]
@@ -272,6 +313,8 @@ def retention(
     breakdown: BreakdownOpt = None,
     date_from: Annotated[str | None, typer.Option("--from", help="First cohort day")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last cohort day, included")] = None,
+    engine: EngineOpt = None,
+    lake: LakeOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Cohorts by their first start event, and who came back in each following period."""
@@ -281,11 +324,9 @@ def retention(
            "date_to": date_to}  # fmt: skip
     spec = _validated(RetentionSpec, raw)
 
-    def local(project: Project) -> Any:
-        return run_retention(spec, project.events, project.engine, project.settings.zone)
-
     body = spec.model_dump(mode="json", exclude_none=True)
-    data = call_project("POST", "/api/v1/analytics/retention", local, body=body)
+    data = _run(engine, lake, "/api/v1/analytics/retention", body,
+                lambda events, db, zone: run_retention(spec, events, db, zone))  # fmt: skip
     groups = data.get("breakdown") or [{"value": "", "cohorts": data["cohorts"]}]
     rows = []
     for group in groups:
@@ -316,6 +357,8 @@ def paths(
     ] = False,
     date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD, included")] = None,
+    engine: EngineOpt = None,
+    lake: LakeOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The most common paths after (or before) an event; $exit marks where customers left."""
@@ -324,11 +367,9 @@ def paths(
            "date_to": date_to}  # fmt: skip
     spec = _validated(PathsSpec, raw)
 
-    def local(project: Project) -> Any:
-        return run_paths(spec, project.events, project.settings.zone)
-
     body = spec.model_dump(mode="json", exclude_none=True)
-    data = call_project("POST", "/api/v1/analytics/paths", local, body=body)
+    data = _run(engine, lake, "/api/v1/analytics/paths", body,
+                lambda events, db, zone: run_paths(spec, events, zone))  # fmt: skip
     rows = [
         {
             "path": " → ".join(p["path"]),
@@ -347,17 +388,22 @@ export_app = typer.Typer(help="Write the data out for other engines.", no_args_i
 @export_app.command("parquet")
 @handle_errors
 def export_parquet_command(
-    directory: Annotated[Path, typer.Argument(help="Where the lake goes")],
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Where the lake goes (default: CXLOOP_LAKE_DIR, .cxloop/lake)"),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a directory that holds files")
     ] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """The events (partitioned by month) and the customers as a Parquet lake."""
+    """The events (partitioned by month) and the customers as a Parquet lake, which
+    `--engine spark` reads."""
     settings = load_settings()
+    target = directory or settings.effective_lake_dir
     with local_project(settings) as project:
         try:
-            result = export_parquet(project.events, project.engine, directory, overwrite=overwrite)
+            result = export_parquet(project.events, project.engine, target, overwrite=overwrite)
         except LakeError as exc:
             raise CliError(str(exc), 2) from exc
     key_values(result, fmt, title="Parquet lake written")

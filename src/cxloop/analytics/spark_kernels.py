@@ -1,0 +1,78 @@
+"""The funnel's sequence rules inside Spark, next to the data.
+
+Spark SQL picks the rows, as on every engine; then ``groupBy(bucket).applyInPandas`` hands
+each executor whole customers (a bucket is ``customer_id`` modulo a few times the cluster's
+parallelism, so one call folds thousands of customers with the compiled rules rather than
+one). Each call sorts its rows by customer and time and runs the very function the
+in-process runner runs (``funnel._attempts``); only one row per customer in the funnel
+comes back to the driver.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cxloop.analytics.funnel_spec import FunnelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cxloop.analytics.funnel import _Found
+
+_RESULT = "customer_id long, reached long, times array<long>, value string"
+_KERNEL_COLUMNS = ["customer_id", "at", "steps", "exclusions", "value"]
+
+
+def funnel_attempts(spec: FunnelSpec, frame: Any, zone: ZoneInfo) -> _Found:
+    """Every customer's best attempt, folded in the executors."""
+    from pyspark.sql import functions as F
+
+    from cxloop.analytics.funnel import _Found
+
+    session = frame.sparkSession
+    buckets = max(8, 4 * session.sparkContext.defaultParallelism)
+    rows = frame.withColumn("value", F.col("value").cast("string"))
+    seen = rows.agg(F.bit_or("steps").alias("seen")).collect()[0]["seen"] or 0
+
+    def fold(group: pd.DataFrame) -> pd.DataFrame:
+        return _fold_bucket(spec, zone, group)
+
+    result: pa.Table = (
+        rows.select("customer_id", "at", "message_id", "steps", "exclusions", "value")
+        .groupBy(F.pmod(F.col("customer_id"), F.lit(buckets)))
+        .applyInPandas(fold, schema=_RESULT)
+        .toArrow()
+    )
+    n_steps = len(spec.steps)
+    flat = pc.list_flatten(result.column("times")).to_numpy(zero_copy_only=False)
+    return _Found(
+        np.asarray(result.column("customer_id").to_numpy(), dtype=np.int64),
+        np.asarray(result.column("reached").to_numpy(), dtype=np.int64),
+        np.asarray(flat, dtype=np.int64).reshape(result.num_rows, n_steps),
+        result.column("value").to_pylist(),
+        int(seen),
+    )
+
+
+def _fold_bucket(spec: FunnelSpec, zone: ZoneInfo, group: pd.DataFrame) -> pd.DataFrame:
+    """Runs in an executor: one bucket's rows, sorted as the in-process query sorts them."""
+    import pandas as pd
+
+    from cxloop.analytics.funnel import _attempts
+
+    ordered = group.sort_values(["customer_id", "at", "message_id"], kind="stable")
+    table = pa.Table.from_pandas(ordered[_KERNEL_COLUMNS], preserve_index=False)
+    found = _attempts(spec, table, zone)
+    return pd.DataFrame(
+        {
+            "customer_id": found.customers,
+            "reached": found.reached,
+            "times": pd.Series(found.times.tolist(), dtype=object),
+            "value": pd.Series(found.values, dtype=object),
+        }
+    )
