@@ -15,7 +15,12 @@ after a warm-up, and reports its median:
 * **pandas**: a naive ``groupby(user).apply`` (one run, no warm-up: it is slow);
 * **cxloop-retention** and **chdb-retention**: weekly retention of the users who signed up
   (8 weeks, returning with any event); chdb in the arrays form (per user the cohort week and
-  the weeks active, then ``sumForEach``).
+  the weeks active, then ``sumForEach``);
+* **cxloop-spark** and **cxloop-spark-retention**: the same funnel and retention through
+  ``--engine spark``: the project exported with ``cxloop export parquet``, then Spark in
+  local mode over the lake (the funnel's rules in the executors with ``applyInPandas``).
+  Reported for scale-out, not for speed on two cores: the session is warm, the lake is not
+  cached in memory.
 
 It prints each median, the customers per step each counted, and the ratio to chdb; the last
 line is JSON with at least ``{"ratio_vs_chdb": x}``.
@@ -266,6 +271,52 @@ def run_chdb_retention(data: Path, runs: int) -> dict[str, Any]:
     return {"seconds": seconds, "counts": _retention_totals(cohorts)}
 
 
+def _spark_lake(data: Path) -> Any:
+    from cxloop.analytics.lake import export_parquet
+    from cxloop.events.spark_lake import SparkLake
+
+    project = _loaded_project(data)
+    try:
+        lake = project.settings.home_dir / "lake"
+        export_parquet(project.events, project.engine, lake)
+        return SparkLake(lake), project.settings.zone
+    finally:
+        project.close()
+
+
+def run_cxloop_spark(data: Path, runs: int) -> dict[str, Any]:
+    from cxloop.analytics.funnel import run_funnel
+    from cxloop.analytics.funnel_spec import FunnelSpec
+
+    lake, zone = _spark_lake(data)
+    spec = FunnelSpec.model_validate(
+        {"steps": [{"event": s} for s in STEPS], "window_seconds": WINDOW_S}
+    )
+    result: dict[str, Any] = {}
+
+    def once() -> None:
+        result.update(run_funnel(spec, lake, None, zone))
+
+    seconds = _timed(once, runs)
+    return {"seconds": seconds, "counts": [s["count"] for s in result["steps"]]}
+
+
+def run_cxloop_spark_retention(data: Path, runs: int) -> dict[str, Any]:
+    from cxloop.analytics.periods import RetentionSpec, run_retention
+
+    lake, zone = _spark_lake(data)
+    spec = RetentionSpec.model_validate(
+        {"start_event": {"event": STEPS[1]}, "period": "week", "periods": RETENTION_WEEKS}
+    )
+    result: dict[str, Any] = {}
+
+    def once() -> None:
+        result.update(run_retention(spec, lake, None, zone))
+
+    seconds = _timed(once, runs)
+    return {"seconds": seconds, "counts": _retention_totals(result["cohorts"])}
+
+
 def _retention_totals(cohorts: list[dict[str, Any]]) -> list[int]:
     """Customers per week offset over all cohorts (weeks not yet over are left out)."""
     totals = [0] * RETENTION_WEEKS
@@ -282,6 +333,8 @@ CONTESTANTS = {
     "pandas": run_pandas,
     "cxloop-retention": run_cxloop_retention,
     "chdb-retention": run_chdb_retention,
+    "cxloop-spark": run_cxloop_spark,
+    "cxloop-spark-retention": run_cxloop_spark_retention,
 }
 
 
@@ -330,7 +383,7 @@ def main() -> None:
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
         )  # fmt: skip
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{name:>11}: median {results[name]['seconds']:.3f} s, "
+        print(f"{name:>22}: median {results[name]['seconds']:.3f} s, "
               f"customers per step {results[name]['counts']}", flush=True)  # fmt: skip
     chdb_s = results.get("chdb", {}).get("seconds")
     summary: dict[str, Any] = {"events": args.events, "users": args.users, "runs": args.runs}
