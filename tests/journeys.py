@@ -43,6 +43,19 @@ def journeys(project: Project, people: dict[str, Journey]) -> None:
     )
 
 
+def traits(project: Project, people: dict[str, dict[str, Any]], at: datetime) -> None:
+    """Identify each person with these traits (an ``identify`` at ``at``)."""
+    now = datetime.now(UTC)
+    messages = [
+        {"type": "identify", "userId": person, "traits": values, "timestamp": at.isoformat(),
+         "messageId": f"{person}-traits"}
+        for person, values in people.items()
+    ]  # fmt: skip
+    project.pipeline.ingest(
+        [normalise(from_dict(m), received_at=now) for m in messages], source="t"
+    )
+
+
 _ON_SPARK: set[int] = set()
 
 

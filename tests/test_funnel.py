@@ -27,7 +27,7 @@ from cxloop.settings import Settings
 from cxloop.store.models import CustomerIdentity
 from cxloop.web.app import create_app
 from tests.conftest import on_every_engine
-from tests.journeys import journeys, on_spark, stores
+from tests.journeys import journeys, on_spark, stores, traits
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -224,6 +224,35 @@ def test_breakdowns_attribute_by_first_touch_last_touch_or_a_step(project: Proje
     assert groups(attribution="last_touch") == {"pro": [2, 2], "free": [1, 0]}
     assert groups(attribution="step", step=1) == {"pro": [2, 2], None: [1, 0]}
     assert groups(limit=1) == {"free": [2, 1], "Other": [1, 1]}
+
+
+@on_every_engine
+def test_breakdowns_by_a_customer_trait(project: Project) -> None:
+    journeys(
+        project,
+        {
+            "p1": [("A", h(0)), ("B", h(1))],
+            "p2": [("A", h(0))],
+            "p3": [("A", h(0)), ("B", h(2))],
+            "p4": [("A", h(0))],  # no plan: the None group
+        },
+    )
+    traits(project, {"p1": {"plan": "pro", "seats": 5}, "p2": {"plan": "pro"},
+                     "p3": {"plan": "free", "seats": 12.5}}, h(-1))  # fmt: skip
+    by_plan = funnel(project, steps=[{"event": "A"}, {"event": "B"}],
+                     breakdown={"trait": "plan"})  # fmt: skip
+    assert {g["value"]: counts(g) for g in by_plan["breakdown"]} == {
+        "pro": [2, 1],
+        "free": [1, 1],
+        None: [1, 0],
+    }
+    by_seats = funnel(project, steps=[{"event": "A"}, {"event": "B"}],
+                      breakdown={"trait": "seats"})  # fmt: skip
+    assert {g["value"]: counts(g) for g in by_seats["breakdown"]} == {
+        "5": [1, 1],
+        "12.5": [1, 1],
+        None: [2, 0],
+    }
 
 
 @on_every_engine

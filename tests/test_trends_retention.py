@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +18,7 @@ from cxloop.cli.main import app
 from cxloop.project import Project, open_project
 from cxloop.settings import Settings
 from tests.conftest import on_every_engine
-from tests.journeys import journeys, on_spark, stores
+from tests.journeys import journeys, on_spark, stores, traits
 
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 
@@ -199,3 +200,46 @@ def test_retention_breaks_down_by_the_first_start_events_property(project: Proje
                        breakdown={"property": "plan"})  # fmt: skip
     groups = {g["value"]: [c["values"] for c in g["cohorts"]] for g in result["breakdown"]}
     assert groups == {"pro": [[2, 2]], "free": [[1, 0]]}
+
+
+@on_every_engine
+def test_monthly_retention_reads_months_in_the_project_zone_with_a_trait_breakdown(
+    settings: Settings, backend: str
+) -> None:
+    opened = open_project(settings.model_copy(update={"timezone": "America/New_York"}))
+    on_spark(opened, backend == "spark")
+    ny = ZoneInfo("America/New_York")
+    try:
+        journeys(
+            opened,
+            {
+                # 23:30 on 31 January in New York is already 1 February in UTC: a January
+                # cohort, back one month later (in UTC it would be the same month).
+                "p1": [("A", datetime(2026, 1, 31, 23, 30, tzinfo=ny)),
+                       ("B", datetime(2026, 2, 10, 12, 0, tzinfo=ny))],
+                "p2": [("A", datetime(2026, 1, 15, 9, 0, tzinfo=ny)),
+                       ("B", datetime(2026, 3, 5, 9, 0, tzinfo=ny))],
+                "p3": [("A", datetime(2026, 2, 3, 9, 0, tzinfo=ny))],
+            },
+        )  # fmt: skip
+        traits(opened, {"p1": {"plan": "pro"}, "p2": {"plan": "free"}, "p3": {"plan": "pro"}},
+               datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+        spec = {"start_event": {"event": "A"}, "return_event": {"event": "B"}, "period": "month",
+                "periods": 3, "date_from": "2026-01-01", "date_to": "2026-02-28"}  # fmt: skip
+        on = retention(opened, **spec)
+        assert [(c["start"], c["values"]) for c in on["cohorts"]] == [
+            ("2026-01-01", [2, 1, 1]),
+            ("2026-02-01", [1, 0, 0]),
+        ]
+        after = retention(opened, **spec, returning="on_or_after")
+        assert [c["values"] for c in after["cohorts"]] == [[2, 2, 1], [1, 0, 0]]
+        split = retention(opened, **spec, breakdown={"trait": "plan"})
+        assert {g["value"]: [c["values"] for c in g["cohorts"]] for g in split["breakdown"]} == {
+            "pro": [[1, 1, 0], [1, 0, 0]],
+            "free": [[1, 0, 1]],
+        }
+        january = retention(opened, **{**spec, "date_to": "2026-01-31"})
+        assert [c["start"] for c in january["cohorts"]] == ["2026-01-01"]
+    finally:
+        on_spark(opened, False)
+        opened.close()

@@ -125,78 +125,32 @@ def run_retention(
 ) -> dict[str, Any]:
     """``{"cohorts": [{"start", "size", "values"}], "breakdown": [{"value", "cohorts"}]}``:
     ``values[0]`` is the cohort's size, ``values[k]`` who came back in period *k* ("on") or
-    in period *k* or later ("on_or_after"). Counted with array operations: periods become
-    integers, each return an offset from its customer's cohort."""
+    in period *k* or later ("on_or_after")."""
     refuse(spec.problems())
     q, sql = query_for(events)
-    local = q.add(q.dialect.local_time, zone.key)
-    value = _value_column(q, spec.breakdown)
-    start_where = (
-        matches(q, spec.start_event.event, spec.start_event.filters) if spec.start_event else KINDS
-    )
-    starts = sql(
-        first_per_customer(q.dialect, f"customer_id, {local} AS at, {value} AS value",
-                           start_where),
-        q.params,
-    )  # fmt: skip
-    r = Query(q.dialect)
-    period = f"date_trunc('{spec.period}', {r.add(r.dialect.local_time, zone.key)})"
-    return_where = (
-        matches(r, spec.return_event.event, spec.return_event.filters)
-        if spec.return_event
-        else KINDS
-    )
-    returns = sql(
-        f"SELECT DISTINCT customer_id, {period} AS period FROM events WHERE {return_where}",
-        r.params,
-    )
-    start, end = date_range(spec.date_from, spec.date_to, zone)
-    low, high = _local_naive(start, zone), _local_naive(end, zone)
-    at = _local_micros(starts.column("at"))
-    keep = np.ones(len(at), dtype=bool)
-    if low is not None:
-        keep &= at >= _naive_micros(low)
-    if high is not None:
-        keep &= at < _naive_micros(high)
-    customers = np.asarray(starts.column("customer_id").to_numpy(), dtype=np.int64)[keep]
-    cohort = _period_numbers(at[keep] // 86_400_000_000, spec.period)
-    order = np.argsort(customers)
-    customers, cohort = customers[order], cohort[order]
-    back = np.asarray(returns.column("customer_id").to_numpy(), dtype=np.int64)
-    back_period = _period_numbers(_local_micros(returns.column("period")) // 86_400_000_000,
-                                  spec.period)  # fmt: skip
-    where = _positions(customers, back)
-    known = where >= 0
-    who, offset = where[known], back_period[known] - cohort[where[known]]
-    later = (offset >= 1) & (offset < spec.periods)
-    who, offset = who[later], offset[later]
+    rows = sql(*_retention_query(spec, q, zone))
+    customers = np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64)
+    cohort = np.asarray(rows.column("cohort").to_numpy(), dtype=np.int64)
+    back = np.asarray(rows.column("back").to_numpy(), dtype=np.int64)
     # The range picks cohorts; returns count up to the current period.
-    now = _period_numbers(np.array([_naive_micros(datetime.now(zone).replace(tzinfo=None))
-                                    // 86_400_000_000]), spec.period)[0]  # fmt: skip
+    today = (datetime.now(zone).date() - date(1970, 1, 1)).days
+    now = int(_period_numbers(np.array([today]), spec.period)[0])
     values: list[str | None] = []
     if spec.breakdown is not None:
-        raw = starts.column("value").to_pylist()
-        picked = np.flatnonzero(keep)[order].tolist()
-        rows = [{"customer_id": c, "value": raw[i]} for c, i in zip(customers.tolist(), picked,
-                                                                    strict=True)]  # fmt: skip
-        values = _values(spec.breakdown, rows, customers_for(events, engine))
+        raw = rows.column("value").to_pylist()
+        ids = customers.tolist()
+        picked = [{"customer_id": c, "value": v} for c, v in zip(ids, raw, strict=True)]
+        values = _values(spec.breakdown, picked, customers_for(events, engine))
 
     def cohorts(members: npt.NDArray[np.int64]) -> list[dict[str, Any]]:
-        chosen = np.zeros(len(customers), dtype=bool)
-        chosen[members] = True
         labels, index = np.unique(cohort[members], return_inverse=True)
         sizes = np.bincount(index, minlength=len(labels))
-        slot = np.full(len(customers), -1, dtype=np.int64)
-        slot[members] = index
-        mine = chosen[who]
+        mine = back[members]
         counts = np.zeros((len(labels), spec.periods), dtype=np.int64)
-        if spec.returning == "on":
-            np.add.at(counts, (slot[who[mine]], offset[mine]), 1)
-        else:
-            furthest = np.zeros(len(customers), dtype=np.int64)
-            np.maximum.at(furthest, who[mine], offset[mine])
-            np.add.at(counts, (slot[members], furthest[members]), 1)
-            counts = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
+        for k in range(1, spec.periods):
+            # Bit k says the customer came back k periods after their cohort's.
+            hit = (mine >> k) & 1 if spec.returning == "on" else (mine >> k) != 0
+            counts[:, k] = np.bincount(index, weights=hit, minlength=len(labels))
         out = []
         for n, label in enumerate(labels.tolist()):
             shown = max(1, min(spec.periods, 1 + now - label))
@@ -212,6 +166,53 @@ def run_retention(
             for v, members in _grouped(values, spec.breakdown.limit, lambda i: 1)
         ]
     return result
+
+
+def _retention_query(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str, list[Any]]:
+    """One row per customer of a cohort: the cohort's period number, the breakdown value
+    and ``back``, a bit mask of the periods after it (1 to ``periods - 1``) in which the
+    customer came back. The engine does the counting, so only one row per customer
+    leaves it, as chdb's arrays form does."""
+    by_property = spec.breakdown is not None and spec.breakdown.property is not None
+    # The value on the first start event (time, then message id), as funnels attribute.
+    value = _value_column(q, spec.breakdown) if by_property else "NULL"
+    start_where = (
+        matches(q, spec.start_event.event, spec.start_event.filters) if spec.start_event else KINDS
+    )
+    if by_property:
+        starts = first_per_customer(
+            q.dialect, f'customer_id, "timestamp" AS first_at, {value} AS value', start_where
+        )
+    else:
+        starts = (
+            'SELECT customer_id, min("timestamp") AS first_at, NULL AS value '
+            f"FROM events WHERE {start_where} GROUP BY customer_id"
+        )
+    # Fragments in the order the text uses them, so their parameters line up.
+    cohort = q.period_number(spec.period, zone.key, "first_at")
+    start, end = date_range(spec.date_from, spec.date_to, zone)
+    picked = _time_bounds(q, start, end, column="first_at") or ["TRUE"]
+    stamp = 'e."timestamp"'
+    bit = q.dialect.bit.replace(
+        "{k}", f"{q.period_number(spec.period, zone.key, stamp)} - c.cohort"
+    )
+    return_where = (
+        matches(q, spec.return_event.event, spec.return_event.filters)
+        if spec.return_event
+        else KINDS
+    )
+    later = f"{q.period_number(spec.period, zone.key, stamp)} - c.cohort"
+    text = (
+        f"WITH starts AS ({starts}), "
+        f"cohorts AS (SELECT customer_id, value, {cohort} AS cohort FROM starts "
+        f"WHERE {' AND '.join(picked)}), "
+        f"back AS (SELECT c.customer_id, bit_or({bit}) AS back FROM events e "
+        f"JOIN cohorts c ON e.customer_id = c.customer_id WHERE {return_where} "
+        f"AND {later} BETWEEN 1 AND {spec.periods - 1} GROUP BY c.customer_id) "
+        "SELECT c.customer_id, c.cohort, c.value, coalesce(b.back, 0) AS back "
+        "FROM cohorts c LEFT JOIN back b ON b.customer_id = c.customer_id"
+    )
+    return text, q.params
 
 
 def _positions(
@@ -269,12 +270,14 @@ def _value_column(q: Query, breakdown: Breakdown | None) -> str:
     return "NULL"
 
 
-def _time_bounds(q: Query, start: datetime | None, end: datetime | None) -> list[str]:
+def _time_bounds(
+    q: Query, start: datetime | None, end: datetime | None, column: str = '"timestamp"'
+) -> list[str]:
     out = []
     if start is not None:
-        out.append(q.add('"timestamp" >= {m}', start))
+        out.append(q.add(f"{column} >= {{m}}", start))
     if end is not None:
-        out.append(q.add('"timestamp" < {m}', end))
+        out.append(q.add(f"{column} < {{m}}", end))
     return out
 
 

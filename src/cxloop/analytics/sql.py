@@ -48,6 +48,9 @@ class Dialect:
     number: str  # {x} as a double, NULL when it is not a number
     contains: str
     local_time: str  # the event's wall-clock time in the zone given as parameter
+    local_day: str = ""  # days since 1970-01-01 of {t}'s wall-clock date in the zone {m}
+    utc_day: str = ""  # ... in UTC, without a zone conversion
+    bit: str = ""  # a BIGINT with bit {k} set
     key: Callable[[str], str] = _as_is  # a property's name as ``text`` takes it
     present_key: Callable[[str], str] = _as_is  # ... and as ``present`` takes it
     distinct_on: bool = True  # ``SELECT DISTINCT ON`` (else a row-number window)
@@ -72,6 +75,9 @@ DIALECTS = {
         number="TRY_CAST({x} AS DOUBLE)",
         contains="contains(lower({x}), lower({m}))",
         local_time='timezone({m}, "timestamp")',
+        local_day="(epoch_us(timezone({m}, {t})) // 86400000000)",
+        utc_day="(epoch_us({t}) // 86400000000)",
+        bit="(CAST(1 AS BIGINT) << CAST({k} AS INTEGER))",
         key=_pointer,
         present_key=_pointer,
     ),
@@ -83,6 +89,9 @@ DIALECTS = {
         number=f"(CASE WHEN {{x}} ~ {_NUMBER} THEN ({{x}})::double precision END)",
         contains="strpos(lower({x}), lower({m})) > 0",
         local_time='("timestamp" AT TIME ZONE {m})',
+        local_day="CAST(floor(extract(epoch FROM ({t} AT TIME ZONE {m})) / 86400) AS BIGINT)",
+        utc_day="CAST(floor(extract(epoch FROM {t}) / 86400) AS BIGINT)",
+        bit="(CAST(1 AS BIGINT) << CAST({k} AS INTEGER))",
     ),
     "spark": Dialect(
         marker="?",
@@ -92,6 +101,9 @@ DIALECTS = {
         number="try_cast({x} AS DOUBLE)",
         contains="instr(lower({x}), lower({m})) > 0",
         local_time='from_utc_timestamp("timestamp", {m})',
+        local_day="unix_date(to_date(from_utc_timestamp({t}, {m})))",
+        utc_day="unix_date(to_date({t}))",
+        bit="shiftleft(CAST(1 AS BIGINT), CAST({k} AS INT))",
         key=_spark_path,
         distinct_on=False,
     ),
@@ -112,6 +124,21 @@ class Query:
     def text(self, name: str) -> str:
         """A property's text; each use carries its own parameter."""
         return self.add(*self.dialect.text_of(name))
+
+    def period_number(self, interval: str, zone: str, t: str = '"timestamp"') -> str:
+        """The day, week (from Monday) or month of the time ``t`` in the zone, as a whole
+        number counted from 1970: periods subtract to the number of periods between them."""
+        if interval == "month":
+            local = self.dialect.local_time.replace('"timestamp"', t)
+            parts = [self.add(f"extract({unit} FROM {local})", zone) for unit in ("year", "month")]
+            return f"CAST({parts[0]} * 12 + {parts[1]} - 23641 AS BIGINT)"
+        if zone == "UTC":
+            day = self.dialect.utc_day.replace("{t}", t)
+        else:
+            day = self.add(self.dialect.local_day.replace("{t}", t), zone)
+        if interval == "week":  # 1970-01-01 was a Thursday
+            return f"CAST(floor(({day} + 3) / 7.0) AS BIGINT)"
+        return f"CAST({day} AS BIGINT)"
 
     def present(self, name: str) -> str:
         """The property is there, JSON null included."""
