@@ -92,14 +92,16 @@ def run_cxloop(data: Path, runs: int) -> dict[str, Any]:
         project.close()
 
 
-def _loaded_project(data: Path) -> Any:
-    """A fresh project whose event store holds the data set."""
+def _loaded_project(data: Path, home: Path | None = None) -> Any:
+    """A fresh project (in ``home``, else a temporary folder) whose event store holds the
+    data set."""
     from cxloop.events.base import EVENTS_ARROW_SCHEMA
     from cxloop.project import open_project
     from cxloop.settings import Settings
 
-    home = Path(tempfile.mkdtemp(prefix="cxloop-bench-funnel-"))
-    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    if home is None:
+        home = Path(tempfile.mkdtemp(prefix="cxloop-bench-funnel-"))
+        atexit.register(shutil.rmtree, home, ignore_errors=True)
     project = open_project(Settings(home=home))
     source = pq.read_table(data)
     for offset in range(0, source.num_rows, 2_000_000):

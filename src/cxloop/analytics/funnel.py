@@ -117,8 +117,9 @@ class _Found:
 def _found(spec: FunnelSpec, events: EventStore, dialect: Dialect, zone: ZoneInfo) -> _Found:
     """The rows in one query; the rules where the rows are: in this process, or, on Spark,
     in the executors next to the data."""
-    text, params = _rows_query(spec, dialect)
     frame = getattr(events, "frame", None)
+    # Spark sorts each bucket itself, so its rows carry the message id that breaks ties.
+    text, params = _rows_query(spec, dialect, with_message_id=frame is not None)
     if frame is not None:
         from cxloop.analytics.spark_kernels import funnel_attempts
 
@@ -126,7 +127,7 @@ def _found(spec: FunnelSpec, events: EventStore, dialect: Dialect, zone: ZoneInf
     strict = spec.order == "strict"
     # Only strict funnels care which of two events at the same time came first (ordered
     # ones try every order of equal times), so the sort needs no message-id tie-break.
-    order = ' ORDER BY customer_id, "timestamp"' + (", message_id" if strict else "")
+    order = ' ORDER BY customer_id, "at"' + (", message_id" if strict else "")
     rows = events.sql(text + order, params)  # type: ignore[attr-defined]
     found = _attempts(spec, rows, zone)
     seen = int(np.bitwise_or.reduce(_ints(rows, "steps"))) if rows.num_rows else 0
@@ -219,7 +220,9 @@ def _ints(rows: pa.Table, name: str) -> Ints:
     return np.asarray(rows.column(name).to_numpy(), dtype=np.int64)
 
 
-def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
+def _rows_query(
+    spec: FunnelSpec, dialect: Dialect, *, with_message_id: bool = False
+) -> tuple[str, list[Any]]:
     """The rows the rules read, unordered. Each fragment is built where it appears in the
     text, so parameters line up.
 
@@ -243,7 +246,8 @@ def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
         else "NULL"
     )
     columns = (
-        f'customer_id, "timestamp", message_id, {dialect.epoch_us} AS at, {step_bits} AS steps, '
+        f"customer_id, {'message_id, ' if with_message_id else ''}"
+        f"{dialect.epoch_us} AS at, {step_bits} AS steps, "
         f"{exclusion_bits or '0'} AS exclusions, {value} AS value"
     )
     if spec.order == "strict":
