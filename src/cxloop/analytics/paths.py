@@ -10,9 +10,13 @@ ends in ``$exit`` (the customer did nothing more), or, looking back, begins at `
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from cxloop.analytics.funnel_spec import FunnelStep, SpecProblem, check_dates, date_range, refuse
@@ -21,6 +25,7 @@ from cxloop.events.base import EventStore
 
 EXIT = "$exit"
 START = "$start"
+_LOWEST, _HIGHEST = -(2**62), 2**62  # no date bound
 
 
 class PathsSpec(BaseModel):
@@ -51,34 +56,14 @@ def run_paths(spec: PathsSpec, events: EventStore, zone: ZoneInfo) -> dict[str, 
         f"(SELECT customer_id FROM events WHERE {entry}) "
         'ORDER BY customer_id, "timestamp", message_id'
     )
-    rows = sql(text, q.params).to_pydict()
+    rows = sql(text, q.params)
     start, end = date_range(spec.date_from, spec.date_to, zone)
-    low = None if start is None else int(start.timestamp() * 1_000_000)
-    high = None if end is None else int(end.timestamp() * 1_000_000)
-    paths: Counter[tuple[str, ...]] = Counter()
-    for names, times, anchors in _histories(rows):
-        found = next(
-            (
-                i
-                for i, hit in enumerate(anchors)
-                if hit and (low is None or times[i] >= low) and (high is None or times[i] < high)
-            ),
-            None,
-        )
-        if found is None:
-            continue
-        side = names[found + 1 :] if spec.direction == "after" else names[:found][::-1]
-        if spec.collapse_repeats:
-            side = _collapsed([names[found], *side])[1:]
-        taken = tuple(side[: spec.depth])
-        if len(taken) < spec.depth:
-            taken = (*taken, EXIT if spec.direction == "after" else START)
-        paths[taken] += 1
+    paths = _count_paths(spec, rows, start, end)
     customers = sum(paths.values())
-    ranked = sorted(paths.items(), key=lambda item: (-item[1], item[0]))
+    ranked = sorted(paths.items(), key=lambda item: (-item[1], _sortable(item[0])))
     steps = []
     for depth in range(spec.depth):
-        at_depth: Counter[str] = Counter()
+        at_depth: Counter[str | None] = Counter()
         for path, count in paths.items():
             if depth < len(path):
                 at_depth[path[depth]] += count
@@ -87,7 +72,7 @@ def run_paths(spec: PathsSpec, events: EventStore, zone: ZoneInfo) -> dict[str, 
                 "depth": depth + 1,
                 "events": [
                     {"event": name, "customers": n, "share": _share(n, customers)}
-                    for name, n in sorted(at_depth.items(), key=lambda i: (-i[1], i[0]))[
+                    for name, n in sorted(at_depth.items(), key=lambda i: (-i[1], i[0] or ""))[
                         : spec.limit
                     ]
                 ],
@@ -112,25 +97,39 @@ def run_paths(spec: PathsSpec, events: EventStore, zone: ZoneInfo) -> dict[str, 
     }
 
 
-def _histories(rows: dict[str, list[Any]]) -> list[tuple[list[str], list[int], list[bool]]]:
-    out: list[tuple[list[str], list[int], list[bool]]] = []
-    current = None
-    for customer, name, at, hit in zip(
-        rows["customer_id"], rows["name"], rows["at"], rows["anchor"], strict=True
-    ):
-        if customer != current:
-            out.append(([], [], []))
-            current = customer
-        names, times, anchors = out[-1]
-        names.append(name)
-        times.append(at)
-        anchors.append(bool(hit))
-    return out
+def _count_paths(
+    spec: PathsSpec, rows: pa.Table, start: datetime | None, end: datetime | None
+) -> Counter[tuple[str | None, ...]]:
+    """Customers per path, the paths found by the compiled rule (``paths_fast``)."""
+    # Loaded here, not at import: numba would slow every command's start.
+    from cxloop.analytics.paths_fast import END, customer_paths
+
+    customer = np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64)
+    at = np.asarray(rows.column("at").to_numpy(), dtype=np.int64)
+    anchors = np.asarray(pc.fill_null(rows.column("anchor"), False).to_numpy(), dtype=np.bool_)
+    encoded = pc.dictionary_encode(rows.column("name")).combine_chunks()
+    labels: list[str | None] = [*encoded.dictionary.to_pylist(), None]  # the last: no name
+    codes = np.asarray(pc.fill_null(encoded.indices, len(labels) - 1).to_numpy(), dtype=np.int64)
+    offsets = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1], True])
+    found = customer_paths(
+        offsets, at, codes, anchors, spec.depth, spec.direction == "after",
+        spec.collapse_repeats,
+        _LOWEST if start is None else int(start.timestamp() * 1_000_000),
+        _HIGHEST if end is None else int(end.timestamp() * 1_000_000),
+    )  # fmt: skip
+    marker = EXIT if spec.direction == "after" else START
+    paths: Counter[tuple[str | None, ...]] = Counter()
+    if not len(found):
+        return paths
+    unique, counts = np.unique(found, axis=0, return_counts=True)
+    for row, n in zip(unique.tolist(), counts.tolist(), strict=True):
+        path = tuple(marker if code == END else labels[code] for code in row if code != -1)
+        paths[path] = n
+    return paths
 
 
-def _collapsed(names: list[str]) -> list[str]:
-    """Consecutive repeats of one event as one step."""
-    return [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
+def _sortable(path: tuple[str | None, ...]) -> tuple[str, ...]:
+    return tuple(name or "" for name in path)
 
 
 def _share(part: int, whole: int) -> float:
