@@ -243,3 +243,28 @@ def test_monthly_retention_reads_months_in_the_project_zone_with_a_trait_breakdo
     finally:
         on_spark(opened, False)
         opened.close()
+
+
+@on_every_engine
+def test_paths_start_at_the_first_anchor_inside_the_date_range(project: Project) -> None:
+    journeys(
+        project,
+        {
+            # The first Order is before the range; the path starts at the second one.
+            "p1": [("Order", d(0)), ("Visit", d(0.5)), ("Order", d(3)), ("Delivered", d(4))],
+            "p2": [("Home", d(2)), ("Order", d(3)), ("Order", d(3.5)), ("Review", d(5))],
+            "p3": [("Order", d(0)), ("Visit", d(1))],  # no Order in the range
+        },
+    )
+    in_range = {"date_from": "2026-03-04", "date_to": "2026-03-10"}
+    after = paths(project, event={"event": "Order"}, depth=2, **in_range)
+    assert after["customers"] == 2
+    assert sorted((p["path"], p["customers"]) for p in after["paths"]) == [
+        (["Order", "Delivered", "$exit"], 1),
+        (["Order", "Review", "$exit"], 1),  # the repeated Order counts once
+    ]
+    before = paths(project, event={"event": "Order"}, direction="before", depth=3, **in_range)
+    assert sorted((p["path"], p["customers"]) for p in before["paths"]) == [
+        (["$start", "Home", "Order"], 1),
+        (["$start", "Order", "Visit", "Order"], 1),
+    ]

@@ -251,12 +251,14 @@ def _rows_query(
         f"{exclusion_bits or '0'} AS exclusions, {value} AS value"
     )
     if spec.order == "strict":
-        # Every event of the customers who could start: any other event breaks an attempt.
+        # Every event of the customers who could start, from their first step-0 event on:
+        # any other event breaks an attempt, and nothing before an attempt matters.
         entry = matches(q, spec.steps[0].event, spec.steps[0].filters)
         named = _named(q, [spec.steps[0].event])
         return (
-            f"SELECT {columns} FROM events WHERE customer_id IN "
-            f"(SELECT customer_id FROM events WHERE {named} AND {entry})",
+            f'SELECT {columns} FROM events JOIN (SELECT customer_id, min("timestamp") AS '
+            f"first_at FROM events WHERE {named} AND {entry} GROUP BY customer_id) starts "
+            'USING (customer_id) WHERE "timestamp" >= starts.first_at',
             q.params,
         )
     named = _named(q, [s.event for s in spec.steps] + [x.event for x in spec.exclusions])

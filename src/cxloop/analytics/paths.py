@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from cxloop.analytics.funnel_spec import FunnelStep, SpecProblem, check_dates, date_range, refuse
-from cxloop.analytics.sql import KINDS, NAME, matches, query_for
+from cxloop.analytics.sql import KINDS, NAME, matches, query_for, time_bounds
 from cxloop.events.base import EventStore
 
 EXIT = "$exit"
@@ -48,16 +48,20 @@ def run_paths(spec: PathsSpec, events: EventStore, zone: ZoneInfo) -> dict[str, 
     "events": [{"event", "customers", "share"}]}]}``."""
     refuse(spec.problems())
     q, sql = query_for(events)
+    start, end = date_range(spec.date_from, spec.date_to, zone)
     anchor = matches(q, spec.event.event, spec.event.filters)
     entry = matches(q, spec.event.event, spec.event.filters)
+    in_range = "".join(f" AND {bound}" for bound in time_bounds(q, start, end))
+    # Only one side of each customer's first anchor in the range can be on a path.
+    side = ">=" if spec.direction == "after" else "<="
     text = (
         f"SELECT customer_id, {q.dialect.epoch_us} AS at, {NAME} AS name, {anchor} AS anchor "
-        f"FROM events WHERE {KINDS} AND customer_id IN "
-        f"(SELECT customer_id FROM events WHERE {entry}) "
-        'ORDER BY customer_id, "timestamp", message_id'
+        f'FROM events JOIN (SELECT customer_id, min("timestamp") AS first_at FROM events '
+        f"WHERE {entry}{in_range} GROUP BY customer_id) anchors USING (customer_id) "
+        f'WHERE {KINDS} AND "timestamp" {side} anchors.first_at '
+        'ORDER BY customer_id, "at", message_id'
     )
     rows = sql(text, q.params)
-    start, end = date_range(spec.date_from, spec.date_to, zone)
     paths = _count_paths(spec, rows, start, end)
     customers = sum(paths.values())
     ranked = sorted(paths.items(), key=lambda item: (-item[1], _sortable(item[0])))

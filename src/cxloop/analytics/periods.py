@@ -28,7 +28,15 @@ from cxloop.analytics.funnel_spec import (
     date_range,
     refuse,
 )
-from cxloop.analytics.sql import KINDS, OTHER, Query, first_per_customer, matches, query_for
+from cxloop.analytics.sql import (
+    KINDS,
+    OTHER,
+    Query,
+    first_per_customer,
+    matches,
+    query_for,
+    time_bounds,
+)
 from cxloop.events.base import EventStore
 
 Interval = Literal["day", "week", "month"]
@@ -84,7 +92,7 @@ def run_trends(
     value = _value_column(q, spec.breakdown)
     where = [matches(q, spec.event.event, spec.event.filters) if spec.event else KINDS]
     start, end = date_range(spec.date_from, spec.date_to, zone)
-    where += _time_bounds(q, start, end)
+    where += time_bounds(q, start, end)
     text = (
         f"SELECT {period} AS period, customer_id, {value} AS value, count(*) AS n "
         f"FROM events WHERE {' AND '.join(where)} GROUP BY 1, 2, 3"
@@ -208,7 +216,7 @@ def _retention_query(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str
     # Fragments in the order the text uses them, so their parameters line up.
     cohort = q.period_number(spec.period, zone.key, "first_at")
     start, end = date_range(spec.date_from, spec.date_to, zone)
-    picked = _time_bounds(q, start, end, column="first_at") or ["TRUE"]
+    picked = time_bounds(q, start, end, column="first_at") or ["TRUE"]
     stamp = 'e."timestamp"'
     bit = q.dialect.bit.replace(
         "{k}", f"{q.period_number(spec.period, zone.key, stamp)} - c.cohort"
@@ -256,17 +264,6 @@ def _value_column(q: Query, breakdown: Breakdown | None) -> str:
     if breakdown is not None and breakdown.property is not None:
         return q.text(breakdown.property)
     return "NULL"
-
-
-def _time_bounds(
-    q: Query, start: datetime | None, end: datetime | None, column: str = '"timestamp"'
-) -> list[str]:
-    out = []
-    if start is not None:
-        out.append(q.add(f"{column} >= {{m}}", start))
-    if end is not None:
-        out.append(q.add(f"{column} < {{m}}", end))
-    return out
 
 
 def _values(

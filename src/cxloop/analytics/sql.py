@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -185,6 +186,18 @@ def dialect_for(events: EventStore) -> Dialect | None:
 
 class EngineUnsupported(RuntimeError):
     """The event store cannot run analytics queries."""
+
+
+def time_bounds(
+    q: Query, start: datetime | None, end: datetime | None, column: str = '"timestamp"'
+) -> list[str]:
+    """Conditions keeping ``column`` (a UTC timestamp) in the half-open range."""
+    out = []
+    if start is not None:
+        out.append(q.add(f"{column} >= {{m}}", start))
+    if end is not None:
+        out.append(q.add(f"{column} < {{m}}", end))
+    return out
 
 
 def first_per_customer(dialect: Dialect, columns: str, where: str) -> str:
