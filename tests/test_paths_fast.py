@@ -81,3 +81,17 @@ def test_the_compiled_paths_agree_with_the_reference(
     end = datetime.fromtimestamp(high, UTC)
     scaled = rows.set_column(1, "at", pa.array([at * micros for at in rows["at"].to_pylist()]))
     assert _count_paths(spec, scaled, start, end) == reference(histories, spec, low, high)
+
+
+def test_paths_over_many_distinct_names_are_counted_row_by_row() -> None:
+    import numpy as np
+
+    from cxloop.analytics.paths import _count_rows
+
+    found = np.array([[5, 7, -2], [5, 7, -2], [99_999, -2, -1], [5, 7, -2]], dtype=np.int64)
+    for names in (100_000, 10**7):  # packed into integers, and too many names to pack
+        rows, counts = _count_rows(found, names)
+        assert sorted(zip(map(tuple, rows.tolist()), counts.tolist(), strict=True)) == [
+            ((5, 7, -2), 3),
+            ((99_999, -2, -1), 1),
+        ]

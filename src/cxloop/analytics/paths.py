@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
@@ -125,11 +126,23 @@ def _count_paths(
     paths: Counter[tuple[str | None, ...]] = Counter()
     if not len(found):
         return paths
-    unique, counts = np.unique(found, axis=0, return_counts=True)
+    unique, counts = _count_rows(found, len(labels))
     for row, n in zip(unique.tolist(), counts.tolist(), strict=True):
         path = tuple(marker if code == END else labels[code] for code in row if code != -1)
         paths[path] = n
     return paths
+
+
+def _count_rows(found: npt.NDArray[np.int64], names: int) -> tuple[npt.NDArray[np.int64], ...]:
+    """The distinct rows of name codes and how often each occurs. Each row packs into one
+    integer when the codes allow (a 1-D ``np.unique`` costs a tenth of a row-wise one)."""
+    base = names + 2  # the codes run from -2 (the end) to names - 1
+    if base ** found.shape[1] >= 2**62:
+        return tuple(np.unique(found, axis=0, return_counts=True))
+    weights = base ** np.arange(found.shape[1], dtype=np.int64)
+    keys, counts = np.unique((found + 2) @ weights, return_counts=True)
+    rows = (keys[:, None] // weights) % base - 2
+    return rows, counts
 
 
 def _sortable(path: tuple[str | None, ...]) -> tuple[str, ...]:
