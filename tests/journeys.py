@@ -8,6 +8,7 @@ project marked ``on_spark``, Spark over a Parquet lake exported from it just bef
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -15,7 +16,8 @@ from sqlalchemy import Engine
 from cxloop.analytics.lake import export_parquet
 from cxloop.domain.messages import from_dict, normalise
 from cxloop.events.base import EventStore
-from cxloop.project import Project
+from cxloop.project import Project, open_project
+from cxloop.settings import Settings
 
 Journey = list[tuple[str, datetime, dict[str, Any]] | tuple[str, datetime]]
 
@@ -41,6 +43,16 @@ def journeys(project: Project, people: dict[str, Journey]) -> None:
     project.pipeline.ingest(
         [normalise(from_dict(m), received_at=now) for m in messages], source="t"
     )
+
+
+def cli_project(home: Path, people: dict[str, Journey]) -> None:
+    """An embedded project in ``home`` holding the journeys, closed again, so the CLI (with
+    ``CXLOOP_HOME`` pointing there) opens it as a user's command would."""
+    opened = open_project(Settings(home=home))
+    try:
+        journeys(opened, people)
+    finally:
+        opened.close()
 
 
 def traits(project: Project, people: dict[str, dict[str, Any]], at: datetime) -> None:

@@ -18,7 +18,7 @@ from cxloop.cli.main import app
 from cxloop.project import Project, open_project
 from cxloop.settings import Settings
 from tests.conftest import on_every_engine
-from tests.journeys import journeys, on_spark, stores, traits
+from tests.journeys import cli_project, journeys, on_spark, stores, traits
 
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 
@@ -130,11 +130,7 @@ def test_the_cli_prints_trends_and_retention(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "cli"
-    opened = open_project(Settings(home=home))
-    try:
-        journeys(opened, {"p1": [("A", d(0)), ("B", d(8))], "p2": [("A", d(1))]})
-    finally:
-        opened.close()
+    cli_project(home, {"p1": [("A", d(0)), ("B", d(8))], "p2": [("A", d(1))]})
     monkeypatch.setenv("CXLOOP_HOME", str(home))
     runner = CliRunner()
     args = ["retention", "--start", "A", "--return", "B", "--periods", "3"]

@@ -55,7 +55,7 @@ def run_funnel(
     dialect = q.dialect
     customers = customers_for(events, engine)
     _check_breakdown(spec, sql, dialect, customers)
-    found = _found(spec, events, dialect, zone)
+    found = _found(spec, events, zone)
     # A step no row matched may name an event that was never stored: say so.
     unseen = [s.event for n, s in enumerate(spec.steps) if not found.seen >> n & 1]
     warnings = _unknown_events(unseen, sql, dialect) if unseen else []
@@ -84,8 +84,7 @@ def funnel_customers(
     if not 0 <= step < len(spec.steps) or (outcome == "dropped" and step == len(spec.steps) - 1):
         last = len(spec.steps) - (2 if outcome == "dropped" else 1)
         raise SpecRejected([SpecProblem("bad_step", "step", f"use a step within 0..{last}")])
-    q, _ = query_for(events)
-    found = _found(spec, events, q.dialect, zone)
+    found = _found(spec, events, zone)
     chosen = found.reached > step if outcome == "reached" else found.reached == step + 1
     ids = sorted(found.customers[chosen].tolist())
     page = ids[offset : offset + limit]
@@ -95,11 +94,11 @@ def funnel_customers(
         "outcome": outcome,
         "total": len(ids),
         "customers": [
-            {"id": c, "name": people.get(c, (None, None))[0],
-             "email": people.get(c, (None, None))[1]}
+            {"id": c, "name": name, "email": email}
             for c in page
+            for name, email in [people.get(c, (None, None))]
         ],
-    }  # fmt: skip
+    }
 
 
 @dataclass(frozen=True)
@@ -114,12 +113,13 @@ class _Found:
     seen: int = 0
 
 
-def _found(spec: FunnelSpec, events: EventStore, dialect: Dialect, zone: ZoneInfo) -> _Found:
+def _found(spec: FunnelSpec, events: EventStore, zone: ZoneInfo) -> _Found:
     """The rows in one query; the rules where the rows are: in this process, or, on Spark,
     in the executors next to the data."""
+    q, sql = query_for(events)
     frame = getattr(events, "frame", None)
     # Spark sorts each bucket itself, so its rows carry the message id that breaks ties.
-    text, params = _rows_query(spec, dialect, with_message_id=frame is not None)
+    text, params = _rows_query(spec, q.dialect, with_message_id=frame is not None)
     if frame is not None:
         from cxloop.analytics.spark_kernels import funnel_attempts
 
@@ -128,7 +128,7 @@ def _found(spec: FunnelSpec, events: EventStore, dialect: Dialect, zone: ZoneInf
     # Only strict funnels care which of two events at the same time came first (ordered
     # ones try every order of equal times), so the sort needs no message-id tie-break.
     order = ' ORDER BY customer_id, "at"' + (", message_id" if strict else "")
-    rows = events.sql(text + order, params)  # type: ignore[attr-defined]
+    rows = sql(text + order, params)
     found = _attempts(spec, rows, zone)
     seen = int(np.bitwise_or.reduce(_ints(rows, "steps"))) if rows.num_rows else 0
     return _Found(found.customers, found.reached, found.times, found.values, seen)
