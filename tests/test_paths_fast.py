@@ -9,7 +9,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cxloop.analytics.paths import EXIT, START, PathsSpec, _count_paths
+from cxloop.analytics.paths import EXIT, START, PathsSpec, count_paths
 
 NAMES = ["A", "B", "C", None]  # None: a page without a name
 
@@ -80,7 +80,7 @@ def test_the_compiled_paths_agree_with_the_reference(
     start = datetime.fromtimestamp(low, UTC)
     end = datetime.fromtimestamp(high, UTC)
     scaled = rows.set_column(1, "at", pa.array([at * micros for at in rows["at"].to_pylist()]))
-    assert _count_paths(spec, scaled, start, end) == reference(histories, spec, low, high)
+    assert count_paths(spec, scaled, start, end) == reference(histories, spec, low, high)
 
 
 def test_paths_over_many_distinct_names_are_counted_row_by_row() -> None:

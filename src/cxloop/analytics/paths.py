@@ -56,14 +56,19 @@ def run_paths(spec: PathsSpec, events: EventStore, zone: ZoneInfo) -> dict[str, 
     # Only one side of each customer's first anchor in the range can be on a path.
     side = ">=" if spec.direction == "after" else "<="
     text = (
-        f"SELECT customer_id, {q.dialect.epoch_us} AS at, {NAME} AS name, {anchor} AS anchor "
-        f'FROM events JOIN (SELECT customer_id, min("timestamp") AS first_at FROM events '
-        f"WHERE {entry}{in_range} GROUP BY customer_id) anchors USING (customer_id) "
-        f'WHERE {KINDS} AND "timestamp" {side} anchors.first_at '
-        'ORDER BY customer_id, "at", message_id'
+        f"SELECT customer_id, message_id, {q.dialect.epoch_us} AS at, {NAME} AS name, "
+        f'{anchor} AS anchor FROM events JOIN (SELECT customer_id, min("timestamp") AS '
+        f"first_at FROM events WHERE {entry}{in_range} GROUP BY customer_id) anchors "
+        f'USING (customer_id) WHERE {KINDS} AND "timestamp" {side} anchors.first_at'
     )
-    rows = sql(text, q.params)
-    paths = _count_paths(spec, rows, start, end)
+    frame = getattr(events, "frame", None)
+    if frame is not None:  # Spark: the paths are found in the executors
+        from cxloop.analytics.spark_kernels import spark_paths
+
+        paths = spark_paths(spec, frame(text, q.params), start, end)
+    else:
+        rows = sql(text + ' ORDER BY customer_id, "at", message_id', q.params)
+        paths = count_paths(spec, rows, start, end)
     customers = sum(paths.values())
     ranked = sorted(paths.items(), key=lambda item: (-item[1], _sortable(item[0])))
     steps = []
@@ -102,10 +107,11 @@ def run_paths(spec: PathsSpec, events: EventStore, zone: ZoneInfo) -> dict[str, 
     }
 
 
-def _count_paths(
+def count_paths(
     spec: PathsSpec, rows: pa.Table, start: datetime | None, end: datetime | None
 ) -> Counter[tuple[str | None, ...]]:
-    """Customers per path, the paths found by the compiled rule (``paths_fast``)."""
+    """Customers per path in rows sorted by customer and time, the paths found by the
+    compiled rule (``paths_fast``)."""
     # Loaded here, not at import: numba would slow every command's start.
     from cxloop.analytics.paths_fast import END, customer_paths
 

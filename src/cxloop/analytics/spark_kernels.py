@@ -1,15 +1,18 @@
-"""The funnel's sequence rules inside Spark, next to the data.
+"""The sequence rules of funnels and paths inside Spark, next to the data.
 
 Spark SQL picks the rows, as on every engine; then ``groupBy(bucket).applyInPandas`` hands
 each executor whole customers (a bucket is ``customer_id`` modulo a few times the cluster's
 parallelism, so one call folds thousands of customers with the compiled rules rather than
 one). Each call sorts its rows by customer and time and runs the very function the
 in-process runner runs (``funnel._attempts``); only one row per customer in the funnel
-comes back to the driver.
+comes back to the driver. Paths work the same way: each call counts its customers' paths
+(``paths.count_paths``), and the driver adds up one row per distinct path and bucket.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cxloop.analytics.funnel_spec import FunnelSpec
+from cxloop.analytics.paths import PathsSpec, count_paths
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,3 +80,37 @@ def _fold_bucket(spec: FunnelSpec, zone: ZoneInfo, group: pd.DataFrame) -> pd.Da
             "value": pd.Series(found.values, dtype=object),
         }
     )
+
+
+def spark_paths(
+    spec: PathsSpec, frame: Any, start: datetime | None, end: datetime | None
+) -> Counter[tuple[str | None, ...]]:
+    """Customers per path, counted in the executors."""
+    from pyspark.sql import functions as F
+
+    buckets = max(8, 4 * frame.sparkSession.sparkContext.defaultParallelism)
+
+    def count(group: pd.DataFrame) -> pd.DataFrame:
+        import pandas as pd
+
+        ordered = group.sort_values(["customer_id", "at", "message_id"], kind="stable")
+        table = pa.Table.from_pandas(
+            ordered[["customer_id", "at", "name", "anchor"]], preserve_index=False
+        )
+        found = count_paths(spec, table, start, end)
+        return pd.DataFrame(
+            {"path": pd.Series([list(p) for p in found], dtype=object),
+             "customers": pd.Series(list(found.values()), dtype="int64")}
+        )  # fmt: skip
+
+    result: pa.Table = (
+        frame.groupBy(F.pmod(F.col("customer_id"), F.lit(buckets)))
+        .applyInPandas(count, schema="path array<string>, customers long")
+        .toArrow()
+    )
+    totals: Counter[tuple[str | None, ...]] = Counter()
+    for path, n in zip(
+        result.column("path").to_pylist(), result.column("customers").to_pylist(), strict=True
+    ):
+        totals[tuple(path)] += n
+    return totals
