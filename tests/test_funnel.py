@@ -447,6 +447,10 @@ def test_the_cli_runs_every_query_on_spark_over_the_exported_lake(
         answers[query[0]] = json.loads(there.stdout)
     assert [s["count"] for s in answers["funnel"]["steps"]] == [2, 1]  # not vacuous
     assert answers["paths"]["customers"] == 2
+    next((home / "lake" / "events").rglob("*.parquet")).write_bytes(b"not parquet")
+    broken = runner.invoke(app, ["funnel", "--steps", "A,B", "--engine", "spark"])
+    assert broken.exit_code == 2
+    assert "cannot read the lake" in broken.output and "Traceback" not in broken.output
 
 
 @on_every_engine

@@ -57,7 +57,7 @@ def _run(engine: str | None, lake: Path | None, path: str, body: dict[str, Any],
         raise CliError(f"--engine: use one of {', '.join(ENGINES)}", 2)
     settings = load_settings()
     if engine == "spark":
-        from cxloop.events.spark_lake import LakeUnavailable, SparkLake
+        from cxloop.events.spark_lake import SPARK_ERRORS, LakeUnavailable, SparkLake, spark_error
 
         try:
             store = SparkLake(lake or settings.effective_lake_dir, master=settings.spark_master)
@@ -66,6 +66,8 @@ def _run(engine: str | None, lake: Path | None, path: str, body: dict[str, Any],
         try:
             # The lake answers the runners' SQL; it is read-only, no full event store.
             return runner(cast(EventStore, store), None, settings.zone)
+        except SPARK_ERRORS as exc:  # an unreadable file, a lost executor
+            raise CliError(f"--engine spark: {spark_error(exc)}", 1) from exc
         finally:
             store.close()
     if lake is not None:

@@ -35,6 +35,24 @@ class LakeUnavailable(RuntimeError):
     """Spark cannot run here, or the directory holds no lake; the message says which."""
 
 
+try:  # what a failed Spark job raises in Python, when PySpark is installed
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    SPARK_ERRORS: tuple[type[Exception], ...] = (PySparkException, Py4JJavaError)
+except ImportError:  # pragma: no cover - without the spark extra
+    SPARK_ERRORS = ()
+
+
+def spark_error(exc: BaseException) -> str:
+    """The line of a Spark error that says what went wrong (not the JVM's stack)."""
+    lines = [line.strip(" :") for line in str(exc).splitlines() if line.strip(" :")]
+    for line in lines:
+        if "Exception: " in line:
+            return line.split("Exception: ", 1)[1]
+    return lines[0] if lines else type(exc).__name__
+
+
 def spark_session(master: str = "local[*]") -> Any:
     """One Spark session per master for the whole process: starting a JVM costs seconds."""
     with _lock:
@@ -71,7 +89,8 @@ def spark_session(master: str = "local[*]") -> Any:
             session = builder.getOrCreate()
         except Exception as exc:  # the JVM did not start: Java missing or broken
             raise LakeUnavailable(f"Spark did not start: {exc}") from exc
-        session.sparkContext.setLogLevel("ERROR")
+        # Failed jobs reach Python as exceptions, reported in one line; the JVM keeps quiet.
+        session.sparkContext.setLogLevel("FATAL")
         _sessions[master] = session
         return session
 
@@ -91,14 +110,18 @@ class SparkLake:
         # A session of its own shares the JVM but not the views, so two lakes can be open.
         self.session = spark_session(master).newSession()
         events_dir = directory / "events"
-        if any(events_dir.rglob("*.parquet")):
-            events = self.session.read.parquet(str(events_dir))
-        else:  # a lake of a project without events
-            events = self.session.createDataFrame([], _events_ddl())
-        events.createOrReplaceTempView("events")
-        self.session.read.parquet(str(directory / "customers.parquet")).createOrReplaceTempView(
-            "customers"
-        )
+        try:
+            if any(events_dir.rglob("*.parquet")):
+                events = self.session.read.parquet(str(events_dir))
+            else:  # a lake of a project without events
+                events = self.session.createDataFrame([], _events_ddl())
+            events.createOrReplaceTempView("events")
+            customers = self.session.read.parquet(str(directory / "customers.parquet"))
+        except SPARK_ERRORS as exc:
+            raise LakeUnavailable(
+                f"cannot read the lake in {directory}: {spark_error(exc)}"
+            ) from exc
+        customers.createOrReplaceTempView("customers")
         self.customers = LakeCustomers(self)
 
     def frame(self, query: str, params: Sequence[Any] = ()) -> Any:
