@@ -168,6 +168,61 @@ def test_an_exclusion_discards_the_attempt_and_removes_a_customer_with_no_clean_
 
 
 @on_every_engine
+def test_an_exclusion_at_the_very_time_of_a_step_is_not_between_the_steps(
+    project: Project,
+) -> None:
+    """As PostHog's test_multiple_events_same_timestamp_exclusions: only an exclusion
+    strictly between the two steps' times discards the attempt."""
+    journeys(
+        project,
+        {
+            "with-start": [("A", h(0)), ("X", h(0)), ("B", h(1)), ("C", h(2))],
+            "with-step": [("A", h(0)), ("X", h(1)), ("B", h(1)), ("C", h(2))],
+            "between": [("A", h(0)), ("X", h(0.5)), ("B", h(1)), ("C", h(2))],
+        },
+    )
+    # Over the whole funnel, X at the time of B still lies between A and C.
+    assert counts(funnel(project, exclusions=[{"event": "X"}])) == [1, 1, 1]
+    assert counts(funnel(project, exclusions=[{"event": "X", "from_step": 0, "to_step": 1}])) == [
+        2,
+        2,
+        2,
+    ]
+    # After step 1, up to the end of the window: X at the time of B is not after B.
+    late = funnel(project, steps=[{"event": "A"}, {"event": "B"}, {"event": "Never"}],
+                  exclusions=[{"event": "X", "from_step": 1, "to_step": 2}])  # fmt: skip
+    assert counts(late) == [3, 3, 0]
+
+
+@on_every_engine
+def test_first_and_last_touch_read_the_customers_earliest_and_latest_valued_step_event(
+    project: Project,
+) -> None:
+    """As PostHog's first- and last-touch attribution tests: the value comes from the
+    customer's earliest (latest) event of any step that has the property at all."""
+    journeys(
+        project,
+        {
+            "safari-later": [("A", h(0)), ("B", h(1), {"browser": "Safari"})],
+            "chrome-first": [("A", h(0), {"browser": "Chrome"}), ("B", h(1))],
+            "both": [("A", h(0), {"browser": "Mac"}), ("B", h(1), {"browser": "Linux"})],
+            "none": [("A", h(0)), ("B", h(1)), ("Other", h(2), {"browser": "Edge"})],
+        },
+    )
+    steps = [{"event": "A"}, {"event": "B"}]
+
+    def groups(attribution: str) -> dict[str | None, list[int]]:
+        result = funnel(project, steps=steps,
+                        breakdown={"property": "browser", "attribution": attribution})  # fmt: skip
+        return {g["value"]: counts(g) for g in result["breakdown"]}
+
+    assert groups("first_touch") == {"Safari": [1, 1], "Chrome": [1, 1], "Mac": [1, 1],
+                                     None: [1, 1]}  # fmt: skip
+    assert groups("last_touch") == {"Safari": [1, 1], "Chrome": [1, 1], "Linux": [1, 1],
+                                    None: [1, 1]}  # fmt: skip
+
+
+@on_every_engine
 def test_merged_identities_count_as_one_customer(project: Project) -> None:
     journeys(project, {"anon-m": [("A", h(0))]})
     journeys(project, {"known-m": [("B", h(1))]})

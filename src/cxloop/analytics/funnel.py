@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from cxloop.analytics.customers import CustomerFacts, customers_for
@@ -146,7 +147,8 @@ def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
     ranges = [spec.exclusion_range(x) for x in spec.exclusions]
     customer = _ints(rows, "customer_id")
     at, steps, exclusions = _ints(rows, "at"), _ints(rows, "steps"), _ints(rows, "exclusions")
-    value = rows.column("value").to_pylist() if spec.breakdown else None
+    by_step = spec.breakdown is not None and spec.breakdown.attribution == "step"
+    value = rows.column("value").to_pylist() if by_step else None
     slow = needs_reference(customer, at, steps, spec.order)
     fast = np.flatnonzero(~slow)
     parts: list[_Found] = []
@@ -192,27 +194,52 @@ def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
     if not parts:
         return _Found(np.zeros(0, np.int64), np.zeros(0, np.int64),
                       np.zeros((0, n_steps), np.int64), [])  # fmt: skip
+    in_funnel = np.concatenate([p.customers for p in parts])
+    values = [v for p in parts for v in p.values]
+    breakdown = spec.breakdown
+    if breakdown is not None and breakdown.property and breakdown.attribution != "step":
+        touched = _touches(rows, customer, at, steps, low, high,
+                           last=breakdown.attribution == "last_touch")  # fmt: skip
+        values = [touched.get(c) for c in in_funnel.tolist()]
     return _Found(
-        np.concatenate([p.customers for p in parts]),
+        in_funnel,
         np.concatenate([p.reached for p in parts]),
         np.concatenate([p.times for p in parts]),
-        [v for p in parts for v in p.values],
+        values,
     )
+
+
+def _touches(
+    rows: pa.Table, customer: Ints, at: Ints, steps: Ints, low: int | None, high: int | None,
+    *, last: bool,
+) -> dict[int, str | None]:  # fmt: skip
+    """Each customer's first (or last) breakdown value: on their earliest (latest) event of
+    the funnel's steps, in the date range, that has the property at all, as PostHog
+    attributes first and last touch, whichever attempt the event belongs to."""
+    valued = np.asarray(pc.is_valid(rows.column("value")).to_numpy(zero_copy_only=False))
+    mask = (steps != 0) & valued
+    if low is not None:
+        mask &= at >= low
+    if high is not None:
+        mask &= at < high
+    candidates = np.flatnonzero(mask)
+    if last:
+        candidates = candidates[::-1]
+    _, first_of_each = np.unique(customer[candidates], return_index=True)
+    picks = candidates[first_of_each]
+    chosen = rows.column("value").take(pa.array(picks)).to_pylist()
+    return dict(zip(customer[picks].tolist(), chosen, strict=True))
 
 
 def _values(
     spec: FunnelSpec, rows_of: Ints, reached: Ints, value: list[Any] | None
 ) -> list[str | None]:
-    """Each customer's breakdown value by the attribution asked for."""
+    """Each customer's value on their attempt's attributed step (first and last touch are
+    read from all the customer's step events afterwards, ``_touches``)."""
     breakdown = spec.breakdown
-    if breakdown is None or value is None or breakdown.property is None:
+    if breakdown is None or value is None or breakdown.attribution != "step":
         return [None] * len(reached)
-    if breakdown.attribution == "first_touch":
-        picks = rows_of[:, 0]
-    elif breakdown.attribution == "last_touch":
-        picks = rows_of[np.arange(len(reached)), reached - 1]
-    else:
-        picks = rows_of[:, breakdown.step or 0]
+    picks = rows_of[:, breakdown.step or 0]
     return [value[r] if r >= 0 else None for r in picks.tolist()]
 
 
@@ -354,10 +381,8 @@ def _breakdown(spec: FunnelSpec, found: _Found, customers: CustomerFacts) -> lis
 def _attributed(spec: FunnelSpec, attempt: Attempt, history: list[Event]) -> str | None:
     breakdown = spec.breakdown
     assert breakdown is not None
-    if breakdown.attribution == "first_touch":
-        return history[attempt.events[0]].value
-    if breakdown.attribution == "last_touch":
-        return history[attempt.events[-1]].value
+    if breakdown.attribution != "step":
+        return None  # first and last touch: ``_touches``
     step = breakdown.step or 0
     return history[attempt.events[step]].value if attempt.reached > step else None
 

@@ -124,8 +124,13 @@ def _excluded(
         if count <= a:
             continue
         begin = at[chosen[a]]
-        stop = at[chosen[b]] if count > b else limit
+        reached_b = count > b
+        stop = at[chosen[b]] if reached_b else limit
         for j in range(first, end):
-            if (exclusions[j] >> n) & 1 and begin <= at[j] <= stop:
+            if (
+                (exclusions[j] >> n) & 1
+                and begin < at[j]
+                and (at[j] < stop if reached_b else at[j] <= stop)
+            ):
                 return True
     return False

@@ -12,9 +12,10 @@ counts and when a customer drops out are sequence rules, kept here in plain code
   between them;
 * **unordered**: the most steps that distinct events within the window after the start can
   cover, whatever their order ("completed N steps");
-* an exclusion event between step *a* and step *b* of an attempt (both ends included; up to
-  the end of the window when *b* is not reached) discards the attempt; a customer with
-  attempts but no clean one leaves the funnel altogether;
+* an exclusion event strictly between step *a* and step *b* of an attempt (one at the very
+  time of either step does not count, as in PostHog; up to the end of the window when *b*
+  is not reached) discards the attempt; a customer with attempts but no clean one leaves
+  the funnel altogether;
 * the customer's result is the attempt that got furthest, the earliest among equals, and
   its step times give the times to convert.
 """
@@ -171,7 +172,10 @@ def _excluded(
         if attempt.reached <= first:
             continue
         begin = attempt.times[first]
-        end = attempt.times[last] if attempt.reached > last else end_of_window
-        if any(n in e.exclusions and begin <= e.at <= end for e in events):
+        if attempt.reached > last:  # strictly between the two steps' times
+            hit = any(n in e.exclusions and begin < e.at < attempt.times[last] for e in events)
+        else:  # after step a, up to the end of the window
+            hit = any(n in e.exclusions and begin < e.at <= end_of_window for e in events)
+        if hit:
             return True
     return False
