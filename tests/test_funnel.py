@@ -223,6 +223,38 @@ def test_first_and_last_touch_read_the_customers_earliest_and_latest_valued_step
 
 
 @on_every_engine
+def test_step_attribution_counts_a_customer_once_per_value_at_that_step(
+    project: Project,
+) -> None:
+    """As PostHog's test_breakdown_step_attributions and
+    test_funnel_step_breakdown_event_single_person_multiple_breakdowns."""
+    second = timedelta(seconds=1)
+    journeys(
+        project,
+        {
+            "p1": [("A", T0, {"browser": "Chrome"}), ("B", T0 + second, {"browser": "Safari"}),
+                   ("B", T0 + 2 * second, {"browser": "Chrome"}),
+                   ("C", T0 + 3 * second, {"browser": "Chrome"})],
+            "p2": [("S", T0 + n * second, {"browser": b})
+                   for n, b in enumerate(["Chrome", "Safari", "Mac", "0"])],
+        },
+    )  # fmt: skip
+
+    def groups(steps: str, step: int) -> tuple[list[int], dict[str | None, list[int]]]:
+        by_step = {"property": "browser", "attribution": "step", "step": step}
+        result = funnel(project, steps=[{"event": e} for e in steps], window_seconds=30,
+                        breakdown=by_step)  # fmt: skip
+        return counts(result), {g["value"]: counts(g) for g in result["breakdown"]}
+
+    # With step 1 taken by the Safari event, then by the Chrome one: both reach the end.
+    assert groups("ABC", 1) == ([1, 1, 1], {"Safari": [1, 1, 1], "Chrome": [1, 1, 1]})
+    assert groups("SB", 0) == (
+        [1, 0],
+        {"Chrome": [1, 0], "Safari": [1, 0], "Mac": [1, 0], "0": [1, 0]},
+    )
+
+
+@on_every_engine
 def test_merged_identities_count_as_one_customer(project: Project) -> None:
     journeys(project, {"anon-m": [("A", h(0))]})
     journeys(project, {"known-m": [("B", h(1))]})

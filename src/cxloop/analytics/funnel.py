@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from cxloop.analytics.customers import CustomerFacts, customers_for
-from cxloop.analytics.funnel_kernel import Attempt, Event, best_attempt
+from cxloop.analytics.funnel_kernel import Event, best_attempt
 from cxloop.analytics.funnel_spec import (
     FunnelSpec,
     SpecProblem,
@@ -112,6 +112,7 @@ class _Found:
     times: Ints
     values: list[str | None]
     seen: int = 0
+    groups: _Found | None = None  # step attribution: one entry per customer and value
 
 
 def _found(spec: FunnelSpec, events: EventStore, zone: ZoneInfo) -> _Found:
@@ -132,7 +133,7 @@ def _found(spec: FunnelSpec, events: EventStore, zone: ZoneInfo) -> _Found:
     rows = sql(text + order, params)
     found = _attempts(spec, rows, zone)
     seen = int(np.bitwise_or.reduce(_ints(rows, "steps"))) if rows.num_rows else 0
-    return _Found(found.customers, found.reached, found.times, found.values, seen)
+    return _Found(found.customers, found.reached, found.times, found.values, seen, found.groups)
 
 
 def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
@@ -147,8 +148,6 @@ def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
     ranges = [spec.exclusion_range(x) for x in spec.exclusions]
     customer = _ints(rows, "customer_id")
     at, steps, exclusions = _ints(rows, "at"), _ints(rows, "steps"), _ints(rows, "exclusions")
-    by_step = spec.breakdown is not None and spec.breakdown.attribution == "step"
-    value = rows.column("value").to_pylist() if by_step else None
     slow = needs_reference(customer, at, steps, spec.order)
     fast = np.flatnonzero(~slow)
     parts: list[_Found] = []
@@ -163,16 +162,8 @@ def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
         )  # fmt: skip
         keep = reached > 0
         picked = picked[keep]
-        rows_of = np.where(picked >= 0, fast[np.maximum(picked, 0)], -1)
         times = np.where(picked >= 0, a[np.maximum(picked, 0)], -1)
-        parts.append(
-            _Found(
-                c[offsets[:-1]][keep],
-                reached[keep],
-                times,
-                _values(spec, rows_of, reached[keep], value),
-            )
-        )
+        parts.append(_Found(c[offsets[:-1]][keep], reached[keep], times, [None] * int(keep.sum())))
     if slow.any():
         subset = rows.filter(pa.array(slow))
         found = []
@@ -188,7 +179,7 @@ def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
                 np.array([w for w, _, _ in found], dtype=np.int64),
                 np.array([a.reached for _, a, _ in found], dtype=np.int64),
                 times,
-                [_attributed(spec, a, h) if spec.breakdown else None for _, a, h in found],
+                [None] * len(found),
             )
         )
     if not parts:
@@ -196,16 +187,70 @@ def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
                       np.zeros((0, n_steps), np.int64), [])  # fmt: skip
     in_funnel = np.concatenate([p.customers for p in parts])
     values = [v for p in parts for v in p.values]
+    groups = None
     breakdown = spec.breakdown
     if breakdown is not None and breakdown.property and breakdown.attribution != "step":
         touched = _touches(rows, customer, at, steps, low, high,
                            last=breakdown.attribution == "last_touch")  # fmt: skip
         values = [touched.get(c) for c in in_funnel.tolist()]
+    elif breakdown is not None and breakdown.property:
+        groups = _step_groups(spec, rows, customer, at, steps, exclusions, zone)
     return _Found(
         in_funnel,
         np.concatenate([p.reached for p in parts]),
         np.concatenate([p.times for p in parts]),
         values,
+        groups=groups,
+    )
+
+
+def _step_groups(
+    spec: FunnelSpec, rows: pa.Table, customer: Ints, at: Ints, steps: Ints, exclusions: Ints,
+    zone: ZoneInfo,
+) -> _Found:  # fmt: skip
+    """Step attribution as PostHog counts it: a customer is counted once for each value the
+    property has on their events of the attributed step, each time with that step taken
+    only by an event with that value; one who never did the step is counted once, without
+    a value. Rows are sorted by customer; each (customer, value) becomes a customer of its
+    own for the rules."""
+    assert spec.breakdown is not None
+    k = spec.breakdown.step or 0
+    encoded = pc.dictionary_encode(rows.column("value").combine_chunks())
+    labels: list[str | None] = [*encoded.dictionary.to_pylist(), None]  # the last: no value
+    code = np.asarray(pc.fill_null(encoded.indices, len(labels) - 1).to_numpy(), np.int64)
+    offsets = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1], True])
+    block_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    at_step = (steps >> k) & 1 == 1
+    pairs = np.unique(block_of[at_step] * len(labels) + code[at_step])
+    pair_block, pair_value = pairs // len(labels), pairs % len(labels)
+    per_block = np.bincount(pair_block, minlength=len(offsets) - 1)
+    groups = np.maximum(per_block, 1)
+    group_block = np.repeat(np.arange(len(groups)), groups)
+    group_value = np.full(len(group_block), -1, dtype=np.int64)  # -1: no constraint
+    first_group = np.cumsum(groups) - groups
+    first_pair = np.cumsum(per_block) - per_block
+    group_value[first_group[pair_block] + np.arange(len(pairs)) - first_pair[pair_block]] = (
+        pair_value
+    )
+    # Each group's copy of its customer's rows, the step's bit kept only on its value.
+    lengths = np.diff(offsets)[group_block]
+    group_of = np.repeat(np.arange(len(group_block)), lengths)
+    within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    source = offsets[group_block][group_of] + within
+    wanted = group_value[group_of]
+    copied_steps = np.where((wanted >= 0) & (code[source] != wanted), steps[source] & ~(1 << k),
+                            steps[source])  # fmt: skip
+    copies = pa.table(
+        {"customer_id": group_of, "at": at[source], "steps": copied_steps,
+         "exclusions": exclusions[source], "value": pa.nulls(len(source), pa.string())}
+    )  # fmt: skip
+    found = _attempts(spec.model_copy(update={"breakdown": None}), copies, zone)
+    chosen = group_value[found.customers]
+    return _Found(
+        customer[offsets[group_block[found.customers]]],
+        found.reached,
+        found.times,
+        [labels[v] if v >= 0 else None for v in chosen.tolist()],
     )
 
 
@@ -229,18 +274,6 @@ def _touches(
     picks = candidates[first_of_each]
     chosen = rows.column("value").take(pa.array(picks)).to_pylist()
     return dict(zip(customer[picks].tolist(), chosen, strict=True))
-
-
-def _values(
-    spec: FunnelSpec, rows_of: Ints, reached: Ints, value: list[Any] | None
-) -> list[str | None]:
-    """Each customer's value on their attempt's attributed step (first and last touch are
-    read from all the customer's step events afterwards, ``_touches``)."""
-    breakdown = spec.breakdown
-    if breakdown is None or value is None or breakdown.attribution != "step":
-        return [None] * len(reached)
-    picks = rows_of[:, breakdown.step or 0]
-    return [value[r] if r >= 0 else None for r in picks.tolist()]
 
 
 def _ints(rows: pa.Table, name: str) -> Ints:
@@ -361,6 +394,7 @@ def _breakdown(spec: FunnelSpec, found: _Found, customers: CustomerFacts) -> lis
         traits = customers.traits_of(found.customers.tolist(), breakdown.trait)
         values = [traits.get(c) for c in found.customers.tolist()]
     else:
+        found = found.groups or found
         values = found.values
     groups: dict[str | None, list[int]] = {}
     for i, value in enumerate(values):
@@ -376,15 +410,6 @@ def _breakdown(spec: FunnelSpec, found: _Found, customers: CustomerFacts) -> lis
     if rest:
         out.append({"value": OTHER, "steps": steps_of([i for v in rest for i in groups[v]])})
     return out
-
-
-def _attributed(spec: FunnelSpec, attempt: Attempt, history: list[Event]) -> str | None:
-    breakdown = spec.breakdown
-    assert breakdown is not None
-    if breakdown.attribution != "step":
-        return None  # first and last touch: ``_touches``
-    step = breakdown.step or 0
-    return history[attempt.events[step]].value if attempt.reached > step else None
 
 
 def _unknown_events(names: list[str], sql: Any, dialect: Dialect) -> list[dict[str, str]]:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
     from cxloop.analytics.funnel import _Found
 
-_RESULT = "customer_id long, reached long, times array<long>, value string"
+# ``grouped`` rows are step attribution's entries per customer and value (``_Found.groups``).
+_RESULT = "customer_id long, reached long, times array<long>, value string, grouped boolean"
 _KERNEL_COLUMNS = ["customer_id", "at", "steps", "exclusions", "value"]
 
 
@@ -52,14 +53,23 @@ def funnel_attempts(spec: FunnelSpec, frame: Any, zone: ZoneInfo) -> _Found:
         .applyInPandas(fold, schema=_RESULT)
         .toArrow()
     )
-    n_steps = len(spec.steps)
+    grouped = result.column("grouped")
+    found = _decoded(result.filter(pc.invert(grouped)), len(spec.steps))
+    groups = None
+    if spec.breakdown is not None and spec.breakdown.attribution == "step":
+        groups = _decoded(result.filter(grouped), len(spec.steps))
+    return _Found(found.customers, found.reached, found.times, found.values, int(seen), groups)
+
+
+def _decoded(result: pa.Table, n_steps: int) -> _Found:
+    from cxloop.analytics.funnel import _Found
+
     flat = pc.list_flatten(result.column("times")).to_numpy(zero_copy_only=False)
     return _Found(
         np.asarray(result.column("customer_id").to_numpy(), dtype=np.int64),
         np.asarray(result.column("reached").to_numpy(), dtype=np.int64),
         np.asarray(flat, dtype=np.int64).reshape(result.num_rows, n_steps),
         result.column("value").to_pylist(),
-        int(seen),
     )
 
 
@@ -72,13 +82,21 @@ def _fold_bucket(spec: FunnelSpec, zone: ZoneInfo, group: pd.DataFrame) -> pd.Da
     ordered = group.sort_values(["customer_id", "at", "message_id"], kind="stable")
     table = pa.Table.from_pandas(ordered[_KERNEL_COLUMNS], preserve_index=False)
     found = _attempts(spec, table, zone)
-    return pd.DataFrame(
-        {
-            "customer_id": found.customers,
-            "reached": found.reached,
-            "times": pd.Series(found.times.tolist(), dtype=object),
-            "value": pd.Series(found.values, dtype=object),
-        }
+    parts = [(found, False)] + ([(found.groups, True)] if found.groups is not None else [])
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "customer_id": part.customers,
+                    "reached": part.reached,
+                    "times": pd.Series(part.times.tolist(), dtype=object),
+                    "value": pd.Series(part.values, dtype=object),
+                    "grouped": grouped,
+                }
+            )
+            for part, grouped in parts
+        ],
+        ignore_index=True,
     )
 
 
