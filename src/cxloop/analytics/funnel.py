@@ -120,17 +120,14 @@ def _found(spec: FunnelSpec, events: EventStore, zone: ZoneInfo) -> _Found:
     in the executors next to the data."""
     q, sql = query_for(events)
     frame = getattr(events, "frame", None)
-    # Spark sorts each bucket itself, so its rows carry the message id that breaks ties.
-    text, params = _rows_query(spec, q.dialect, with_message_id=frame is not None)
+    text, params = _rows_query(spec, q.dialect)
     if frame is not None:
         from cxloop.analytics.spark_kernels import funnel_attempts
 
         return funnel_attempts(spec, frame(text, params), zone)
-    strict = spec.order == "strict"
-    # Only strict funnels care which of two events at the same time came first (ordered
-    # ones try every order of equal times), so the sort needs no message-id tie-break.
-    order = ' ORDER BY customer_id, "at"' + (", message_id" if strict else "")
-    rows = sql(text + order, params)
+    # The rules never depend on the order of events at equal times (the reference tries
+    # every order that matters), so the sort needs no message-id tie-break.
+    rows = sql(text + ' ORDER BY customer_id, "at"', params)
     found = _attempts(spec, rows, zone)
     seen = int(np.bitwise_or.reduce(_ints(rows, "steps"))) if rows.num_rows else 0
     return _Found(found.customers, found.reached, found.times, found.values, seen, found.groups)
@@ -280,9 +277,7 @@ def _ints(rows: pa.Table, name: str) -> Ints:
     return np.asarray(rows.column(name).to_numpy(), dtype=np.int64)
 
 
-def _rows_query(
-    spec: FunnelSpec, dialect: Dialect, *, with_message_id: bool = False
-) -> tuple[str, list[Any]]:
+def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
     """The rows the rules read, unordered. Each fragment is built where it appears in the
     text, so parameters line up.
 
@@ -306,8 +301,7 @@ def _rows_query(
         else "NULL"
     )
     columns = (
-        f"customer_id, {'message_id, ' if with_message_id else ''}"
-        f"{dialect.epoch_us} AS at, {step_bits} AS steps, "
+        f"customer_id, {dialect.epoch_us} AS at, {step_bits} AS steps, "
         f"{exclusion_bits or '0'} AS exclusions, {value} AS value"
     )
     if spec.order == "strict":

@@ -5,6 +5,7 @@ answers for the common case, at a few hundred nanoseconds a step event instead o
 microseconds. It covers ordered and strict funnels of customers whose step events all have
 distinct times; the caller sends customers with step events at equal times (where the
 reference tries the orderings that could matter) and unordered funnels to the reference.
+Other events may share a step's time: in strict funnels they are not between steps.
 A property test holds the two to the same results.
 
 With distinct times, "the earliest unused event at or after the previous step" is simply
@@ -23,12 +24,10 @@ Ints = npt.NDArray[np.int64]
 
 
 def needs_reference(customers: Ints, at: Ints, steps: Ints, order: str) -> npt.NDArray[np.bool_]:
-    """Per event row: its customer has two step events at the same time (ordered funnels),
-    or the funnel is unordered."""
+    """Per event row: its customer has two step events at the same time, or the funnel is
+    unordered."""
     if order == "unordered":
         return np.ones(len(customers), dtype=bool)
-    if order == "strict":
-        return np.zeros(len(customers), dtype=bool)
     same = np.zeros(len(customers), dtype=bool)
     if len(customers) > 1:
         stepping = steps != 0
@@ -90,13 +89,28 @@ def _best(
             count = 1
             j = start
             while count < n_steps:
-                j += 1
                 if strict:
-                    if j >= end or at[j] > limit or (steps[j] >> count) & 1 == 0:
+                    # The next step at the very next time the customer did anything (step
+                    # events have distinct times here; other events at a step's time are
+                    # not between steps).
+                    now = at[j]
+                    j += 1
+                    while j < end and at[j] == now:
+                        j += 1
+                    if j >= end or at[j] > limit:
                         break
+                    nxt, taken = at[j], -1
+                    while j < end and at[j] == nxt:
+                        if (steps[j] >> count) & 1:
+                            taken = j
+                        j += 1
+                    if taken < 0:
+                        break
+                    j = taken
                     chosen[count] = j
                     count += 1
                     continue
+                j += 1
                 while j < end and at[j] <= limit and (steps[j] >> count) & 1 == 0:
                     j += 1
                 if j >= end or at[j] > limit:

@@ -9,7 +9,7 @@ counts and when a customer drops out are sequence rules, kept here in plain code
   one event serves one step of an attempt; events of equal time are tried in every order
   that could matter, so the most generous reading wins;
 * **strict**: the steps must follow one another with no other event of the customer
-  between them;
+  strictly between their times (an event at the very time of a step is not between);
 * **unordered**: the most steps that distinct events within the window after the start can
   cover, whatever their order ("completed N steps");
 * an exclusion event strictly between step *a* and step *b* of an attempt (one at the very
@@ -113,16 +113,29 @@ def _ordered(events: Sequence[Event], start: int, steps: int, window_us: int) ->
 
 
 def _strict(events: Sequence[Event], start: int, steps: int, window_us: int) -> Attempt:
+    """Each next step at the previous step's time or at the very next time the customer did
+    anything: an event strictly between two steps' times breaks the attempt, one at the
+    same time as a step does not (so the order of equal times never matters)."""
     limit = events[start].at + window_us
-    chosen = [start]
-    for step in range(1, steps):
-        following = chosen[-1] + 1
-        if following >= len(events):
-            break
-        event = events[following]
-        if event.at > limit or step not in event.steps:
-            break
-        chosen.append(following)
+
+    def extend(step: int, now: int, used: frozenset[int]) -> list[int]:
+        if step == steps:
+            return []
+        nxt = min((e.at for e in events if e.at > now), default=None)
+        times = (now,) if nxt is None or nxt > limit else (now, nxt)
+        found = [
+            j for j, e in enumerate(events) if j not in used and e.at in times and step in e.steps
+        ]
+        longest: list[int] = []
+        for j in found:
+            taken = [j, *extend(step + 1, events[j].at, used | {j})]
+            if len(taken) > len(longest):
+                longest = taken
+            if len(longest) == steps - step:
+                break
+        return longest
+
+    chosen = [start, *extend(1, events[start].at, frozenset({start}))]
     return Attempt(tuple(chosen), tuple(events[j].at for j in chosen))
 
 

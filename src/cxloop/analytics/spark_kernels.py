@@ -48,7 +48,7 @@ def funnel_attempts(spec: FunnelSpec, frame: Any, zone: ZoneInfo) -> _Found:
         return _fold_bucket(spec, zone, group)
 
     result: pa.Table = (
-        rows.select("customer_id", "at", "message_id", "steps", "exclusions", "value")
+        rows.select("customer_id", "at", "steps", "exclusions", "value")
         .groupBy(F.pmod(F.col("customer_id"), F.lit(buckets)))
         .applyInPandas(fold, schema=_RESULT)
         .toArrow()
@@ -79,7 +79,7 @@ def _fold_bucket(spec: FunnelSpec, zone: ZoneInfo, group: pd.DataFrame) -> pd.Da
 
     from cxloop.analytics.funnel import _attempts
 
-    ordered = group.sort_values(["customer_id", "at", "message_id"], kind="stable")
+    ordered = group.sort_values(["customer_id", "at"], kind="stable")
     table = pa.Table.from_pandas(ordered[_KERNEL_COLUMNS], preserve_index=False)
     found = _attempts(spec, table, zone)
     parts = [(found, False)] + ([(found.groups, True)] if found.groups is not None else [])
