@@ -22,7 +22,7 @@ counts and when a customer drops out are sequence rules, kept here in plain code
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -86,30 +86,18 @@ def best_attempt(
 def _ordered(events: Sequence[Event], start: int, steps: int, window_us: int) -> Attempt:
     limit = events[start].at + window_us
 
-    def extend(step: int, after: int, used: frozenset[int]) -> list[int]:
-        if step == steps:
-            return []
+    def candidates(step: int, now: int, used: frozenset[int]) -> list[int]:
+        """The earliest unused events of the step in the window, from the previous one's
+        time on."""
         found = [
             j
             for j, e in enumerate(events)
-            if j not in used and after <= e.at <= limit and step in e.steps
+            if j not in used and now <= e.at <= limit and step in e.steps
         ]
-        if not found:
-            return []
-        earliest = min(events[j].at for j in found)
-        longest: list[int] = []
-        for j in found:
-            if events[j].at != earliest:
-                continue
-            taken = [j, *extend(step + 1, earliest, used | {j})]
-            if len(taken) > len(longest):
-                longest = taken
-            if len(longest) == steps - step:
-                break
-        return longest
+        earliest = min((events[j].at for j in found), default=None)
+        return [j for j in found if events[j].at == earliest]
 
-    chosen = [start, *extend(1, events[start].at, frozenset({start}))]
-    return Attempt(tuple(chosen), tuple(events[j].at for j in chosen))
+    return _longest(events, start, steps, candidates)
 
 
 def _strict(events: Sequence[Event], start: int, steps: int, window_us: int) -> Attempt:
@@ -118,16 +106,30 @@ def _strict(events: Sequence[Event], start: int, steps: int, window_us: int) -> 
     same time as a step does not (so the order of equal times never matters)."""
     limit = events[start].at + window_us
 
+    def candidates(step: int, now: int, used: frozenset[int]) -> list[int]:
+        nxt = min((e.at for e in events if e.at > now), default=None)
+        times = (now,) if nxt is None or nxt > limit else (now, nxt)
+        return [
+            j for j, e in enumerate(events) if j not in used and e.at in times and step in e.steps
+        ]
+
+    return _longest(events, start, steps, candidates)
+
+
+def _longest(
+    events: Sequence[Event],
+    start: int,
+    steps: int,
+    candidates: Callable[[int, int, frozenset[int]], list[int]],
+) -> Attempt:
+    """The attempt from ``start`` that reaches furthest, trying every candidate event for
+    each next step (candidates differ only where events share a time)."""
+
     def extend(step: int, now: int, used: frozenset[int]) -> list[int]:
         if step == steps:
             return []
-        nxt = min((e.at for e in events if e.at > now), default=None)
-        times = (now,) if nxt is None or nxt > limit else (now, nxt)
-        found = [
-            j for j, e in enumerate(events) if j not in used and e.at in times and step in e.steps
-        ]
         longest: list[int] = []
-        for j in found:
+        for j in candidates(step, now, used):
             taken = [j, *extend(step + 1, events[j].at, used | {j})]
             if len(taken) > len(longest):
                 longest = taken
