@@ -567,3 +567,24 @@ def test_a_project_without_events_answers_with_empty_funnels(project: Project) -
     result = funnel(project, steps=[{"event": "A"}, {"event": "B"}])
     assert counts(result) == [0, 0]
     assert {w["code"] for w in result["warnings"]} == {"unknown_event"}
+
+
+@on_every_engine
+def test_breakdown_groups_are_listed_by_customers_at_the_last_step_first(
+    project: Project,
+) -> None:
+    """As PostHog lists them (test_funnel_step_breakdown_event_with_string_only_breakdown):
+    Chrome converts once out of one, Safari not at all out of two, so Chrome comes first."""
+    journeys(
+        project,
+        {
+            "c1": [("A", h(0), {"browser": "Chrome"}), ("B", h(1)), ("C", h(2))],
+            "s1": [("A", h(0), {"browser": "Safari"}), ("B", h(1))],
+            "s2": [("A", h(0), {"browser": "Safari"})],
+        },
+    )
+    result = funnel(project, breakdown={"property": "browser"})
+    assert [(g["value"], counts(g)) for g in result["breakdown"]] == [
+        ("Chrome", [1, 1, 1]),
+        ("Safari", [2, 1, 0]),
+    ]

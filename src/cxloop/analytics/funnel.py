@@ -403,7 +403,9 @@ def _breakdown(spec: FunnelSpec, found: _Found, customers: CustomerFacts) -> lis
     out = [{"value": v, "steps": steps_of(groups[v])} for v in kept]
     if rest:
         out.append({"value": OTHER, "steps": steps_of([i for v in rest for i in groups[v]])})
-    return out
+    # Shown as PostHog shows them: most customers at the last step first, then the step
+    # before, and so on (the groups kept are still those with most customers at step 0).
+    return sorted(out, key=lambda g: [-s["count"] for s in reversed(g["steps"])])
 
 
 def _unknown_events(names: list[str], sql: Any, dialect: Dialect) -> list[dict[str, str]]:
