@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -14,7 +15,9 @@ from cxloop.analytics.lake import LakeError, export_parquet
 from cxloop.cli.main import app
 from cxloop.project import Project, open_project
 from cxloop.settings import Settings
+from tests.conftest import ServerProcess, make_keys
 from tests.journeys import journeys
+from tests.test_cli import cx, cx_json
 
 T0 = datetime(2026, 1, 30, 12, 0, tzinfo=UTC)
 
@@ -62,3 +65,31 @@ def test_the_cli_writes_the_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert json.loads(done.stdout)["events"] == 1
     refused = runner.invoke(app, ["export", "parquet", str(tmp_path / "lake")])
     assert refused.exit_code == 2 and "--overwrite" in refused.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_the_running_server_writes_the_lake_and_spark_reads_it_meanwhile(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """DuckDB lets one process open its file, so while `cxloop serve` runs the export goes
+    through the server, and Spark then answers from the lake beside it."""
+    settings = server.settings
+    write_key, _ = make_keys(settings)
+    messages = [
+        {"type": "track", "userId": who, "event": name, "messageId": f"{who}-{n}",
+         "timestamp": (T0 + timedelta(hours=n)).isoformat()}
+        for who, names in {"p1": ["A", "B"], "p2": ["A"]}.items()
+        for n, name in enumerate(names)
+    ]  # fmt: skip
+    sent = httpx.post(f"{server.url}/v1/batch", json={"batch": messages}, auth=(write_key, ""))
+    assert sent.status_code == 200, sent.text
+    elsewhere = cx(settings, "export", "parquet", str(tmp_path / "elsewhere"), check=False)
+    assert elsewhere.returncode == 2 and "CXLOOP_LAKE_DIR" in elsewhere.stderr
+    written = cx_json(settings, "export", "parquet")
+    assert (written["events"], written["customers"]) == (3, 2)
+    again = cx(settings, "export", "parquet", check=False)
+    assert again.returncode != 0 and "--overwrite" in again.stderr
+    here = cx_json(settings, "funnel", "--steps", "A,B")
+    there = cx_json(settings, "funnel", "--steps", "A,B", "--engine", "spark")
+    assert there == here and [s["count"] for s in there["steps"]] == [2, 1]

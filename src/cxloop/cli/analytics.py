@@ -24,7 +24,7 @@ from cxloop.analytics.lake import LakeError, export_parquet
 from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.analytics.sql import EngineUnsupported
-from cxloop.cli.context import CliError, call_project, handle_errors, load_settings, local_project
+from cxloop.cli.context import CliError, call_project, handle_errors, load_settings, remote_server
 from cxloop.cli.output import Format, duration, emit, err_console, key_values, percent
 from cxloop.events.base import EventStore
 from cxloop.project import Project
@@ -400,12 +400,24 @@ def export_parquet_command(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The events (partitioned by month) and the customers as a Parquet lake, which
-    `--engine spark` reads."""
+    `--engine spark` reads. With `cxloop serve` running, the server writes it (to
+    CXLOOP_LAKE_DIR only)."""
     settings = load_settings()
-    target = directory or settings.effective_lake_dir
-    with local_project(settings) as project:
+    target = (directory or settings.effective_lake_dir).expanduser().resolve()
+    if target != settings.effective_lake_dir:
+        with remote_server(settings) as remote:
+            if remote is not None:
+                raise CliError(
+                    f"DIR: a running server writes the lake only to CXLOOP_LAKE_DIR "
+                    f"({settings.effective_lake_dir}); leave out DIR or stop cxloop serve",
+                    2,
+                )
+
+    def local(project: Project) -> Any:
         try:
-            result = export_parquet(project.events, project.engine, target, overwrite=overwrite)
+            return export_parquet(project.events, project.engine, target, overwrite=overwrite)
         except LakeError as exc:
             raise CliError(str(exc), 2) from exc
+
+    result = call_project("POST", "/api/v1/export/parquet", local, body={"overwrite": overwrite})
     key_values(result, fmt, title="Parquet lake written")

@@ -1,4 +1,5 @@
-"""REST API for journey analytics: funnels, trends, retention and paths."""
+"""REST API for journey analytics: funnels, trends, retention and paths, and the export of
+the Parquet lake that Spark reads."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from cxloop.analytics.funnel import funnel_customers, run_funnel
 from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected
+from cxloop.analytics.lake import LakeError, export_parquet
 from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.analytics.sql import EngineUnsupported
@@ -91,3 +93,25 @@ def paths(state: Secret, spec: PathsSpec) -> dict[str, Any]:
     """The most common paths after (or before) an event, where customers exit included."""
     project = state.project
     return _answer(lambda: run_paths(spec, project.events, project.settings.zone))
+
+
+export_router = APIRouter(prefix="/api/v1/export", tags=["export"])
+
+
+class LakeExportIn(BaseModel):
+    overwrite: bool = Field(default=False, description="Replace a lake already there")
+
+
+@export_router.post("/parquet")
+def export_lake(state: Secret, body: LakeExportIn) -> dict[str, Any]:
+    """Write the Parquet lake (events by month, customers) to the project's lake directory
+    (``CXLOOP_LAKE_DIR``), which Spark reads with ``--engine spark``. The server writes
+    only there: no caller chooses where the server's files go."""
+    project = state.project
+    try:
+        return export_parquet(
+            project.events, project.engine, project.settings.effective_lake_dir,
+            overwrite=body.overwrite,
+        )  # fmt: skip
+    except LakeError as exc:
+        raise ApiError(422, "lake_not_empty", str(exc), field="overwrite") from exc

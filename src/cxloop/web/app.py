@@ -78,6 +78,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(lifecycle.router)
     app.include_router(analytics.router)
+    app.include_router(analytics.export_router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
