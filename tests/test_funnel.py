@@ -395,6 +395,7 @@ def test_step_filters_compare_properties(project: Project) -> None:
         ({"date_from": "yesterday"}, "bad_date"),
     ],
 )
+@on_every_engine
 def test_bad_specs_are_refused_with_a_code(
     project: Project, spec: dict[str, Any], code: str
 ) -> None:
