@@ -171,6 +171,41 @@ def test_unordered_counts_steps_completed_in_any_order(project: Project) -> None
 
 
 @on_every_engine
+def test_unordered_funnels_take_exclusions_over_the_whole_funnel(project: Project) -> None:
+    """As PostHog's unordered exclusion tests: an attempt with an exclusion strictly between
+    its first and last events is discarded, and a shorter clean attempt counts instead."""
+    journeys(
+        project,
+        {
+            "clean": [("S", h(1)), ("P", h(2))],
+            "x-inside": [("S", h(3)), ("X", h(3.5)), ("P", h(4))],  # counts from P alone
+            "x-after": [("S", h(5)), ("P", h(6)), ("X", h(7))],
+        },
+    )
+    two = funnel(project, steps=[{"event": "S"}, {"event": "P"}], order="unordered",
+                 exclusions=[{"event": "X"}])  # fmt: skip
+    assert counts(two) == [3, 2]
+    journeys(
+        project,
+        {
+            "five-1": [("A", h(10)), ("X", h(11)), ("B", h(12)), ("C", h(13)), ("Y", h(13.5)),
+                       ("D", h(14)), ("E", h(15))],
+            "five-2": [("A", h(10)), ("B", h(11)), ("C", h(13)), ("D", h(14)), ("E", h(15))],
+            "five-3": [("A", h(10)), ("X", h(10.5)), ("B", h(11)), ("C", h(13)), ("D", h(14)),
+                       ("X", h(14.5)), ("E", h(15))],
+        },
+    )  # fmt: skip
+    five = funnel(project, steps=[{"event": e} for e in "ABCDE"], order="unordered",
+                  exclusions=[{"event": "X"}, {"event": "Y"}])  # fmt: skip
+    # five-1's best clean attempt is D, E; five-3's only E (every longer one holds an X).
+    assert counts(five) == [3, 2, 1, 1, 1]
+    with pytest.raises(SpecRejected) as caught:
+        funnel(project, steps=[{"event": e} for e in "ABC"], order="unordered",
+               exclusions=[{"event": "X", "from_step": 0, "to_step": 1}])  # fmt: skip
+    assert caught.value.problems[0].code == "bad_exclusion"
+
+
+@on_every_engine
 def test_an_exclusion_discards_the_attempt_and_removes_a_customer_with_no_clean_one(
     project: Project,
 ) -> None:

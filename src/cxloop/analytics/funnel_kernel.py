@@ -14,8 +14,9 @@ counts and when a customer drops out are sequence rules, kept here in plain code
   cover, whatever their order ("completed N steps");
 * an exclusion event strictly between step *a* and step *b* of an attempt (one at the very
   time of either step does not count, as in PostHog; up to the end of the window when *b*
-  is not reached) discards the attempt; a customer with attempts but no clean one leaves
-  the funnel altogether;
+  is not reached; for unordered funnels, whose exclusions cover the whole funnel, strictly
+  between the attempt's first and last events) discards the attempt; a customer with
+  attempts but no clean one leaves the funnel altogether;
 * the customer's result is the attempt that got furthest, the earliest among equals, and
   its step times give the times to convert.
 """
@@ -74,7 +75,7 @@ def best_attempt(
             attempt = _strict(events, start, steps, window_us)
         else:
             attempt = _ordered(events, start, steps, window_us)
-        if _excluded(events, attempt, exclusions, window_us):
+        if _excluded(events, attempt, exclusions, window_us, order == "unordered"):
             continue
         if best is None or attempt.reached > best.reached:
             best = attempt
@@ -179,9 +180,16 @@ def _excluded(
     attempt: Attempt,
     exclusions: Sequence[tuple[int, int]],
     window_us: int,
+    unordered: bool = False,
 ) -> bool:
+    """An exclusion event strictly inside its range of the attempt. Unordered attempts
+    (whose exclusions cover the whole funnel) span from their first to their last event,
+    as in PostHog; the others run on to the end of the window when step *b* is missing."""
     if not exclusions:
         return False
+    if unordered:
+        first, last = attempt.times[0], attempt.times[-1]
+        return any(e.exclusions and first < e.at < last for e in events)
     end_of_window = attempt.times[0] + window_us
     for n, (first, last) in enumerate(exclusions):
         if attempt.reached <= first:

@@ -150,15 +150,21 @@ class _ExclusionsFit(_Rule):
 
     def check(self, spec: FunnelSpec) -> list[SpecProblem]:
         problems: list[SpecProblem] = []
-        if spec.exclusions and spec.order == "unordered":
-            problems.append(
-                SpecProblem(
-                    self.code, "exclusions", "exclusions apply to ordered and strict funnels"
-                )
-            )
+        last = len(spec.steps) - 1
         for n, exclusion in enumerate(spec.exclusions):
             start, end = spec.exclusion_range(exclusion)
             where = f"exclusions[{n}]"
+            if spec.order == "unordered" and (start, end) != (0, last):
+                # Unordered steps have no "between step a and step b" (as in PostHog).
+                problems.append(
+                    SpecProblem(
+                        self.code,
+                        where,
+                        f"an unordered funnel takes exclusions over the whole funnel only "
+                        f"(from_step 0, to_step {last})",
+                    )
+                )
+                continue
             if end > len(spec.steps) - 1 or start >= end:
                 problems.append(
                     SpecProblem(
