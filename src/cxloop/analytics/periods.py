@@ -153,10 +153,20 @@ def run_retention(
     in period *k* or later ("on_or_after")."""
     refuse(spec.problems())
     q, sql = query_for(events)
-    rows = sql(*_retention_query(spec, q, zone))
+    span = sql(*_period_span(spec, Query(q.dialect), zone)).to_pylist()[0]
+    by_property = spec.breakdown is not None and spec.breakdown.property is not None
+    if by_property or span["first"] is None or span["last"] - span["first"] > _MASK_PERIODS:
+        rows = sql(*_retention_query(spec, q, zone))
+        back = np.asarray(rows.column("back").to_numpy(), dtype=np.int64)
+    else:
+        rows = sql(*_masks_query(spec, q, zone, span["first"]))
+        masks = np.asarray(rows.column("mask").to_numpy(), dtype=np.int64)
     customers = np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64)
     cohort = np.asarray(rows.column("cohort").to_numpy(), dtype=np.int64)
-    back = np.asarray(rows.column("back").to_numpy(), dtype=np.int64)
+    if "mask" in rows.column_names:
+        # Bit p of a mask: active in the p-th period of the data; shifted to the cohort's.
+        kept = (1 << spec.periods) - 2  # periods 1 .. periods - 1 after the cohort's
+        back = np.right_shift(masks, cohort - span["first"]) & kept
     # The range picks cohorts; returns count up to the current period.
     now = _period_of(datetime.now(zone), spec.period, zone)
     assert now is not None
@@ -191,6 +201,44 @@ def run_retention(
             for v, members in _grouped(values, spec.breakdown.limit, lambda i: 1)
         ]
     return result
+
+
+_MASK_PERIODS = 62  # periods a 64-bit mask of active periods can hold (sign bit left)
+
+
+def _period_span(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str, list[Any]]:
+    """The first and last period with any event: when they are close enough, each
+    customer's active periods fit one integer (``_masks_query``)."""
+    first = q.period_number(spec.period, zone.key, 'min("timestamp")')
+    last = q.period_number(spec.period, zone.key, 'max("timestamp")')
+    return f"SELECT {first} AS first, {last} AS last FROM events", q.params
+
+
+def _masks_query(spec: RetentionSpec, q: Query, zone: ZoneInfo, base: int) -> tuple[str, list[Any]]:
+    """One row per cohort customer: the cohort's period number and ``mask``, bit *p* set
+    when the customer came back in the *p*-th period after ``base``. One grouping of the
+    events by customer, no join: what chdb's arrays form does, in any engine's SQL."""
+    # Fragments in the order the text uses them, so their parameters line up.
+    cohort = q.period_number(spec.period, zone.key, "first_at")
+    start_where = (
+        matches(q, spec.start_event.event, spec.start_event.filters) if spec.start_event else KINDS
+    )
+    return_where = (
+        matches(q, spec.return_event.event, spec.return_event.filters)
+        if spec.return_event
+        else KINDS
+    )
+    offset = f"{q.period_number(spec.period, zone.key)} - {int(base)}"
+    bit = q.dialect.bit.replace("{k}", offset)
+    start, end = date_range(spec.date_from, spec.date_to, zone)
+    picked = ["first_at IS NOT NULL", *time_bounds(q, start, end, column="first_at")]
+    text = (
+        f"SELECT customer_id, {cohort} AS cohort, NULL AS value, coalesce(mask, 0) AS mask "
+        f'FROM (SELECT customer_id, min(CASE WHEN {start_where} THEN "timestamp" END) AS '
+        f"first_at, bit_or(CASE WHEN {return_where} THEN {bit} END) AS mask FROM events "
+        f"GROUP BY customer_id) per WHERE {' AND '.join(picked)}"
+    )
+    return text, q.params
 
 
 def _retention_query(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str, list[Any]]:
