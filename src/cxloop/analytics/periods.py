@@ -4,8 +4,8 @@ Periods are whole numbers counted from 1970 (days, weeks from Monday, months), c
 SQL in the project's time zone (``Query.period_number``), so periods subtract and index
 arrays. Trends get one row per period, customer and breakdown value and add them up with
 array operations. Retention lets the engine do the counting: one row per cohort customer
-with a bit mask of the periods after the cohort's in which they came back, as chdb's
-arrays form does, so a million customers cost a fraction of a second on every engine.
+with a bit mask of the periods in which they came back, as chdb's arrays form does, so a
+million customers cost a fraction of a second on every engine.
 """
 
 from __future__ import annotations
