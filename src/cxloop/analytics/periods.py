@@ -153,20 +153,20 @@ def run_retention(
     in period *k* or later ("on_or_after")."""
     refuse(spec.problems())
     q, sql = query_for(events)
-    span = sql(*_period_span(spec, Query(q.dialect), zone)).to_pylist()[0]
     by_property = spec.breakdown is not None and spec.breakdown.property is not None
-    if by_property or span["first"] is None or span["last"] - span["first"] > _MASK_PERIODS:
+    span = None if by_property else sql(*_period_span(spec, Query(q.dialect), zone)).to_pylist()[0]
+    if span is None or span["first"] is None or span["last"] - span["first"] > _MASK_PERIODS:
         rows = sql(*_retention_query(spec, q, zone))
+        cohort = np.asarray(rows.column("cohort").to_numpy(), dtype=np.int64)
         back = np.asarray(rows.column("back").to_numpy(), dtype=np.int64)
     else:
         rows = sql(*_masks_query(spec, q, zone, span["first"]))
+        cohort = np.asarray(rows.column("cohort").to_numpy(), dtype=np.int64)
         masks = np.asarray(rows.column("mask").to_numpy(), dtype=np.int64)
-    customers = np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64)
-    cohort = np.asarray(rows.column("cohort").to_numpy(), dtype=np.int64)
-    if "mask" in rows.column_names:
         # Bit p of a mask: active in the p-th period of the data; shifted to the cohort's.
         kept = (1 << spec.periods) - 2  # periods 1 .. periods - 1 after the cohort's
         back = np.right_shift(masks, cohort - span["first"]) & kept
+    customers = np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64)
     # The range picks cohorts; returns count up to the current period.
     now = _period_of(datetime.now(zone), spec.period, zone)
     assert now is not None

@@ -48,23 +48,29 @@ class Dialect:
     present: str  # the property is there (JSON null included)
     number: str  # {x} as a double, NULL when it is not a number
     contains: str
-    local_time: str  # the event's wall-clock time in the zone given as parameter
+    local_time: str  # the wall-clock time of the timestamp {t} in the zone {m}
     local_day: str = ""  # days since 1970-01-01 of {t}'s wall-clock date in the zone {m}
     utc_day: str = ""  # ... in UTC, without a zone conversion
     bit: str = ""  # a BIGINT with bit {k} set
     key: Callable[[str], str] = _as_is  # a property's name as ``text`` takes it
     present_key: Callable[[str], str] = _as_is  # ... and as ``present`` takes it
+    spells: Callable[[str], bool] = lambda _name: True  # ``key`` can spell the name
+    text_of_any_name: str = ""  # ``text`` for names ``key`` cannot spell (the raw name)
     distinct_on: bool = True  # ``SELECT DISTINCT ON`` (else a row-number window)
 
     def text_of(self, name: str) -> tuple[str, str]:
         """The template and parameter that read a property's text."""
-        if self.key is _spark_path and not _SPARK_PATH_SAFE.fullmatch(name):
-            return f"{_SPARK_MAP}[{{m}}]", name
+        if not self.spells(name):
+            return self.text_of_any_name, name
         return self.text, self.key(name)
 
 
 def _spark_path(name: str) -> str:
     return f"$['{name}']"
+
+
+def _spark_spells(name: str) -> bool:
+    return _SPARK_PATH_SAFE.fullmatch(name) is not None
 
 
 DIALECTS = {
@@ -75,7 +81,7 @@ DIALECTS = {
         present="json_extract(properties, {m}) IS NOT NULL",
         number="TRY_CAST({x} AS DOUBLE)",
         contains="contains(lower({x}), lower({m}))",
-        local_time='timezone({m}, "timestamp")',
+        local_time="timezone({m}, {t})",
         local_day="(epoch_us(timezone({m}, {t})) // 86400000000)",
         utc_day="(epoch_us({t}) // 86400000000)",
         bit="(CAST(1 AS BIGINT) << CAST({k} AS INTEGER))",
@@ -89,7 +95,7 @@ DIALECTS = {
         present="(properties -> {m}) IS NOT NULL",
         number=f"(CASE WHEN {{x}} ~ {_NUMBER} THEN ({{x}})::double precision END)",
         contains="strpos(lower({x}), lower({m})) > 0",
-        local_time='("timestamp" AT TIME ZONE {m})',
+        local_time="({t} AT TIME ZONE {m})",
         local_day="CAST(floor(extract(epoch FROM ({t} AT TIME ZONE {m})) / 86400) AS BIGINT)",
         utc_day="CAST(floor(extract(epoch FROM {t}) / 86400) AS BIGINT)",
         bit="(CAST(1 AS BIGINT) << CAST({k} AS INTEGER))",
@@ -101,11 +107,13 @@ DIALECTS = {
         present=f"map_contains_key({_SPARK_MAP}, {{m}})",
         number="try_cast({x} AS DOUBLE)",
         contains="instr(lower({x}), lower({m})) > 0",
-        local_time='from_utc_timestamp("timestamp", {m})',
+        local_time="from_utc_timestamp({t}, {m})",
         local_day="unix_date(to_date(from_utc_timestamp({t}, {m})))",
         utc_day="unix_date(to_date({t}))",
         bit="shiftleft(CAST(1 AS BIGINT), CAST({k} AS INT))",
         key=_spark_path,
+        spells=_spark_spells,
+        text_of_any_name=f"{_SPARK_MAP}[{{m}}]",
         distinct_on=False,
     ),
 }
@@ -130,7 +138,7 @@ class Query:
         """The day, week (from Monday) or month of the time ``t`` in the zone, as a whole
         number counted from 1970: periods subtract to the number of periods between them."""
         if interval == "month":
-            local = self.dialect.local_time.replace('"timestamp"', t)
+            local = self.dialect.local_time.replace("{t}", t)
             parts = [self.add(f"extract({unit} FROM {local})", zone) for unit in ("year", "month")]
             return f"CAST({parts[0]} * 12 + {parts[1]} - 23641 AS BIGINT)"
         if zone == "UTC":
