@@ -121,14 +121,14 @@ def _found(spec: FunnelSpec, events: EventStore, zone: ZoneInfo) -> _Found:
     in the executors next to the data."""
     q, sql = query_for(events)
     frame = getattr(events, "frame", None)
-    text, params = _rows_query(spec, q.dialect)
+    text, params = _rows_query(spec, q.dialect, ordered=frame is None)
     if frame is not None:
         from cxloop.analytics.spark_kernels import funnel_attempts
 
         return funnel_attempts(spec, frame(text, params), zone)
     # The rules never depend on the order of events at equal times (the reference tries
-    # every order that matters), so the sort needs no message-id tie-break.
-    rows = sql(text + ' ORDER BY customer_id, "at"', params)
+    # every order that matters), so the sort has no message-id tie-break.
+    rows = sql(text, params)
     found = _attempts(spec, rows, zone)
     seen = int(np.bitwise_or.reduce(_ints(rows, "steps"))) if rows.num_rows else 0
     return _Found(found.customers, found.reached, found.times, found.values, seen, found.groups)
@@ -278,9 +278,11 @@ def _ints(rows: pa.Table, name: str) -> Ints:
     return np.asarray(rows.column(name).to_numpy(), dtype=np.int64)
 
 
-def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
-    """The rows the rules read, unordered. Each fragment is built where it appears in the
-    text, so parameters line up.
+def _rows_query(
+    spec: FunnelSpec, dialect: Dialect, *, ordered: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """The rows the rules read, by customer and time unless ``ordered`` is false (Spark
+    groups them by customer itself).
 
     A plain ``IN`` on the event and page names first narrows the rows cheaply (the store can
     skip whole blocks); the exact conditions then run on what is left, once each.
@@ -296,25 +298,24 @@ def _rows_query(spec: FunnelSpec, dialect: Dialect) -> tuple[str, list[Any]]:
         else "NULL"
     )
     columns = (
-        f"customer_id, {dialect.epoch_us} AS at, {step_bits} AS steps, "
+        f"customer_id, {q.epoch_us()} AS at, {step_bits} AS steps, "
         f"{exclusion_bits or '0'} AS exclusions, {value} AS value"
     )
+    order = ' ORDER BY customer_id, "at"' if ordered else ""
     if spec.order == "strict":
         # Every event of the customers who could start, from their first step-0 event on:
         # any other event breaks an attempt, and nothing before an attempt matters.
         entry = matches(q, spec.steps[0].event, spec.steps[0].filters)
         named = _named(q, [spec.steps[0].event])
-        return (
+        return q.build(
             f'SELECT {columns} FROM events JOIN (SELECT customer_id, min("timestamp") AS '
             f"first_at FROM events WHERE {named} AND {entry} GROUP BY customer_id) starts "
-            'USING (customer_id) WHERE "timestamp" >= starts.first_at',
-            q.params,
+            'USING (customer_id) WHERE "timestamp" >= starts.first_at' + order
         )
     named = _named(q, [s.event for s in spec.steps] + [x.event for x in spec.exclusions])
-    return (
+    return q.build(
         f"SELECT * FROM (SELECT {columns} FROM events WHERE {named}) candidates "
-        "WHERE steps <> 0 OR exclusions <> 0",
-        q.params,
+        "WHERE steps <> 0 OR exclusions <> 0" + order
     )
 
 
@@ -328,7 +329,7 @@ def _bits(q: Query, conditions: list[tuple[str, Sequence[PropertyFilter]]]) -> s
             by_name[event] = by_name.get(event, 0) | 1 << n
     parts = []
     if by_name:
-        whens = " ".join(f"WHEN {q.add('{m}', name)} THEN {bits}" for name, bits in by_name.items())
+        whens = " ".join(f"WHEN {q.param(name)} THEN {bits}" for name, bits in by_name.items())
         parts.append(f"(CASE WHEN {KINDS} THEN (CASE {NAME} {whens} ELSE 0 END) ELSE 0 END)")
     parts += [
         f"(CASE WHEN {matches(q, event, filters)} THEN {1 << n} ELSE 0 END)"
@@ -339,9 +340,8 @@ def _bits(q: Query, conditions: list[tuple[str, Sequence[PropertyFilter]]]) -> s
 
 
 def _named(q: Query, names: Sequence[str]) -> str:
-    listed = ", ".join(q.add("{m}", n) for n in dict.fromkeys(names))
-    again = ", ".join(q.add("{m}", n) for n in dict.fromkeys(names))
-    return f"(event IN ({listed}) OR name IN ({again}))"
+    listed = ", ".join(q.param(n) for n in dict.fromkeys(names))
+    return f"(event IN ({listed}) OR name IN ({listed}))"
 
 
 def _by_customer(columns: dict[str, list[Any]]) -> list[tuple[int, list[Event]]]:
@@ -426,7 +426,7 @@ def _breakdown(spec: FunnelSpec, found: _Found, customers: CustomerFacts) -> lis
 def _unknown_events(names: list[str], sql: Any, dialect: Dialect) -> list[dict[str, str]]:
     q = Query(dialect)
     named = _named(q, names)
-    found = sql(f"SELECT DISTINCT {NAME} AS n FROM events WHERE {named} AND {KINDS}", q.params)
+    found = sql(*q.build(f"SELECT DISTINCT {NAME} AS n FROM events WHERE {named} AND {KINDS}"))
     seen = {row["n"] for row in found.to_pylist()}
     return [
         {
@@ -446,13 +446,13 @@ def _check_breakdown(
         return
     if breakdown.property is not None:
         q = Query(dialect)
-        listed = ", ".join(q.add("{m}", name) for name in sorted({s.event for s in spec.steps}))
+        listed = ", ".join(q.param(name) for name in sorted({s.event for s in spec.steps}))
         present = q.present(breakdown.property)
         query = (
             f"SELECT 1 AS x FROM events WHERE {KINDS} AND {NAME} IN ({listed}) "
             f"AND {present} LIMIT 1"
         )
-        if not sql(query, q.params).num_rows:
+        if not sql(*q.build(query)).num_rows:
             raise SpecRejected(
                 [
                     SpecProblem(

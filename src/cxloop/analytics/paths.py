@@ -51,23 +51,22 @@ def run_paths(spec: PathsSpec, events: EventStore, zone: ZoneInfo) -> dict[str, 
     q, sql = query_for(events)
     start, end = date_range(spec.date_from, spec.date_to, zone)
     anchor = matches(q, spec.event.event, spec.event.filters)
-    entry = matches(q, spec.event.event, spec.event.filters)
     in_range = "".join(f" AND {bound}" for bound in time_bounds(q, start, end))
     # Only one side of each customer's first anchor in the range can be on a path.
     side = ">=" if spec.direction == "after" else "<="
     text = (
-        f"SELECT customer_id, message_id, {q.dialect.epoch_us} AS at, {NAME} AS name, "
+        f"SELECT customer_id, message_id, {q.epoch_us()} AS at, {NAME} AS name, "
         f'{anchor} AS anchor FROM events JOIN (SELECT customer_id, min("timestamp") AS '
-        f"first_at FROM events WHERE {entry}{in_range} GROUP BY customer_id) anchors "
+        f"first_at FROM events WHERE {anchor}{in_range} GROUP BY customer_id) anchors "
         f'USING (customer_id) WHERE {KINDS} AND "timestamp" {side} anchors.first_at'
     )
     frame = getattr(events, "frame", None)
     if frame is not None:  # Spark: the paths are found in the executors
         from cxloop.analytics.spark_kernels import spark_paths
 
-        paths = spark_paths(spec, frame(text, q.params), start, end)
+        paths = spark_paths(spec, frame(*q.build(text)), start, end)
     else:
-        rows = sql(text + ' ORDER BY customer_id, "at", message_id', q.params)
+        rows = sql(*q.build(text + ' ORDER BY customer_id, "at", message_id'))
         paths = count_paths(spec, rows, start, end)
     customers = sum(paths.values())
     ranked = sorted(paths.items(), key=lambda item: (-item[1], _sortable(item[0])))

@@ -97,7 +97,7 @@ def run_trends(
         f"SELECT {period} AS period, customer_id, {value} AS value, count(*) AS n "
         f"FROM events WHERE {' AND '.join(where)} GROUP BY 1, 2, 3"
     )
-    rows = sql(text, q.params)
+    rows = sql(*q.build(text))
     periods = np.asarray(rows.column("period").to_numpy(), dtype=np.int64)
     customers = np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64)
     counts = np.asarray(rows.column("n").to_numpy(), dtype=np.int64)
@@ -206,19 +206,20 @@ def run_retention(
 _MASK_PERIODS = 62  # periods a 64-bit mask of active periods can hold (sign bit left)
 
 
-def _period_span(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str, list[Any]]:
+def _period_span(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str, dict[str, Any]]:
     """The first and last period with any event: when they are close enough, each
     customer's active periods fit one integer (``_masks_query``)."""
     first = q.period_number(spec.period, zone.key, 'min("timestamp")')
     last = q.period_number(spec.period, zone.key, 'max("timestamp")')
-    return f"SELECT {first} AS first, {last} AS last FROM events", q.params
+    return q.build(f"SELECT {first} AS first, {last} AS last FROM events")
 
 
-def _masks_query(spec: RetentionSpec, q: Query, zone: ZoneInfo, base: int) -> tuple[str, list[Any]]:
+def _masks_query(
+    spec: RetentionSpec, q: Query, zone: ZoneInfo, base: int
+) -> tuple[str, dict[str, Any]]:
     """One row per cohort customer: the cohort's period number and ``mask``, bit *p* set
     when the customer came back in the *p*-th period after ``base``. One grouping of the
     events by customer, no join: what chdb's arrays form does, in any engine's SQL."""
-    # Fragments in the order the text uses them, so their parameters line up.
     cohort = q.period_number(spec.period, zone.key, "first_at")
     start_where = (
         matches(q, spec.start_event.event, spec.start_event.filters) if spec.start_event else KINDS
@@ -229,7 +230,7 @@ def _masks_query(spec: RetentionSpec, q: Query, zone: ZoneInfo, base: int) -> tu
         else KINDS
     )
     offset = f"{q.period_number(spec.period, zone.key)} - {int(base)}"
-    bit = q.dialect.bit.replace("{k}", offset)
+    bit = q.bit(offset)
     start, end = date_range(spec.date_from, spec.date_to, zone)
     picked = ["first_at IS NOT NULL", *time_bounds(q, start, end, column="first_at")]
     text = (
@@ -238,10 +239,10 @@ def _masks_query(spec: RetentionSpec, q: Query, zone: ZoneInfo, base: int) -> tu
         f"first_at, bit_or(CASE WHEN {return_where} THEN {bit} END) AS mask FROM events "
         f"GROUP BY customer_id) per WHERE {' AND '.join(picked)}"
     )
-    return text, q.params
+    return q.build(text)
 
 
-def _retention_query(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str, list[Any]]:
+def _retention_query(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str, dict[str, Any]]:
     """One row per customer of a cohort: the cohort's period number, the breakdown value
     and ``back``, a bit mask of the periods after it (1 to ``periods - 1``) in which the
     customer came back. The engine does the counting, so only one row per customer
@@ -254,21 +255,18 @@ def _retention_query(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str
     )
     if by_property:
         starts = first_per_customer(
-            q.dialect, f'customer_id, "timestamp" AS first_at, {value} AS value', start_where
+            f'customer_id, "timestamp" AS first_at, {value} AS value', start_where
         )
     else:
         starts = (
             'SELECT customer_id, min("timestamp") AS first_at, NULL AS value '
             f"FROM events WHERE {start_where} GROUP BY customer_id"
         )
-    # Fragments in the order the text uses them, so their parameters line up.
     cohort = q.period_number(spec.period, zone.key, "first_at")
     start, end = date_range(spec.date_from, spec.date_to, zone)
     picked = time_bounds(q, start, end, column="first_at") or ["TRUE"]
     stamp = 'e."timestamp"'
-    bit = q.dialect.bit.replace(
-        "{k}", f"{q.period_number(spec.period, zone.key, stamp)} - c.cohort"
-    )
+    bit = q.bit(f"{q.period_number(spec.period, zone.key, stamp)} - c.cohort")
     return_where = (
         matches(q, spec.return_event.event, spec.return_event.filters)
         if spec.return_event
@@ -285,7 +283,7 @@ def _retention_query(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str
         "SELECT c.customer_id, c.cohort, c.value, coalesce(b.back, 0) AS back "
         "FROM cohorts c LEFT JOIN back b ON b.customer_id = c.customer_id"
     )
-    return text, q.params
+    return q.build(text)
 
 
 def _period_numbers(days: npt.NDArray[np.int64], interval: str) -> npt.NDArray[np.int64]:

@@ -10,7 +10,7 @@ a hash collision never drops a distinct message.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -242,13 +242,13 @@ class DuckDBEventStore:
         return {int(m): int(n) for m, n in rows}
 
     def sql(
-        self, query: str, params: Sequence[Any] | dict[str, Any] = (), **tables: pa.Table
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] = (), **tables: pa.Table
     ) -> pa.Table:
         """Run a read-only query (with Arrow tables registered under the given names)."""
         cur = self._cursor()
         for name, table in tables.items():
             cur.register(name, table)
-        values = params if isinstance(params, dict) else list(params)
+        values = dict(params) if isinstance(params, Mapping) else list(params)
         return cur.sql(query, params=values).to_arrow_table()
 
     def customer_bounds(self) -> pa.Table:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -196,9 +196,10 @@ class PostgresEventStore:
                 ]
                 yield pa.RecordBatch.from_arrays(arrays, schema=TOUCH_SCHEMA)
 
-    def sql(self, query: str, params: Sequence[Any] = ()) -> pa.Table:
+    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pa.Table:
         """Run a read-only query; columns come back as Arrow, typed from their values."""
-        cur = self._connection().execute(query, list(params))
+        values = params if isinstance(params, Mapping) else list(params)
+        cur = self._connection().execute(query, values)
         names = [column.name for column in cur.description or ()]
         rows = cur.fetchall()
         return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})

@@ -4,7 +4,7 @@ one machine.
 ``cxloop export parquet`` writes the lake (``events/`` partitioned by month,
 ``customers.parquet``); this module opens a Spark session (local mode by default,
 ``CXLOOP_SPARK_MASTER`` for a cluster), registers both as views and answers the analytics
-runners' SQL, written in the ``spark`` dialect of ``cxloop.analytics.sql``. The lake is a
+runners' SQL, as sqlglot writes it for Spark (``cxloop.analytics.sql``). The lake is a
 snapshot: it answers for the events it held when it was written. It is read-only, so none
 of the event store's writing methods are here; the runners need only ``sql`` (small
 answers, as Arrow), ``frame`` (a DataFrame for work that stays in the executors) and
@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -124,11 +124,12 @@ class SparkLake:
         customers.createOrReplaceTempView("customers")
         self.customers = LakeCustomers(self)
 
-    def frame(self, query: str, params: Sequence[Any] = ()) -> Any:
+    def frame(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
         """A query's DataFrame, for work that should stay in the executors."""
-        return self.session.sql(query, args=list(params))
+        args = dict(params) if isinstance(params, Mapping) else list(params)
+        return self.session.sql(query, args=args)
 
-    def sql(self, query: str, params: Sequence[Any] = ()) -> pa.Table:
+    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pa.Table:
         table: pa.Table = self.frame(query, params).toArrow()
         return table
 
