@@ -33,6 +33,7 @@ from cxloop.analytics.funnel_spec import (
     date_bounds,
     validate,
 )
+from cxloop.analytics.indexed import funnel_rows, sequences_for
 from cxloop.analytics.sql import (
     KINDS,
     NAME,
@@ -120,6 +121,12 @@ def _found(spec: FunnelSpec, events: EventStore, zone: ZoneInfo) -> _Found:
     """The rows in one query; the rules where the rows are: in this process, or, on Spark,
     in the executors next to the data."""
     q, sql = query_for(events)
+    breakdown = spec.breakdown
+    by_property = breakdown is not None and breakdown.property is not None
+    conditions = [s.filters for s in spec.steps] + [x.filters for x in spec.exclusions]
+    sequences = sequences_for(events, conditions, by_property)
+    if sequences is not None:  # names and times suffice: the index has them in order
+        return _found_in(spec, funnel_rows(spec, sequences), zone)
     frame = getattr(events, "frame", None)
     text, params = _rows_query(spec, q.dialect, ordered=frame is None)
     if frame is not None:
@@ -128,7 +135,10 @@ def _found(spec: FunnelSpec, events: EventStore, zone: ZoneInfo) -> _Found:
         return funnel_attempts(spec, frame(text, params), zone)
     # The rules never depend on the order of events at equal times (the reference tries
     # every order that matters), so the sort has no message-id tie-break.
-    rows = sql(text, params)
+    return _found_in(spec, sql(text, params), zone)
+
+
+def _found_in(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
     found = _attempts(spec, rows, zone)
     seen = int(np.bitwise_or.reduce(_ints(rows, "steps"))) if rows.num_rows else 0
     return _Found(found.customers, found.reached, found.times, found.values, seen, found.groups)

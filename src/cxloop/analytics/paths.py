@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from cxloop.analytics.funnel_spec import FunnelStep, SpecProblem, check_dates, date_range, refuse
+from cxloop.analytics.indexed import path_rows, sequences_for
 from cxloop.analytics.sql import KINDS, NAME, matches, query_for, time_bounds
 from cxloop.events.base import EventStore
 
@@ -61,7 +62,10 @@ def run_paths(spec: PathsSpec, events: EventStore, zone: ZoneInfo) -> dict[str, 
         f'USING (customer_id) WHERE {KINDS} AND "timestamp" {side} anchors.first_at'
     )
     frame = getattr(events, "frame", None)
-    if frame is not None:  # Spark: the paths are found in the executors
+    sequences = sequences_for(events, [spec.event.filters], by_property=False)
+    if sequences is not None:  # names and times suffice: the index has them in order
+        paths = _counted(spec, *path_rows(sequences, spec.event.event), start, end)
+    elif frame is not None:  # Spark: the paths are found in the executors
         from cxloop.analytics.spark_kernels import spark_paths
 
         paths = spark_paths(spec, frame(*q.build(text)), start, end)
@@ -111,15 +115,30 @@ def count_paths(
 ) -> Counter[tuple[str | None, ...]]:
     """Customers per path in rows sorted by customer and time, the paths found by the
     compiled rule (``paths_fast``)."""
-    # Loaded here, not at import: numba would slow every command's start.
-    from cxloop.analytics.paths_fast import END, customer_paths
-
     customer = np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64)
     at = np.asarray(rows.column("at").to_numpy(), dtype=np.int64)
     anchors = np.asarray(pc.fill_null(rows.column("anchor"), False).to_numpy(), dtype=np.bool_)
     encoded = pc.dictionary_encode(rows.column("name")).combine_chunks()
     labels: list[str | None] = [*encoded.dictionary.to_pylist(), None]  # the last: no name
     codes = np.asarray(pc.fill_null(encoded.indices, len(labels) - 1).to_numpy(), dtype=np.int64)
+    return _counted(spec, customer, at, codes, anchors, labels, start, end)
+
+
+def _counted(
+    spec: PathsSpec,
+    customer: npt.NDArray[np.int64],
+    at: npt.NDArray[np.int64],
+    codes: npt.NDArray[np.int64],
+    anchors: npt.NDArray[np.bool_],
+    labels: list[str | None],
+    start: datetime | None,
+    end: datetime | None,
+) -> Counter[tuple[str | None, ...]]:
+    """Customers per path, from events by customer and time, their names as codes into
+    ``labels``."""
+    # Loaded here, not at import: numba would slow every command's start.
+    from cxloop.analytics.paths_fast import END, customer_paths
+
     offsets = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1], True])
     found = customer_paths(
         offsets, at, codes, anchors, spec.depth, spec.direction == "after",

@@ -31,6 +31,7 @@ from cxloop.events.base import (
     EventQuery,
 )
 from cxloop.events.factory import EventStoreUnavailable
+from cxloop.events.sequences import SequenceIndex, Sequences
 from cxloop.events.sql import where_clause
 
 _COLUMNS_SQL = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
@@ -114,6 +115,9 @@ class DuckDBEventStore:
                 f"the event store {path} is in use by another process ({exc})"
             ) from exc
         self._write_lock = threading.Lock()
+        # Bumped after each write, so the sequence index knows what it has to catch up on.
+        self._appends = self._moves = 0
+        self._sequences = SequenceIndex(self.sql)
         if not read_only:
             self._con.execute(DDL)
             _upgrade(self._con)
@@ -145,6 +149,7 @@ class DuckDBEventStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            self._appends += 1
         inserted = int(row[0]) if row else 0
         return AppendResult(inserted, batch.num_rows - inserted)
 
@@ -164,7 +169,13 @@ class DuckDBEventStore:
                 ).fetchone()
             finally:
                 con.unregister("moves")
+                self._moves += 1
         return int(row[0]) if row else 0
+
+    def sequences(self) -> Sequences | None:
+        """The sequence index, up to date with every write of this process (the only one
+        that can write the file)."""
+        return self._sequences.current(self._appends, self._moves)
 
     def query(self, query: EventQuery) -> list[dict[str, Any]]:
         where, params = where_clause(query, "?")
