@@ -147,7 +147,7 @@ def _found_in(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
 def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
     """Compiled rules for most customers, the reference kernel for the rest."""
     # Loaded here, not at import: numba would slow every command's start.
-    from cxloop.analytics.funnel_fast import best_attempts, needs_reference
+    from cxloop.analytics.funnel_fast import best_attempts
 
     n_steps = len(spec.steps)
     start, end = date_bounds(spec, zone)
@@ -156,22 +156,26 @@ def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
     ranges = [spec.exclusion_range(x) for x in spec.exclusions]
     customer = _ints(rows, "customer_id")
     at, steps, exclusions = _ints(rows, "at"), _ints(rows, "steps"), _ints(rows, "exclusions")
-    slow = needs_reference(customer, at, steps, spec.order)
-    fast = np.flatnonzero(~slow)
+    offsets = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1], True])
     parts: list[_Found] = []
-    if len(fast):
-        c, a = customer[fast], at[fast]
-        offsets = np.flatnonzero(np.r_[True, c[1:] != c[:-1], True])
-        reached, picked = best_attempts(
-            offsets, a, steps[fast], exclusions[fast], n_steps, window_us,
+    if spec.order == "unordered":  # the reference's alone
+        slow = np.ones(len(customer), dtype=np.bool_)
+    elif len(customer):
+        reached, picked, tied = best_attempts(
+            offsets, at, steps, exclusions, n_steps, window_us,
             spec.order == "strict",
             _LOWEST if low is None else low, _HIGHEST if high is None else high,
             np.array(ranges, dtype=np.int64).reshape(len(ranges), 2),
         )  # fmt: skip
         keep = reached > 0
         picked = picked[keep]
-        times = np.where(picked >= 0, a[np.maximum(picked, 0)], -1)
-        parts.append(_Found(c[offsets[:-1]][keep], reached[keep], times, [None] * int(keep.sum())))
+        times = np.where(picked >= 0, at[np.maximum(picked, 0)], -1)
+        entered = customer[offsets[:-1]][keep]
+        parts.append(_Found(entered, reached[keep], times, [None] * len(entered)))
+        # Customers with step events at equal times go to the reference.
+        slow = np.repeat(tied, np.diff(offsets)) if tied.any() else np.zeros(0, np.bool_)
+    else:
+        slow = np.zeros(0, np.bool_)
     if slow.any():
         subset = rows.filter(pa.array(slow))
         found = []
@@ -194,7 +198,7 @@ def _attempts(spec: FunnelSpec, rows: pa.Table, zone: ZoneInfo) -> _Found:
         return _Found(np.zeros(0, np.int64), np.zeros(0, np.int64),
                       np.zeros((0, n_steps), np.int64), [])  # fmt: skip
     in_funnel = np.concatenate([p.customers for p in parts])
-    values = [v for p in parts for v in p.values]
+    values = parts[0].values if len(parts) == 1 else [v for p in parts for v in p.values]
     groups = None
     breakdown = spec.breakdown
     if breakdown is not None and breakdown.property and breakdown.attribution != "step":

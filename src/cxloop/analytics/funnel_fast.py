@@ -23,24 +23,6 @@ from numba import njit
 Ints = npt.NDArray[np.int64]
 
 
-def needs_reference(customers: Ints, at: Ints, steps: Ints, order: str) -> npt.NDArray[np.bool_]:
-    """Per event row: its customer has two step events at the same time, or the funnel is
-    unordered."""
-    if order == "unordered":
-        return np.ones(len(customers), dtype=bool)
-    same = np.zeros(len(customers), dtype=bool)
-    if len(customers) > 1:
-        stepping = steps != 0
-        step_rows = np.flatnonzero(stepping)
-        pairs = step_rows[1:][
-            (customers[step_rows[1:]] == customers[step_rows[:-1]])
-            & (at[step_rows[1:]] == at[step_rows[:-1]])
-        ]
-        same[pairs] = True
-    flagged = np.unique(customers[same])
-    return np.isin(customers, flagged)
-
-
 def best_attempts(
     offsets: Ints,
     at: Ints,
@@ -52,14 +34,17 @@ def best_attempts(
     low: int,
     high: int,
     ranges: Ints,
-) -> tuple[Ints, Ints]:
+) -> tuple[Ints, Ints, npt.NDArray[np.bool_]]:
     """For customers ``offsets[c]:offsets[c+1]``: steps reached by the best attempt (0: not
-    in the funnel) and the rows of its step events (-1 past the last reached)."""
+    in the funnel), the rows of its step events (-1 past the last reached), and whether
+    the customer has two step events at the same time, which the reference must answer
+    (their other results are then 0 and -1)."""
     reached = np.zeros(len(offsets) - 1, dtype=np.int64)
     rows = np.full((len(offsets) - 1, n_steps), -1, dtype=np.int64)
+    tied = np.zeros(len(offsets) - 1, dtype=np.bool_)
     _best(offsets, at, steps, exclusions, n_steps, window_us, strict, low, high, ranges,
-          reached, rows)  # fmt: skip
-    return reached, rows
+          reached, rows, tied)  # fmt: skip
+    return reached, rows, tied
 
 
 @njit(cache=True, nogil=True)
@@ -76,10 +61,14 @@ def _best(
     ranges: Any,
     reached: Any,
     rows: Any,
+    tied: Any,
 ) -> None:
     chosen = np.empty(n_steps, dtype=np.int64)
     for c in range(len(offsets) - 1):
         first, end = offsets[c], offsets[c + 1]
+        if _tied(at, steps, first, end):
+            tied[c] = True
+            continue
         best = 0
         for start in range(first, end):
             if steps[start] & 1 == 0 or at[start] < low or at[start] >= high:
@@ -129,6 +118,18 @@ def _best(
 
 
 @njit(cache=True, nogil=True)
+def _tied(at: Any, steps: Any, first: int, end: int) -> bool:
+    """Two step events of the rows at the same time."""
+    previous = -1
+    for j in range(first, end):
+        if steps[j] != 0:
+            if previous >= 0 and at[j] == at[previous]:
+                return True
+            previous = j
+    return False
+
+
+@njit(cache=True, nogil=True)
 def _excluded(
     chosen: Any, count: int, at: Any, exclusions: Any, first: int, end: int, limit: int,
     ranges: Any,
@@ -148,3 +149,46 @@ def _excluded(
             ):
                 return True
     return False
+
+
+def indexed_rows(
+    offsets: Ints, at: Ints, code: Ints, step_bits: Ints, exclusion_bits: Ints, strict: bool
+) -> tuple[Ints, Ints, Ints]:
+    """From the sequence index (customers ``offsets[c]:offsets[c+1]``, name codes, the bits
+    each code sets), the rows a funnel reads: for ordered funnels the step and exclusion
+    events, for strict ones every event from the customer's first step-0 event on. Returns
+    the rows' positions in the index, and their steps and exclusions."""
+    rows = np.empty(len(at), dtype=np.int64)
+    steps = np.empty(len(at), dtype=np.int64)
+    exclusions = np.empty(len(at), dtype=np.int64)
+    kept = _indexed_rows(offsets, at, code, step_bits, exclusion_bits, strict,
+                         rows, steps, exclusions)  # fmt: skip
+    return rows[:kept], steps[:kept], exclusions[:kept]
+
+
+@njit(cache=True, nogil=True)
+def _indexed_rows(
+    offsets: Any, at: Any, code: Any, step_bits: Any, exclusion_bits: Any, strict: bool,
+    rows: Any, steps: Any, exclusions: Any,
+) -> int:  # fmt: skip
+    kept = 0
+    for c in range(len(offsets) - 1):
+        first, end = offsets[c], offsets[c + 1]
+        begin = first
+        if strict:
+            begin = end
+            for j in range(first, end):
+                if step_bits[code[j]] & 1:
+                    begin = j
+                    break
+            # Events at the very time of the first step-0 event count too.
+            while begin > first and begin < end and at[begin - 1] == at[begin]:
+                begin -= 1
+        for j in range(begin, end):
+            s, x = step_bits[code[j]], exclusion_bits[code[j]]
+            if strict or s != 0 or x != 0:
+                rows[kept] = j
+                steps[kept] = s
+                exclusions[kept] = x
+                kept += 1
+    return kept

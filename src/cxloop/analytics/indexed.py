@@ -18,8 +18,6 @@ from cxloop.analytics.funnel_spec import FunnelSpec, PropertyFilter
 from cxloop.events.base import EventStore
 from cxloop.events.sequences import NOT_A_TOUCHPOINT, Ints, Sequences
 
-_NEVER = np.iinfo(np.int64).max
-
 
 def sequences_for(
     events: EventStore, conditions: Sequence[Sequence[PropertyFilter]], by_property: bool
@@ -35,36 +33,35 @@ def sequences_for(
 
 def funnel_rows(spec: FunnelSpec, seqs: Sequences) -> pa.Table:
     """The rows ``_rows_query`` would return, in the same order, as the same columns."""
-    steps = _flags(seqs, [s.event for s in spec.steps])
-    exclusions = _flags(seqs, [x.event for x in spec.exclusions])
-    if spec.order == "strict":
-        # Every event of a customer from their first step-0 event on.
-        first = np.full(len(seqs.offsets) - 1, _NEVER, dtype=np.int64)
-        starting = np.flatnonzero(steps & 1)
-        np.minimum.at(first, seqs.owner[starting], seqs.at[starting])
-        keep = np.flatnonzero(seqs.at >= first[seqs.owner])
-    else:
-        keep = np.flatnonzero((steps | exclusions) != 0)
+    # Loaded here, not at import: numba would slow every command's start.
+    from cxloop.analytics.funnel_fast import indexed_rows
+
+    keep, steps, exclusions = indexed_rows(
+        seqs.offsets, seqs.at, seqs.code,
+        _flags(seqs, [s.event for s in spec.steps]),
+        _flags(seqs, [x.event for x in spec.exclusions]),
+        spec.order == "strict",
+    )  # fmt: skip
     return pa.table(
         {
             "customer_id": seqs.customer[keep],
             "at": seqs.at[keep],
-            "steps": steps[keep],
-            "exclusions": exclusions[keep],
+            "steps": steps,
+            "exclusions": exclusions,
             "value": pa.nulls(len(keep), pa.string()),
         }
     )
 
 
 def _flags(seqs: Sequences, names: list[str]) -> Ints:
-    """Bit *n* set on the rows of an event named ``names[n]``."""
+    """By name code: bit *n* set for the event named ``names[n]``."""
     by_code = np.zeros(len(seqs.codes) + 2, dtype=np.int64)
     for n, name in enumerate(names):
         code = seqs.code_of(name)
         if code is not None:
             by_code[code] |= 1 << n
     by_code[NOT_A_TOUCHPOINT] = 0
-    return by_code[seqs.code]
+    return by_code
 
 
 PathRows = tuple[Ints, Ints, Ints, npt.NDArray[np.bool_], list[str | None]]
