@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres java venv bench-ingest bench-import bench-lifecycle bench-funnel clean
+.PHONY: demo test lint typecheck unit postgres java venv bench-ingest bench-import bench-lifecycle bench-funnel bench-analytics-api clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,10 @@ bench-import: venv
 bench-funnel: venv
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/funnel.py
+
+bench-analytics-api: venv
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python bench/analytics_api.py
 
 bench-lifecycle: venv
 	$(BIN)/python bench/lifecycle.py
