@@ -5,15 +5,24 @@ read from it gets the rows the store's query returns."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
 
 from cxloop.analytics.funnel import _rows_query
-from cxloop.analytics.funnel_spec import FunnelSpec
-from cxloop.analytics.indexed import funnel_rows
+from cxloop.analytics.funnel_spec import FunnelSpec, date_range
+from cxloop.analytics.indexed import _local_days, funnel_rows
+from cxloop.analytics.periods import (
+    RetentionSpec,
+    TrendsSpec,
+    _indexed_cohorts,
+    _indexed_trend,
+    _queried_cohorts,
+    _queried_trend,
+)
 from cxloop.analytics.sql import DIALECTS
 from cxloop.events.base import EVENT_COLUMNS
 from cxloop.events.duckdb_store import DuckDBEventStore
@@ -118,5 +127,59 @@ def test_funnel_rows_from_the_index_are_the_querys_rows(tmp_path: Path) -> None:
                 indexed.select(key).sort_by(by).to_pylist()
                 == queried.select(key).sort_by(by).to_pylist()
             )
+    finally:
+        store.close()
+
+
+def test_local_days_follow_the_zones_rules_across_offset_changes() -> None:
+    rng = random.Random(5)
+    # A year around DST changes, and an hour either side of a change at a tight spacing.
+    spring = int(datetime(2026, 3, 8, 7, 0, tzinfo=UTC).timestamp() * 1_000_000)
+    times = [rng.randrange(1_767_225_600, 1_798_761_600) * 1_000_000 for _ in range(3000)]
+    times += [spring + k * 60_000_000 for k in range(-90, 90)]
+    at = np.array(sorted(times), dtype=np.int64)
+    for name in ("UTC", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"):
+        zone = ZoneInfo(name)
+        expected = [
+            (datetime.fromtimestamp(t / 1e6, tz=zone).date() - date(1970, 1, 1)).days
+            for t in at.tolist()
+        ]
+        assert _local_days(at, zone).tolist() == expected, name
+
+
+def test_trends_and_retention_from_the_index_are_the_querys(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    store = DuckDBEventStore(str(tmp_path / "events.duckdb"))
+    try:
+        rows = [(c, rng.randrange(0, 120 * 86400), kind, name)
+                for c, _, kind, name in random_rows(rng, 3000, customers=80)]  # fmt: skip
+        store.append(batch(rows, 0))
+        seqs = store.sequences()
+        assert seqs is not None
+        for zone in (ZoneInfo("UTC"), ZoneInfo("America/New_York")):
+            for interval in ("day", "week", "month"):
+                trend = TrendsSpec.model_validate({"event": {"event": "A"}, "interval": interval})
+                start, end = date_range("2026-03-10", "2026-05-01", zone)
+                got = _indexed_trend(trend, seqs, zone, start, end)
+                want = _queried_trend(trend, store, zone, start, end)[:3]
+                order = np.lexsort((want[1], want[0]))
+                assert [g.tolist() for g in got] == [w[order].tolist() for w in want]
+                for returning in ("on", "on_or_after"):
+                    spec = RetentionSpec.model_validate(
+                        {
+                            "start_event": {"event": "B"},
+                            "period": interval,
+                            "periods": 6,
+                            "returning": returning,
+                            "date_from": "2026-03-05",
+                        }
+                    )
+                    customers, cohort, back = _indexed_cohorts(spec, seqs, zone)
+                    queried = _queried_cohorts(spec, store, zone)[:3]
+                    mine = sorted(
+                        zip(customers.tolist(), cohort.tolist(), back.tolist(), strict=True)
+                    )
+                    theirs = sorted(zip(*(a.tolist() for a in queried), strict=True))
+                    assert mine == theirs and len(mine) > 10
     finally:
         store.close()

@@ -9,6 +9,8 @@ event property (a trait breakdown is fine: traits come from the customers).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -75,3 +77,57 @@ def path_rows(seqs: Sequences, anchor: str) -> PathRows:
     wanted = seqs.code_of(anchor)
     anchors = code == (-1 if wanted is None else wanted)
     return seqs.customer[keep], seqs.at[keep], code, anchors, seqs.labels
+
+
+_DAY_US, _HOUR_US = 86_400_000_000, 3_600_000_000
+
+
+def local_days(seqs: Sequences, zone: ZoneInfo) -> Ints:
+    """Each row's wall-clock date in the zone, as days since 1970-01-01 (kept with the
+    index: the same for every query in that zone)."""
+    cached = seqs.cache.get(("days", zone.key))
+    if cached is not None:
+        return cached
+    days = _local_days(seqs.at, zone)
+    seqs.cache[("days", zone.key)] = days
+    return days
+
+
+def _local_days(at: Ints, zone: ZoneInfo) -> Ints:
+    """An offset per UTC day from the zone's rules; within the few days the offset
+    changes, per hour, and within the hour it changes, per event."""
+    if not len(at) or zone.key == "UTC":
+        return at // _DAY_US
+
+    def offset_us(micros: int) -> int:
+        moment = datetime.fromtimestamp(micros / 1_000_000, tz=zone)
+        delta = moment.utcoffset()
+        return int(delta.total_seconds() * 1_000_000) if delta is not None else 0
+
+    utc_day = at // _DAY_US
+    low = int(utc_day.min())
+    span = int(utc_day.max()) - low + 1
+    begins = [offset_us((low + d) * _DAY_US) for d in range(span)]
+    ends = [offset_us((low + d + 1) * _DAY_US - 1) for d in range(span)]
+    offsets = np.array(begins, dtype=np.int64)[utc_day - low]
+    for d in np.flatnonzero(np.array(begins) != np.array(ends)).tolist():
+        in_day = np.flatnonzero(utc_day == low + d)
+        hours = at[in_day] // _HOUR_US
+        for hour in np.unique(hours).tolist():
+            rows = in_day[hours == hour]
+            early, late = offset_us(hour * _HOUR_US), offset_us((hour + 1) * _HOUR_US - 1)
+            if early == late:
+                offsets[rows] = early
+            else:
+                offsets[rows] = [offset_us(int(t)) for t in at[rows]]
+    return (at + offsets) // _DAY_US
+
+
+def by_code(seqs: Sequences, name: str | None) -> npt.NDArray[np.bool_]:
+    """By name code: the event is ``name`` (any touchpoint when ``None``)."""
+    out = np.zeros(len(seqs.codes) + 2, dtype=np.bool_)
+    if name is None:
+        out[NOT_A_TOUCHPOINT + 1 :] = True
+    elif (code := seqs.code_of(name)) is not None:
+        out[code] = True
+    return out

@@ -28,6 +28,7 @@ from cxloop.analytics.funnel_spec import (
     date_range,
     refuse,
 )
+from cxloop.analytics.indexed import by_code, local_days, sequences_for
 from cxloop.analytics.sql import (
     KINDS,
     OTHER,
@@ -38,6 +39,7 @@ from cxloop.analytics.sql import (
     time_bounds,
 )
 from cxloop.events.base import EventStore
+from cxloop.events.sequences import Sequences
 
 Interval = Literal["day", "week", "month"]
 
@@ -87,20 +89,15 @@ def run_trends(
 ) -> dict[str, Any]:
     """``{"series": [{"date", "events", "customers"}], "breakdown": [{"value", "series"}]}``."""
     refuse(spec.problems())
-    q, sql = query_for(events)
-    period = q.period_number(spec.interval, zone.key)
-    value = _value_column(q, spec.breakdown)
-    where = [matches(q, spec.event.event, spec.event.filters) if spec.event else KINDS]
     start, end = date_range(spec.date_from, spec.date_to, zone)
-    where += time_bounds(q, start, end)
-    text = (
-        f"SELECT {period} AS period, customer_id, {value} AS value, count(*) AS n "
-        f"FROM events WHERE {' AND '.join(where)} GROUP BY 1, 2, 3"
-    )
-    rows = sql(*q.build(text))
-    periods = np.asarray(rows.column("period").to_numpy(), dtype=np.int64)
-    customers = np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64)
-    counts = np.asarray(rows.column("n").to_numpy(), dtype=np.int64)
+    by_property = spec.breakdown is not None and spec.breakdown.property is not None
+    filters = [spec.event.filters] if spec.event else []
+    sequences = sequences_for(events, filters, by_property)
+    if sequences is not None:  # names and times suffice: the index has them
+        periods, customers, counts = _indexed_trend(spec, sequences, zone, start, end)
+        raw: list[Any] = [None] * len(periods)
+    else:
+        periods, customers, counts, raw = _queried_trend(spec, events, zone, start, end)
     first = _period_of(start, spec.interval, zone)
     last = _period_of(end - timedelta(microseconds=1) if end else None, spec.interval, zone)
     span = int(customers.max()) + 1 if len(customers) else 1
@@ -125,7 +122,6 @@ def run_trends(
 
     result: dict[str, Any] = {"series": series(np.arange(len(periods)))}
     if spec.breakdown is not None:
-        raw = rows.column("value").to_pylist()
         picked = [{"customer_id": c, "value": v}
                   for c, v in zip(customers.tolist(), raw, strict=True)]  # fmt: skip
         values = _values(spec.breakdown, picked, customers_for(events, engine))
@@ -135,6 +131,59 @@ def run_trends(
             for v, members in _grouped(values, spec.breakdown.limit, weights.__getitem__)
         ]
     return result
+
+
+_Trend = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def _queried_trend(
+    spec: TrendsSpec,
+    events: EventStore,
+    zone: ZoneInfo,
+    start: datetime | None,
+    end: datetime | None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], list[Any]]:
+    """Per period, customer and breakdown value, the events counted, by the store."""
+    q, sql = query_for(events)
+    period = q.period_number(spec.interval, zone.key)
+    value = _value_column(q, spec.breakdown)
+    where = [matches(q, spec.event.event, spec.event.filters) if spec.event else KINDS]
+    where += time_bounds(q, start, end)
+    text = (
+        f"SELECT {period} AS period, customer_id, {value} AS value, count(*) AS n "
+        f"FROM events WHERE {' AND '.join(where)} GROUP BY 1, 2, 3"
+    )
+    rows = sql(*q.build(text))
+    return (
+        np.asarray(rows.column("period").to_numpy(), dtype=np.int64),
+        np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64),
+        np.asarray(rows.column("n").to_numpy(), dtype=np.int64),
+        rows.column("value").to_pylist(),
+    )
+
+
+def _indexed_trend(
+    spec: TrendsSpec,
+    seqs: Sequences,
+    zone: ZoneInfo,
+    start: datetime | None,
+    end: datetime | None,
+) -> _Trend:
+    """The same counts (without breakdown values) from the sequence index."""
+    wanted = by_code(seqs, spec.event.event if spec.event else None)[seqs.code]
+    if start is not None:
+        wanted &= seqs.at >= int(start.timestamp() * 1_000_000)
+    if end is not None:
+        wanted &= seqs.at < int(end.timestamp() * 1_000_000)
+    rows = np.flatnonzero(wanted)
+    period = _period_numbers(local_days(seqs, zone)[rows], spec.interval)
+    customer = seqs.customer[rows]
+    if not len(rows):
+        return period, customer, np.zeros(0, np.int64)
+    low = int(period.min())
+    span = int(customer.max()) + 1
+    pairs, counts = np.unique((period - low) * span + customer, return_counts=True)
+    return pairs // span + low, pairs % span, counts.astype(np.int64)
 
 
 def _period_of(moment: datetime | None, interval: str, zone: ZoneInfo) -> int | None:
@@ -152,27 +201,19 @@ def run_retention(
     ``values[0]`` is the cohort's size, ``values[k]`` who came back in period *k* ("on") or
     in period *k* or later ("on_or_after")."""
     refuse(spec.problems())
-    q, sql = query_for(events)
     by_property = spec.breakdown is not None and spec.breakdown.property is not None
-    span = None if by_property else sql(*_period_span(spec, Query(q.dialect), zone)).to_pylist()[0]
-    if span is None or span["first"] is None or span["last"] - span["first"] > _MASK_PERIODS:
-        rows = sql(*_retention_query(spec, q, zone))
-        cohort = np.asarray(rows.column("cohort").to_numpy(), dtype=np.int64)
-        back = np.asarray(rows.column("back").to_numpy(), dtype=np.int64)
+    filters = [e.filters for e in (spec.start_event, spec.return_event) if e is not None]
+    sequences = sequences_for(events, filters, by_property)
+    if sequences is not None:  # names and times suffice: the index has them
+        customers, cohort, back = _indexed_cohorts(spec, sequences, zone)
+        raw: list[Any] = [None] * len(customers)
     else:
-        rows = sql(*_masks_query(spec, q, zone, span["first"]))
-        cohort = np.asarray(rows.column("cohort").to_numpy(), dtype=np.int64)
-        masks = np.asarray(rows.column("mask").to_numpy(), dtype=np.int64)
-        # Bit p of a mask: active in the p-th period of the data; shifted to the cohort's.
-        kept = (1 << spec.periods) - 2  # periods 1 .. periods - 1 after the cohort's
-        back = np.right_shift(masks, cohort - span["first"]) & kept
-    customers = np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64)
+        customers, cohort, back, raw = _queried_cohorts(spec, events, zone)
     # The range picks cohorts; returns count up to the current period.
     now = _period_of(datetime.now(zone), spec.period, zone)
     assert now is not None
     values: list[str | None] = []
     if spec.breakdown is not None:
-        raw = rows.column("value").to_pylist()
         ids = customers.tolist()
         picked = [{"customer_id": c, "value": v} for c, v in zip(ids, raw, strict=True)]
         values = _values(spec.breakdown, picked, customers_for(events, engine))
@@ -204,6 +245,52 @@ def run_retention(
 
 
 _MASK_PERIODS = 62  # periods a 64-bit mask of active periods can hold (sign bit left)
+
+
+def _queried_cohorts(spec: RetentionSpec, events: EventStore, zone: ZoneInfo) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], list[Any]
+]:  # fmt: skip
+    """The cohort customers, their cohorts, the periods they came back in (bit *k*) and
+    their breakdown values, counted by the store."""
+    q, sql = query_for(events)
+    by_property = spec.breakdown is not None and spec.breakdown.property is not None
+    span = None if by_property else sql(*_period_span(spec, Query(q.dialect), zone)).to_pylist()[0]
+    if span is None or span["first"] is None or span["last"] - span["first"] > _MASK_PERIODS:
+        rows = sql(*_retention_query(spec, q, zone))
+        cohort = np.asarray(rows.column("cohort").to_numpy(), dtype=np.int64)
+        back = np.asarray(rows.column("back").to_numpy(), dtype=np.int64)
+    else:
+        rows = sql(*_masks_query(spec, q, zone, span["first"]))
+        cohort = np.asarray(rows.column("cohort").to_numpy(), dtype=np.int64)
+        masks = np.asarray(rows.column("mask").to_numpy(), dtype=np.int64)
+        # Bit p of a mask: active in the p-th period of the data; shifted to the cohort's.
+        kept = (1 << spec.periods) - 2  # periods 1 .. periods - 1 after the cohort's
+        back = np.right_shift(masks, cohort - span["first"]) & kept
+    customers = np.asarray(rows.column("customer_id").to_numpy(), dtype=np.int64)
+    return customers, cohort, back, rows.column("value").to_pylist()
+
+
+def _indexed_cohorts(spec: RetentionSpec, seqs: Sequences, zone: ZoneInfo) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
+]:  # fmt: skip
+    """The same from the sequence index, in one compiled pass over each customer."""
+    # Loaded here, not at import: numba would slow every command's start.
+    from cxloop.analytics.periods_fast import cohort_masks
+
+    period = _period_numbers(local_days(seqs, zone), spec.period)
+    started, first_at, cohort, back = cohort_masks(
+        seqs.offsets, seqs.at, seqs.code, period,
+        by_code(seqs, spec.start_event.event if spec.start_event else None),
+        by_code(seqs, spec.return_event.event if spec.return_event else None),
+        spec.periods,
+    )  # fmt: skip
+    start, end = date_range(spec.date_from, spec.date_to, zone)
+    if start is not None:
+        started &= first_at >= int(start.timestamp() * 1_000_000)
+    if end is not None:
+        started &= first_at < int(end.timestamp() * 1_000_000)
+    picked = np.flatnonzero(started)
+    return seqs.customer[seqs.offsets[:-1][picked]], cohort[picked], back[picked]
 
 
 def _period_span(spec: RetentionSpec, q: Query, zone: ZoneInfo) -> tuple[str, dict[str, Any]]:

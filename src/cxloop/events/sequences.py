@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -39,15 +39,16 @@ _ORDER = ' ORDER BY customer_id, "at", message_id'
 @dataclass(frozen=True)
 class Sequences:
     """One state of the index. ``offsets[k]:offsets[k+1]`` are the rows of the k-th
-    customer, ``owner`` each row's k."""
+    customer."""
 
     customer: Ints
     at: Ints
     code: Ints
     offsets: Ints
-    owner: Ints
     codes: dict[str, int]  # a name's code
     last_row: int  # the store's last row read
+    # What queries derive from the rows alone (local dates in a zone), kept with them.
+    cache: dict[tuple[str, str], Ints] = field(default_factory=dict)
 
     def code_of(self, name: str) -> int | None:
         return self.codes.get(name)
@@ -117,8 +118,7 @@ def _sequences(
 ) -> Sequences:
     starts = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]][: len(customer)])
     offsets = np.r_[starts, len(customer)].astype(np.int64)
-    owner = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
-    return Sequences(customer, at, code, offsets, owner, codes, last_row)
+    return Sequences(customer, at, code, offsets, codes, last_row)
 
 
 def _built(rows: pa.Table, codes: dict[str, int]) -> Sequences:
