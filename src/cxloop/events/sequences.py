@@ -83,8 +83,14 @@ class SequenceIndex:
             if state is not None and self._seen[1] == moves:
                 new = self._sql(_ROWS + " WHERE rowid > ?" + _ORDER, [state.last_row])
                 merged = _merged(state, new)
+                # Row ids are DuckDB's, not ours: should the store ever renumber rows, the
+                # count tells, and the index is read afresh (an append between the two
+                # queries costs the same, never a wrong answer).
+                held = len(merged.customer) if merged is not None else -1
+                if merged is not None and (held != self._count() or held > MAX_EVENTS):
+                    merged = None
             if merged is None:
-                stored = self._sql("SELECT count(*) AS n FROM events").column("n")[0].as_py()
+                stored = self._count()
                 if stored > MAX_EVENTS:
                     self._state, self._seen = None, (-1, -1)
                     return None
@@ -92,6 +98,9 @@ class SequenceIndex:
                 merged = _built(self._sql(_ROWS + _ORDER), codes)
             self._state, self._seen = merged, (appends, moves)
             return merged
+
+    def _count(self) -> int:
+        return int(self._sql("SELECT count(*) AS n FROM events").column("n")[0].as_py())
 
 
 def _encoded(rows: pa.Table, codes: dict[str, int]) -> Ints:
