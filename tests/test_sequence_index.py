@@ -15,6 +15,7 @@ import pyarrow as pa
 from cxloop.analytics.funnel import _rows_query
 from cxloop.analytics.funnel_spec import FunnelSpec, date_range
 from cxloop.analytics.indexed import _local_days, funnel_rows
+from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import (
     RetentionSpec,
     TrendsSpec,
@@ -181,5 +182,42 @@ def test_trends_and_retention_from_the_index_are_the_querys(tmp_path: Path) -> N
                     )
                     theirs = sorted(zip(*(a.tolist() for a in queried), strict=True))
                     assert mine == theirs and len(mine) > 10
+    finally:
+        store.close()
+
+
+def test_days_before_1970_and_far_off_dates_are_counted_as_the_query_counts(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBEventStore(str(tmp_path / "events.duckdb"))
+    try:
+        epoch = -int(T0.timestamp())  # seconds after T0 of 1970-01-01T00:00Z
+        far = int((datetime(2300, 7, 1, tzinfo=UTC) - T0).total_seconds())
+        rows = [(1, epoch, "track", "A"), (2, 0, "track", "A"), (3, far, "track", "A")]
+        store.append(batch(rows, 0))
+        seqs = store.sequences()
+        assert seqs is not None
+        zone = ZoneInfo("America/New_York")
+        trend = TrendsSpec.model_validate({"event": {"event": "A"}, "interval": "day"})
+        got = _indexed_trend(trend, seqs, zone, None, None)
+        want = _queried_trend(trend, store, zone, None, None)[:3]
+        order = np.lexsort((want[1], want[0]))
+        assert [g.tolist() for g in got] == [w[order].tolist() for w in want]
+        assert got[0].tolist()[0] == -1  # 1969-12-31 in New York
+    finally:
+        store.close()
+
+
+def test_paths_of_an_anchor_nobody_did_are_empty_on_both_paths(tmp_path: Path) -> None:
+    store = DuckDBEventStore(str(tmp_path / "events.duckdb"))
+    try:
+        store.append(batch([(1, 0, "track", "A"), (1, 5, "identify", None)], 0))
+        spec = PathsSpec.model_validate({"event": {"event": "Nope"}})
+        zone = ZoneInfo("UTC")
+        assert run_paths(spec, store, zone)["paths"] == []  # from the index
+        filtered = PathsSpec.model_validate(
+            {"event": {"event": "Nope", "filters": [{"property": "p", "op": "eq", "value": "x"}]}}
+        )
+        assert run_paths(filtered, store, zone)["paths"] == []  # by query
     finally:
         store.close()

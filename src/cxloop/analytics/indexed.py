@@ -80,6 +80,7 @@ def path_rows(seqs: Sequences, anchor: str) -> PathRows:
 
 
 _DAY_US, _HOUR_US = 86_400_000_000, 3_600_000_000
+_DENSE_DAYS = 20_000  # about 55 years
 
 
 def local_days(seqs: Sequences, zone: ZoneInfo) -> Ints:
@@ -107,11 +108,13 @@ def _local_days(at: Ints, zone: ZoneInfo) -> Ints:
     utc_day = at // _DAY_US
     low = int(utc_day.min())
     span = int(utc_day.max()) - low + 1
-    begins = [offset_us((low + d) * _DAY_US) for d in range(span)]
-    ends = [offset_us((low + d + 1) * _DAY_US - 1) for d in range(span)]
-    offsets = np.array(begins, dtype=np.int64)[utc_day - low]
-    for d in np.flatnonzero(np.array(begins) != np.array(ends)).tolist():
-        in_day = np.flatnonzero(utc_day == low + d)
+    # Every day of the span, unless a stray date far off makes it long: then the days held.
+    days = np.arange(low, low + span) if span <= _DENSE_DAYS else np.unique(utc_day)
+    begins = np.array([offset_us(int(d) * _DAY_US) for d in days], dtype=np.int64)
+    ends = np.array([offset_us((int(d) + 1) * _DAY_US - 1) for d in days], dtype=np.int64)
+    offsets = begins[np.searchsorted(days, utc_day)]
+    for d in days[begins != ends].tolist():
+        in_day = np.flatnonzero(utc_day == d)
         hours = at[in_day] // _HOUR_US
         for hour in np.unique(hours).tolist():
             rows = in_day[hours == hour]

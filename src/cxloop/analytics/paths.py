@@ -139,6 +139,9 @@ def _counted(
     # Loaded here, not at import: numba would slow every command's start.
     from cxloop.analytics.paths_fast import END, customer_paths
 
+    paths: Counter[tuple[str | None, ...]] = Counter()
+    if not len(customer):
+        return paths
     offsets = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1], True])
     found = customer_paths(
         offsets, at, codes, anchors, spec.depth, spec.direction == "after",
@@ -147,7 +150,6 @@ def _counted(
         _HIGHEST if end is None else int(end.timestamp() * 1_000_000),
     )  # fmt: skip
     marker = EXIT if spec.direction == "after" else START
-    paths: Counter[tuple[str | None, ...]] = Counter()
     if not len(found):
         return paths
     unique, counts = _count_rows(found, len(labels))

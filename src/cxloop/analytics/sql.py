@@ -92,8 +92,9 @@ DIALECTS = {
         number="TRY_CAST({x} AS DOUBLE)",
         contains="contains(lower({x}), lower({m}))",
         local_time="timezone({m}, {t})",
-        local_day="(epoch_us(timezone({m}, {t})) // 86400000000)",
-        utc_day="(epoch_us({t}) // 86400000000)",
+        # floor, not //: DuckDB's integer division truncates toward zero (before 1970).
+        local_day="CAST(floor(epoch_us(timezone({m}, {t})) / 86400000000) AS BIGINT)",
+        utc_day="CAST(floor(epoch_us({t}) / 86400000000) AS BIGINT)",
         key=_pointer,
         present_key=_pointer,
     ),

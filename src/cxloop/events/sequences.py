@@ -77,10 +77,12 @@ class SequenceIndex:
         store holds more than ``MAX_EVENTS`` events."""
         with self._lock:
             state = self._state
-            if state is not None and self._seen == (appends, moves):
+            seen_appends, seen_moves = self._seen
+            # A caller whose counters are older than the index's gets the newer index.
+            if state is not None and appends <= seen_appends and moves <= seen_moves:
                 return state
             merged = None
-            if state is not None and self._seen[1] == moves:
+            if state is not None and seen_moves == moves:
                 new = self._sql(_ROWS + " WHERE rowid > ?" + _ORDER, [state.last_row])
                 merged = _merged(state, new)
                 # Row ids are DuckDB's, not ours: should the store ever renumber rows, the
@@ -96,7 +98,8 @@ class SequenceIndex:
                     return None
                 codes = dict(state.codes) if state is not None else {}
                 merged = _built(self._sql(_ROWS + _ORDER), codes)
-            self._state, self._seen = merged, (appends, moves)
+            self._state = merged
+            self._seen = (max(appends, seen_appends), max(moves, seen_moves))
             return merged
 
     def _count(self) -> int:
