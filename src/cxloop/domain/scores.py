@@ -46,8 +46,26 @@ def nps_kind(score: float) -> Kind:
     return "passive" if value >= 7 else "detractor"
 
 
+class _Score:
+    """What every score has: a value, its standard error, and so a margin of error."""
+
+    @property
+    def score(self) -> float | None:
+        raise NotImplementedError
+
+    @property
+    def standard_error(self) -> float | None:
+        raise NotImplementedError
+
+    @property
+    def margin_of_error(self) -> float | None:
+        """Half the width of the 95% confidence interval, in the score's unit."""
+        error = self.standard_error
+        return None if error is None else Z_95 * error
+
+
 @dataclass(frozen=True)
-class Nps:
+class Nps(_Score):
     """A Net Promoter Score (also eNPS) from -100 to +100; ``None`` without answers."""
 
     promoters: int
@@ -81,15 +99,9 @@ class Nps:
         variance = max(p + d - (p - d) ** 2, 0.0)
         return 100.0 * math.sqrt(variance / n)
 
-    @property
-    def margin_of_error(self) -> float | None:
-        """Half the width of the 95% confidence interval, in points."""
-        error = self.standard_error
-        return None if error is None else Z_95 * error
-
 
 @dataclass(frozen=True)
-class Proportion:
+class Proportion(_Score):
     """CSAT: the share (in %) of answers that are satisfied (4-5 of 1-5)."""
 
     satisfied: int
@@ -111,14 +123,9 @@ class Proportion:
         p = self.satisfied / self.responses
         return 100.0 * math.sqrt(p * (1 - p) / self.responses)
 
-    @property
-    def margin_of_error(self) -> float | None:
-        error = self.standard_error
-        return None if error is None else Z_95 * error
-
 
 @dataclass(frozen=True)
-class Mean:
+class Mean(_Score):
     """CES: the mean answer (1-7), from the count, sum and sum of squares of the answers."""
 
     responses: int
@@ -141,11 +148,6 @@ class Mean:
             return None if n == 0 else 0.0
         variance = max((self.squares - self.total * self.total / n) / (n - 1), 0.0)
         return math.sqrt(variance / n)
-
-    @property
-    def margin_of_error(self) -> float | None:
-        error = self.standard_error
-        return None if error is None else Z_95 * error
 
 
 @dataclass(frozen=True)
