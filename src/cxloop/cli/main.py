@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cxloop import __version__
-from cxloop.cli import analytics, data, imports, keys, lifecycle
+from cxloop.cli import analytics, data, feedback, imports, keys, lifecycle
 from cxloop.cli.context import CliError, handle_errors, load_settings, local_project, remote_server
 from cxloop.cli.output import Format, console, err_console, key_values
 
@@ -28,6 +28,7 @@ app.add_typer(data.rejected_app, name="rejected")
 app.add_typer(imports.app, name="import")
 app.add_typer(lifecycle.app, name="lifecycle")
 app.add_typer(lifecycle.departments_app, name="departments")
+app.add_typer(feedback.surveys_app, name="surveys")
 app.command("funnel")(analytics.funnel)
 app.command("trends")(analytics.trends)
 app.command("retention")(analytics.retention)

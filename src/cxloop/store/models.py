@@ -230,3 +230,28 @@ class StageTransition(Base):
     __table_args__ = (
         UniqueConstraint("model_id", "customer_id", "seq", name="uq_stage_transitions_model_id"),
     )
+
+
+class Survey(Base):
+    """A question put to customers or employees, tied to where in the journey it is asked:
+    a lifecycle stage (``stage_model``/``stage``) and/or a touchpoint (an event name)."""
+
+    __tablename__ = "surveys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # nps, csat, ces or custom
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    question: Mapped[str] = mapped_column(Text)
+    ask_why: Mapped[bool] = mapped_column(Boolean, default=True)  # an optional free-text "why"
+    # Custom surveys: a rating scale (low..high) or a list of choices.
+    scale_low: Mapped[int | None] = mapped_column(Integer)
+    scale_high: Mapped[int | None] = mapped_column(Integer)
+    choices: Mapped[list[str] | None] = mapped_column(JSON)
+    stage_model: Mapped[str | None] = mapped_column(String(63))
+    stage: Mapped[str | None] = mapped_column(String(63))
+    touchpoint: Mapped[str | None] = mapped_column(String(200))
+    audience: Mapped[str] = mapped_column(String(16))  # customers or employees
+    department_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("departments.id", ondelete="RESTRICT")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

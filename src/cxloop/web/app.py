@@ -15,7 +15,7 @@ from cxloop.ingest.log import IngestLog
 from cxloop.ingest.writer import GroupCommitWriter
 from cxloop.project import Project, open_project, register_server, unregister_server
 from cxloop.settings import Settings
-from cxloop.web import analytics, api, lifecycle, tracking
+from cxloop.web import analytics, api, feedback, lifecycle, tracking
 from cxloop.web.errors import install_error_handlers
 from cxloop.web.state import ServerState
 
@@ -95,6 +95,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(api.router)
     app.include_router(lifecycle.router)
+    app.include_router(feedback.router)
     app.include_router(analytics.router)
     app.include_router(analytics.export_router)
 

@@ -1,0 +1,1 @@
+"""Voice of the customer: surveys, their responses and scores, and closing the loop."""

@@ -1,0 +1,57 @@
+"""surveys: NPS, CSAT, CES and custom questions tied to a stage and/or a touchpoint
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-01 23:50:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "surveys",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("question", sa.Text(), nullable=False),
+        sa.Column("ask_why", sa.Boolean(), nullable=False),
+        sa.Column("scale_low", sa.Integer(), nullable=True),
+        sa.Column("scale_high", sa.Integer(), nullable=True),
+        sa.Column("choices", sa.JSON(), nullable=True),
+        sa.Column("stage_model", sa.String(length=63), nullable=True),
+        sa.Column("stage", sa.String(length=63), nullable=True),
+        sa.Column("touchpoint", sa.String(length=200), nullable=True),
+        sa.Column("audience", sa.String(length=16), nullable=False),
+        sa.Column(
+            "department_id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            nullable=True,
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["department_id"],
+            ["departments.id"],
+            name=op.f("fk_surveys_department_id_departments"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_surveys")),
+        sa.UniqueConstraint("name", name=op.f("uq_surveys_name")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("surveys")
