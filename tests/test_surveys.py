@@ -3,10 +3,12 @@ or touchpoint, and every bad input refused with the field and the reason."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
 
+from cxloop.domain.scores import Nps
 from cxloop.settings import Settings
 from tests.conftest import ApiClient
 from tests.test_cli import cx, cx_json
@@ -88,3 +90,82 @@ def test_the_api_creates_surveys_and_names_the_field_of_each_error(api: ApiClien
     assert one.json() == survey
     missing = api.http.get("/api/v1/surveys/999", headers=api.auth)
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "survey"
+
+
+def test_responses_are_checked_and_scored_per_touchpoint(api: ApiClient) -> None:
+    survey = post(api, {"type": "nps", "name": "Delivery", "touchpoint": "Delivery Completed"})
+    sid = survey.json()["id"]
+
+    def answer(body: dict[str, Any]) -> Any:
+        return api.http.post(f"/api/v1/surveys/{sid}/responses", json=body, headers=api.auth)
+
+    delivery = [10, 9, 9, 8, 3, 0, 10]
+    support = [2, 4, 7, 10]
+    for score in delivery:
+        assert answer({"score": score}).status_code == 201
+    for score in support:
+        assert answer({"score": score, "touchpoint": "Ticket Closed"}).status_code == 201
+    html = answer({"score": 6, "touchpoint": "Ticket Closed",
+                   "comment": "<script>alert(1)</script> too slow"})  # fmt: skip
+    assert html.json()["comment"] == "<script>alert(1)</script> too slow"  # kept as text
+    support.append(6)
+    for bad, field in [
+        ({"score": 11}, "score"),
+        ({"score": 7.5}, "score"),
+        ({}, "score"),
+        ({"score": 5, "comment": "x" * 5001}, "comment"),
+        ({"score": 5, "submitted_at": "2999-01-01T00:00:00Z"}, "submitted_at"),
+    ]:
+        refused = answer(bad)
+        assert refused.status_code == 422, bad
+        assert refused.json()["error"]["field"] == field
+    unknown = api.http.post("/api/v1/surveys/999/responses", json={"score": 5}, headers=api.auth)
+    assert unknown.status_code == 404
+    nobody = answer({"score": 5, "customer": "no-such-user"})
+    assert nobody.status_code == 404
+
+    report = api.http.get(
+        "/api/v1/feedback/nps", params={"by": "touchpoint"}, headers=api.auth
+    ).json()
+    everyone = Nps.of(delivery + support)
+    assert report["responses"] == len(delivery) + len(support)
+    assert report["nps"] == pytest.approx(everyone.score, abs=0.01)
+    assert report["margin_of_error"] == pytest.approx(everyone.margin_of_error, abs=0.01)
+    groups = {g["key"]: g for g in report["groups"]}
+    assert groups["Delivery Completed"]["nps"] == pytest.approx(Nps.of(delivery).score, abs=0.01)
+    assert groups["Ticket Closed"]["responses"] == len(support)
+    later = api.http.get("/api/v1/feedback/nps", params={"from": "2999-01-01"}, headers=api.auth)
+    assert later.json()["responses"] == 0 and later.json()["nps"] is None
+
+
+def test_choice_surveys_take_one_of_their_choices(api: ApiClient) -> None:
+    sid = post(api, {"type": "custom", "name": "Heard", "question": "Where?",
+                     "choices": ["Friend", "Search"]}).json()["id"]  # fmt: skip
+    url = f"/api/v1/surveys/{sid}/responses"
+    assert api.http.post(url, json={"choice": "Friend"}, headers=api.auth).status_code == 201
+    wrong = api.http.post(url, json={"choice": "TV"}, headers=api.auth)
+    assert wrong.status_code == 422 and wrong.json()["error"]["field"] == "choice"
+    scored = api.http.post(url, json={"choice": "Friend", "score": 3}, headers=api.auth)
+    assert scored.status_code == 422 and scored.json()["error"]["field"] == "score"
+
+
+def test_cxloop_nps_reports_per_month(embedded_settings: Settings) -> None:
+    sid = cx(embedded_settings, "surveys", "create", "--type", "nps", "--name", "n").stdout.strip()
+    from cxloop.feedback.responses import ResponseIn, record_response
+    from cxloop.project import open_project
+
+    project = open_project(embedded_settings)
+    try:
+        with project.engine.begin() as conn:
+            for when, score in [("2026-01-05", 10), ("2026-01-20", 0), ("2026-02-02", 9)]:
+                at = datetime.fromisoformat(when + "T12:00:00+00:00")
+                record_response(conn, int(sid), ResponseIn(score=score, submitted_at=at))
+    finally:
+        project.close()
+    report = cx_json(embedded_settings, "nps", "--by", "month")
+    assert report["responses"] == 3
+    assert [(g["key"], g["nps"], g["responses"]) for g in report["groups"]] == [
+        ("2026-01", 0.0, 2), ("2026-02", 100.0, 1)
+    ]  # fmt: skip
+    bad = cx(embedded_settings, "nps", "--by", "week", check=False)
+    assert bad.returncode == 2 and "--by: must be one of" in bad.stderr

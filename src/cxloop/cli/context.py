@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
@@ -131,3 +132,13 @@ def call_project(
             return remote.request(method, path, params=clean, json=body)
     with local_project(settings) as project:
         return to_jsonable_python(local(project))
+
+
+def day_option(value: str | None, option: str) -> date | None:
+    """A ``YYYY-MM-DD`` option, or an error naming it."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None

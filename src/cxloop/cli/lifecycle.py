@@ -6,14 +6,14 @@ and in this process otherwise; both print the same JSON.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 
-from cxloop.cli.context import CliError, call_project, handle_errors
+from cxloop.cli.context import CliError, call_project, day_option, handle_errors
 from cxloop.cli.output import Format, duration, emit, err_console, key_values, percent
 from cxloop.domain.lifecycle import LifecycleModel
 from cxloop.domain.values import parse_pairs
@@ -171,7 +171,7 @@ def stage_report(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Stage flow: entered, current, progressed, exited, rates, time in stage, owner."""
-    first, last = _day(start, "--from"), _day(end, "--to")
+    first, last = day_option(start, "--from"), day_option(end, "--to")
     segment = parse_pairs(where, "--where")
 
     def local(project: Project) -> Any:
@@ -319,12 +319,3 @@ def departments_rename(
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None

@@ -33,6 +33,7 @@ app.command("funnel")(analytics.funnel)
 app.command("trends")(analytics.trends)
 app.command("retention")(analytics.retention)
 app.command("paths")(analytics.paths)
+app.command("nps")(feedback.nps)
 app.add_typer(analytics.export_app, name="export")
 app.command("stats")(data.stats)
 

@@ -32,9 +32,9 @@ class ScoreOutOfRange(ValueError):
 def check_score(score: float, low: int, high: int, what: str = "score") -> int:
     """The answer as a whole number on its scale, or a clear error."""
     if isinstance(score, bool) or not isinstance(score, int | float) or math.isnan(score):
-        raise ScoreOutOfRange(f"{what} must be a whole number from {low} to {high}")
+        raise ScoreOutOfRange(f"{what}: must be a whole number from {low} to {high}")
     if score != int(score) or not low <= score <= high:
-        raise ScoreOutOfRange(f"{what} must be a whole number from {low} to {high}, not {score}")
+        raise ScoreOutOfRange(f"{what}: must be a whole number from {low} to {high}, not {score}")
     return int(score)
 
 

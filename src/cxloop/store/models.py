@@ -255,3 +255,31 @@ class Survey(Base):
         BigId, ForeignKey("departments.id", ondelete="RESTRICT")
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SurveyResponse(Base):
+    """One answer to a survey, with where in the journey it was given (copied from the
+    survey unless the answer names its own touchpoint) and who gave it."""
+
+    __tablename__ = "survey_responses"
+    __table_args__ = (
+        Index("ix_survey_responses_survey_id_submitted_at", "survey_id", "submitted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    survey_id: Mapped[int] = mapped_column(BigId, ForeignKey("surveys.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    department_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("departments.id", ondelete="SET NULL")
+    )
+    score: Mapped[int | None] = mapped_column(Integer)
+    choice: Mapped[str | None] = mapped_column(String(200))
+    comment: Mapped[str | None] = mapped_column(Text)
+    touchpoint: Mapped[str | None] = mapped_column(String(200))
+    stage_model: Mapped[str | None] = mapped_column(String(63))
+    stage: Mapped[str | None] = mapped_column(String(63))
+    source: Mapped[str] = mapped_column(String(16))  # api, page or import
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
+from cxloop.feedback.responses import GroupBy, ResponseIn, nps_report, record_response
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
 from cxloop.web.api import Secret
 
@@ -31,3 +33,34 @@ def surveys(state: Secret) -> list[dict[str, Any]]:
 def survey(state: Secret, survey_id: int) -> dict[str, Any]:
     with state.project.engine.connect() as conn:
         return get_survey(conn, survey_id)
+
+
+@router.post("/surveys/{survey_id}/responses", status_code=201)
+async def respond(state: Secret, survey_id: int, body: ResponseIn) -> dict[str, Any]:
+    """Record an answer given elsewhere (in an app, by an agent)."""
+
+    def run() -> dict[str, Any]:
+        with state.project.engine.begin() as conn:
+            return record_response(conn, survey_id, body)
+
+    return await state.writer.call(run)
+
+
+@router.get("/feedback/nps")
+def nps(
+    state: Secret,
+    survey: Annotated[int | None, Query(description="One survey's id")] = None,
+    by: Annotated[GroupBy | None, Query(description="touchpoint, stage, department or month")] = (
+        None
+    ),
+    start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
+) -> dict[str, Any]:
+    """NPS with its 95% margin of error, overall and per group."""
+    zone = state.project.settings.zone
+    with state.project.engine.connect() as conn:
+        return nps_report(
+            conn, survey_id=survey, by=by, zone=zone,
+            start=datetime.combine(start, time(), zone) if start else None,
+            end=datetime.combine(end + timedelta(days=1), time(), zone) if end else None,
+        )  # fmt: skip

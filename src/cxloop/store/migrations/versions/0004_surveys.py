@@ -1,4 +1,4 @@
-"""surveys: NPS, CSAT, CES and custom questions tied to a stage and/or a touchpoint
+"""surveys (NPS, CSAT, CES, custom; tied to a stage and/or a touchpoint) and their responses
 
 Revision ID: 0004
 Revises: 0003
@@ -52,6 +52,44 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_surveys_name")),
     )
 
+    big = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    op.create_table(
+        "survey_responses",
+        sa.Column("id", big, autoincrement=True, nullable=False),
+        sa.Column("survey_id", big, nullable=False),
+        sa.Column("customer_id", big, nullable=True),
+        sa.Column("department_id", big, nullable=True),
+        sa.Column("score", sa.Integer(), nullable=True),
+        sa.Column("choice", sa.String(length=200), nullable=True),
+        sa.Column("comment", sa.Text(), nullable=True),
+        sa.Column("touchpoint", sa.String(length=200), nullable=True),
+        sa.Column("stage_model", sa.String(length=63), nullable=True),
+        sa.Column("stage", sa.String(length=63), nullable=True),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"],
+            name=op.f("fk_survey_responses_customer_id_customers"), ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["department_id"], ["departments.id"],
+            name=op.f("fk_survey_responses_department_id_departments"), ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["survey_id"], ["surveys.id"],
+            name=op.f("fk_survey_responses_survey_id_surveys"), ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_survey_responses")),
+    )  # fmt: skip
+    op.create_index(
+        "ix_survey_responses_survey_id_submitted_at",
+        "survey_responses",
+        ["survey_id", "submitted_at"],
+    )
+    op.create_index(op.f("ix_survey_responses_customer_id"), "survey_responses", ["customer_id"])
+
 
 def downgrade() -> None:
+    op.drop_table("survey_responses")
     op.drop_table("surveys")

@@ -1,0 +1,184 @@
+"""Survey responses and the scores read from them.
+
+A response is checked against its survey (the scale of its type, the choices of a custom
+one) and keeps where in the journey it was given, so every score can be read per
+touchpoint, stage, department or month with the same arithmetic (``cxloop.domain.scores``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, Table, case, func, insert, select
+
+from cxloop.customers.service import resolve_customer_id
+from cxloop.domain.scores import Nps, check_score
+from cxloop.feedback.surveys import SCALES, departments_t, get_survey, surveys_t
+from cxloop.lifecycle.service import NotFound
+from cxloop.store.models import SurveyResponse
+
+responses_t = cast(Table, SurveyResponse.__table__)
+MAX_COMMENT = 5000
+GroupBy = Literal["touchpoint", "stage", "department", "month"]
+
+
+class ResponseIn(BaseModel):
+    """One answer: a score (rating surveys) or a choice (choice surveys), an optional
+    comment, and who gave it (a customer by id, userId, anonymousId or e-mail)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: float | None = None
+    choice: str | None = Field(default=None, max_length=200)
+    comment: str | None = None
+    customer: str | None = Field(default=None, max_length=320)
+    department: str | None = Field(default=None, max_length=120)
+    touchpoint: str | None = Field(default=None, max_length=200)
+    submitted_at: datetime | None = None
+
+
+def record_response(
+    conn: Connection, survey_id: int, answer: ResponseIn, *, source: str = "api"
+) -> dict[str, Any]:
+    """Store a checked answer; comments are kept as the text they are (pages escape it)."""
+    survey = get_survey(conn, survey_id)
+    row: dict[str, Any] = {"survey_id": survey_id, "source": source, "score": None,
+                           "choice": None}  # fmt: skip
+    if survey["choices"] is not None:
+        if answer.choice not in survey["choices"]:
+            raise ValueError(f"choice: must be one of {', '.join(survey['choices'])}")
+        if answer.score is not None:
+            raise ValueError("score: this survey is answered with a choice")
+        row["choice"] = answer.choice
+    else:
+        if answer.score is None:
+            raise ValueError("score: this survey needs a score")
+        low, high = survey["scale"]
+        row["score"] = check_score(answer.score, low, high)
+    comment = (answer.comment or "").strip()
+    if len(comment) > MAX_COMMENT:
+        raise ValueError(f"comment: at most {MAX_COMMENT} characters, not {len(comment)}")
+    row["comment"] = comment or None
+    row["customer_id"] = (
+        resolve_customer_id(conn, answer.customer) if answer.customer is not None else None
+    )
+    row["department_id"] = _department(conn, answer.department or survey["department"])
+    row["touchpoint"] = answer.touchpoint or survey["touchpoint"]
+    model, _, stage = (survey["stage"] or "").partition(":")
+    row["stage_model"], row["stage"] = model or None, stage or None
+    now = datetime.now(UTC)
+    submitted = answer.submitted_at or now
+    if submitted.tzinfo is None:
+        submitted = submitted.replace(tzinfo=UTC)
+    if submitted > now:
+        raise ValueError("submitted_at: a response cannot come from the future")
+    row["submitted_at"], row["created_at"] = submitted, now
+    new_id = conn.execute(insert(responses_t).values(**row).returning(responses_t.c.id)).one()
+    return {"id": int(new_id.id), "survey_id": survey_id, **_shown(row, survey)}
+
+
+def _shown(row: dict[str, Any], survey: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "score": row["score"],
+        "choice": row["choice"],
+        "comment": row["comment"],
+        "customer_id": row["customer_id"],
+        "touchpoint": row["touchpoint"],
+        "stage": survey["stage"],
+        "submitted_at": row["submitted_at"].isoformat(),
+    }
+
+
+def _department(conn: Connection, name: str | None) -> int | None:
+    if name is None:
+        return None
+    found = conn.execute(select(departments_t.c.id).where(departments_t.c.name == name)).first()
+    if found is None:
+        raise NotFound("department", f"no department named {name!r}")
+    return int(found.id)
+
+
+def nps_report(
+    conn: Connection,
+    *,
+    survey_id: int | None = None,
+    by: GroupBy | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    zone: ZoneInfo = ZoneInfo("UTC"),
+) -> dict[str, Any]:
+    """NPS over the NPS surveys' responses (one survey's, if named), overall and per group:
+    ``{"nps", "responses", "promoters", "passives", "detractors", "margin_of_error",
+    "groups": [{"key", "nps", "responses", "margin_of_error"}]}``."""
+    if survey_id is not None and get_survey(conn, survey_id)["kind"] != "nps":
+        raise ValueError("survey: not an NPS survey")
+    low, high = SCALES["nps"]
+    score = responses_t.c.score
+    counts = [
+        func.count(case((score >= 9, 1))).label("promoters"),
+        func.count(case(((score >= 7) & (score <= 8), 1))).label("passives"),
+        func.count(case((score <= 6, 1))).label("detractors"),
+    ]
+    query = (
+        select(*counts)
+        .select_from(responses_t.join(surveys_t).outerjoin(departments_t))
+        .where(surveys_t.c.kind == "nps", score.between(low, high))
+    )
+    if by is not None:
+        key = _group_key(by)
+        query = query.add_columns(key.label("key")).group_by(key)
+    if survey_id is not None:
+        query = query.where(responses_t.c.survey_id == survey_id)
+    if start is not None:
+        query = query.where(responses_t.c.submitted_at >= start)
+    if end is not None:
+        query = query.where(responses_t.c.submitted_at < end)
+    groups: dict[Any, Nps] = {}
+    for row in conn.execute(query):
+        label = None if by is None else _month(row.key, zone) if by == "month" else row.key
+        found = groups.get(label, Nps(0, 0, 0))
+        groups[label] = Nps(
+            found.promoters + row.promoters,
+            found.passives + row.passives,
+            found.detractors + row.detractors,
+        )
+    total = Nps(*(sum(getattr(g, f) for g in groups.values())
+                  for f in ("promoters", "passives", "detractors")))  # fmt: skip
+    out: dict[str, Any] = {
+        "nps": _rounded(total.score),
+        "responses": total.responses,
+        "promoters": total.promoters,
+        "passives": total.passives,
+        "detractors": total.detractors,
+        "margin_of_error": _rounded(total.margin_of_error),
+    }
+    if by is not None:
+        out["groups"] = [
+            {"key": k, "nps": _rounded(g.score), "responses": g.responses,
+             "margin_of_error": _rounded(g.margin_of_error)}
+            for k, g in sorted(groups.items(), key=lambda item: (item[0] is None, str(item[0])))
+        ]  # fmt: skip
+    return out
+
+
+def _group_key(by: GroupBy) -> Any:
+    if by == "touchpoint":
+        return responses_t.c.touchpoint
+    if by == "stage":
+        return responses_t.c.stage_model + ":" + responses_t.c.stage
+    if by == "department":
+        return departments_t.c.name
+    return responses_t.c.submitted_at  # months are formed in Python: one rule on every engine
+
+
+def _month(moment: datetime, zone: ZoneInfo) -> str:
+    """The month in the project's time zone."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(zone).strftime("%Y-%m")
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
