@@ -3,7 +3,12 @@ or touchpoint, and every bad input refused with the field and the reason."""
 
 from __future__ import annotations
 
+import csv
+import json
+import shutil
+from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +174,60 @@ def test_cxloop_nps_reports_per_month(embedded_settings: Settings) -> None:
     ]  # fmt: skip
     bad = cx(embedded_settings, "nps", "--by", "week", check=False)
     assert bad.returncode == 2 and "--by: must be one of" in bad.stderr
+
+
+def test_the_real_nps_file_imports_with_its_unscored_rows_rejected(
+    embedded_settings: Settings, shared_data: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "nps.csv"
+    shutil.copy(shared_data / "nps-verbatims.csv", source)
+    with source.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    scored = [int(r["NPS_SCORE"]) for r in rows if r["NPS_SCORE"].strip()]
+    sid = cx(embedded_settings, "surveys", "create", "--type", "nps", "--name", "v").stdout.strip()
+    args = [
+        "import", "responses", str(source), "--survey", sid,
+        "--map", "score=NPS_SCORE,comment=text,submitted_at=CUSTOMER_RESPONSE_DATE",
+        "--map", "touchpoint=SURVEY_SUB_TYPE", "--date-format", "%d/%m/%Y %H:%M",
+    ]  # fmt: skip
+    first = cx_json(embedded_settings, *args)
+    assert first["rows"] == len(rows)
+    assert first["imported"] == len(scored) and first["rejected"] == len(rows) - len(scored) > 0
+    assert {r["reason"] for r in first["rejects"]} == {"score: the row has no score"}
+    rejects = (tmp_path / "nps.csv.rejects.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rejects) >= 1 + first["rejected"] and rejects[0].startswith("line,reason,")
+    again = cx_json(embedded_settings, *args)
+    assert again["imported"] == 0 and again["unchanged"] == len(scored)
+    report = cx_json(embedded_settings, "nps", "--survey", sid, "--by", "touchpoint")
+    expected = Nps.of(scored)
+    assert report["responses"] == len(scored)
+    assert report["nps"] == pytest.approx(expected.score, abs=0.01)
+    by_touchpoint = {g["key"]: g["responses"] for g in report["groups"]}
+    assert by_touchpoint == dict(
+        Counter(r["SURVEY_SUB_TYPE"] for r in rows if r["NPS_SCORE"].strip())
+    )
+    months = cx_json(embedded_settings, "nps", "--survey", sid, "--by", "month")["groups"]
+    assert "2018-04" in {g["key"] for g in months}  # day-first dates read as such
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--map", "comment=text"], "--map: map score (or choice) to a column"),
+        (["--map", "score=NOPE"], "--map: no column 'NOPE'"),
+        (["--map", "mood=text,score=NPS_SCORE"], "--map: 'mood' is not one of"),
+        (["--map", "score=NPS_SCORE,submitted_at=CUSTOMER_RESPONSE_DATE"], "does not match"),
+    ],
+)
+def test_bad_response_imports_say_what_is_wrong(
+    embedded_settings: Settings, shared_data: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    sid = cx(embedded_settings, "surveys", "create", "--type", "nps", "--name", "v").stdout.strip()
+    path = str(shutil.copy(shared_data / "nps-verbatims.csv", tmp_path / "nps.csv"))
+    result = cx(embedded_settings, "import", "responses", path, "--survey", sid, *extra,
+                "--format", "json", check=False)  # fmt: skip
+    if "does not match" in message:  # a row-level problem: rows rejected, the rest none
+        summary = json.loads(result.stdout)
+        assert summary["imported"] == 0 and message in summary["rejects"][0]["reason"]
+        return
+    assert result.returncode == 2 and message in " ".join(result.stderr.split())

@@ -26,6 +26,7 @@ from cxloop.cli.context import (
 )
 from cxloop.cli.output import Format, err_console, key_values
 from cxloop.domain.values import parse_pairs
+from cxloop.feedback.responses_import import import_responses, parse_mapping
 from cxloop.ingest.files_model import CUSTOMER_FIELDS, EVENT_FIELDS, ImportKind, ImportOptions
 from cxloop.ingest.importer import (
     ImportSummary,
@@ -41,8 +42,9 @@ from cxloop.store.database import make_sessionmaker, session_scope
 from cxloop.store.models import ImportRun
 
 app = typer.Typer(
-    help="Import customers or events from CSV, JSONL or Parquet. Re-importing a file "
-    "changes nothing; rejected rows go to FILE.rejects.csv with the reason.",
+    help="Import customers or events from CSV, JSONL or Parquet, or survey responses from "
+    "CSV. Re-importing a file changes nothing; rejected rows go to FILE.rejects.csv with "
+    "the reason.",
     no_args_is_help=True,
 )
 
@@ -217,3 +219,43 @@ events.__doc__ = (
     f"Fields for --map: {', '.join(EVENT_FIELDS)}, properties.NAME; unmapped columns "
     "become properties."
 )
+
+
+@app.command("responses")
+@handle_errors
+def responses(
+    path: Annotated[Path, typer.Argument(help="CSV file of survey answers", show_default=False)],
+    survey: Annotated[int, typer.Option("--survey", help="The survey the answers are for")],
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            "-m",
+            help="FIELD=COLUMN pairs, comma-separated: score, choice, comment, submitted_at, "
+            "touchpoint, customer, department",
+        ),
+    ] = None,
+    date_format: Annotated[
+        str | None, typer.Option(help="strptime format of submitted_at, e.g. '%d/%m/%Y %H:%M'")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Import survey answers; rows that fail a check are reported (line and reason) and
+    written to FILE.rejects.csv, the others stored. Importing a file again adds nothing."""
+    settings = load_settings()
+    fields = parse_mapping(mapping)
+    engine = open_database(settings)
+    try:
+        with engine.begin() as conn:
+            summary = import_responses(
+                conn, survey, path, fields, date_format=date_format, zone=settings.zone
+            )
+    finally:
+        engine.dispose()
+    shown = {k: v for k, v in summary.items() if k != "rejects"}
+    key_values(summary if fmt is not Format.table else shown, fmt, title="import responses")
+    if fmt is Format.table and summary["rejects"]:
+        for reject in summary["rejects"][:5]:
+            err_console.print(f"line {reject['line']}: {reject['reason']}", highlight=False)
+        err_console.print(f"{summary['rejected']:,} rejected rows with reasons: "
+                          f"{summary['rejects_file']}")  # fmt: skip

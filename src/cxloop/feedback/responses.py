@@ -41,12 +41,19 @@ class ResponseIn(BaseModel):
 
 
 def record_response(
-    conn: Connection, survey_id: int, answer: ResponseIn, *, source: str = "api"
+    conn: Connection,
+    survey_id: int,
+    answer: ResponseIn,
+    *,
+    source: str = "api",
+    import_key: str | None = None,
+    survey: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Store a checked answer; comments are kept as the text they are (pages escape it)."""
-    survey = get_survey(conn, survey_id)
+    """Store a checked answer; comments are kept as the text they are (pages escape it).
+    ``import_key`` marks an imported row, stored once however often its file is imported."""
+    survey = survey or get_survey(conn, survey_id)
     row: dict[str, Any] = {"survey_id": survey_id, "source": source, "score": None,
-                           "choice": None}  # fmt: skip
+                           "choice": None, "import_key": import_key}  # fmt: skip
     if survey["choices"] is not None:
         if answer.choice not in survey["choices"]:
             raise ValueError(f"choice: must be one of {', '.join(survey['choices'])}")

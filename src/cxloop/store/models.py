@@ -264,6 +264,7 @@ class SurveyResponse(Base):
     __tablename__ = "survey_responses"
     __table_args__ = (
         Index("ix_survey_responses_survey_id_submitted_at", "survey_id", "submitted_at"),
+        UniqueConstraint("survey_id", "import_key", name="uq_survey_responses_import_key"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -281,5 +282,7 @@ class SurveyResponse(Base):
     stage_model: Mapped[str | None] = mapped_column(String(63))
     stage: Mapped[str | None] = mapped_column(String(63))
     source: Mapped[str] = mapped_column(String(16))  # api, page or import
+    # Imports: the row's content hash and occurrence, so a file imported twice is stored once.
+    import_key: Mapped[str | None] = mapped_column(String(80))
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("stage_model", sa.String(length=63), nullable=True),
         sa.Column("stage", sa.String(length=63), nullable=True),
         sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("import_key", sa.String(length=80), nullable=True),
         sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -81,6 +82,9 @@ def upgrade() -> None:
             name=op.f("fk_survey_responses_survey_id_surveys"), ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_survey_responses")),
+        sa.UniqueConstraint(
+            "survey_id", "import_key", name=op.f("uq_survey_responses_import_key")
+        ),
     )  # fmt: skip
     op.create_index(
         "ix_survey_responses_survey_id_submitted_at",
