@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cxloop.domain.scores import Nps
+from cxloop.domain.scores import Mean, Nps
 from cxloop.settings import Settings
 from tests.conftest import ApiClient
 from tests.test_cli import cx, cx_json
@@ -231,3 +231,48 @@ def test_bad_response_imports_say_what_is_wrong(
         assert summary["imported"] == 0 and message in summary["rejects"][0]["reason"]
         return
     assert result.returncode == 2 and message in " ".join(result.stderr.split())
+
+
+def test_csat_ces_and_enps_read_their_own_surveys(api: ApiClient) -> None:
+    api.http.post("/api/v1/departments", json={"name": "Support"}, headers=api.auth)
+    ids = {
+        key: post(api, {"type": kind, "name": key, **extra}).json()["id"]
+        for key, kind, extra in [
+            ("csat", "csat", {}),
+            ("ces", "ces", {}),
+            ("nps", "nps", {}),
+            ("team", "nps", {"audience": "employees", "department": "Support"}),
+        ]
+    }
+    answers = {
+        ids["csat"]: [5, 4, 2, 1, 5],
+        ids["ces"]: [7, 6, 2],
+        ids["nps"]: [10, 0],
+        ids["team"]: [10, 10, 9, 3],
+    }
+    for sid, scores in answers.items():
+        for s in scores:
+            reply = api.http.post(
+                f"/api/v1/surveys/{sid}/responses", json={"score": s}, headers=api.auth
+            )
+            assert reply.status_code == 201, reply.text
+    bad = api.http.post(
+        f"/api/v1/surveys/{ids['csat']}/responses", json={"score": 6}, headers=api.auth
+    )
+    assert bad.status_code == 422 and "from 1 to 5" in bad.json()["error"]["message"]
+
+    def report(measure: str, **params: Any) -> Any:
+        return api.http.get(f"/api/v1/feedback/{measure}", params=params, headers=api.auth).json()
+
+    csat = report("csat")
+    assert csat["csat"] == 60.0 and csat["responses"] == 5 and csat["satisfied"] == 3
+    ces = report("ces")
+    assert ces["ces"] == pytest.approx(5.0) and ces["responses"] == 3
+    assert ces["margin_of_error"] == pytest.approx(Mean.ces([7, 6, 2]).margin_of_error, abs=0.01)
+    assert report("nps")["responses"] == 2  # customers only: employees answer eNPS
+    enps = report("enps")
+    assert enps["enps"] == pytest.approx(Nps.of([10, 10, 9, 3]).score, abs=0.01)
+    wrong = api.http.get("/api/v1/feedback/enps", params={"survey": ids["csat"]},
+                         headers=api.auth)  # fmt: skip
+    assert wrong.status_code == 422 and wrong.json()["error"]["field"] == "survey"
+    assert api.http.get("/api/v1/feedback/mood", headers=api.auth).status_code == 422

@@ -10,7 +10,7 @@ import typer
 
 from cxloop.cli.context import call_project, day_option, handle_errors
 from cxloop.cli.output import Format, emit, key_values
-from cxloop.feedback.responses import GroupBy, nps_report
+from cxloop.feedback.responses import GroupBy, Measure, score_report
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
 from cxloop.project import Project
 
@@ -95,41 +95,51 @@ def show(
     key_values(data, fmt, title="survey")
 
 
-@handle_errors
-def nps(
-    survey: Annotated[int | None, typer.Option("--survey", help="One survey's id")] = None,
-    by: Annotated[
-        str | None, typer.Option("--by", help="touchpoint, stage, department or month")
-    ] = None,
-    start: Annotated[
-        str | None, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive)")
-    ] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last day (inclusive)")] = None,
-    fmt: FormatOpt = Format.table,
-) -> None:
-    """Net Promoter Score with its 95% margin of error, overall or per group."""
-    if by is not None and by not in GROUPS:
-        raise ValueError(f"--by: must be one of {', '.join(GROUPS)}, not {by!r}")
-    first, last = day_option(start, "--from"), day_option(end, "--to")
+def _report(measure: Measure, title: str) -> Any:
+    """The command for one measure: they differ only in what they count."""
 
-    def local(project: Project) -> Any:
-        zone = project.settings.zone
-        with project.engine.connect() as conn:
-            return nps_report(
-                conn, survey_id=survey, by=cast(GroupBy | None, by), zone=zone,
-                start=datetime.combine(first, time(), zone) if first else None,
-                end=datetime.combine(last + timedelta(days=1), time(), zone) if last else None,
-            )  # fmt: skip
+    @handle_errors
+    def command(
+        survey: Annotated[int | None, typer.Option("--survey", help="One survey's id")] = None,
+        by: Annotated[
+            str | None, typer.Option("--by", help="touchpoint, stage, department or month")
+        ] = None,
+        start: Annotated[
+            str | None, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive)")
+        ] = None,
+        end: Annotated[str | None, typer.Option("--to", help="Last day (inclusive)")] = None,
+        fmt: FormatOpt = Format.table,
+    ) -> None:
+        if by is not None and by not in GROUPS:
+            raise ValueError(f"--by: must be one of {', '.join(GROUPS)}, not {by!r}")
+        first, last = day_option(start, "--from"), day_option(end, "--to")
 
-    params = {"survey": survey, "by": by, "from": start, "to": end}
-    data = call_project("GET", "/api/v1/feedback/nps", local, params=params)
-    if fmt is not Format.table:
-        emit(data, fmt, rows=data.get("groups") or [data], columns=NPS_COLUMNS, title="NPS")
-        return
-    key_values({k: v for k, v in data.items() if k != "groups"}, fmt, title="NPS")
-    if data.get("groups"):
-        emit(data["groups"], fmt, rows=data["groups"], columns=NPS_COLUMNS, title=f"NPS by {by}")
+        def local(project: Project) -> Any:
+            zone = project.settings.zone
+            with project.engine.connect() as conn:
+                return score_report(
+                    conn, measure, survey_id=survey, by=cast(GroupBy | None, by), zone=zone,
+                    start=datetime.combine(first, time(), zone) if first else None,
+                    end=datetime.combine(last + timedelta(days=1), time(), zone) if last else None,
+                )  # fmt: skip
+
+        params = {"survey": survey, "by": by, "from": start, "to": end}
+        data = call_project("GET", f"/api/v1/feedback/{measure}", local, params=params)
+        columns = ("key", measure, "responses", "margin_of_error")
+        if fmt is not Format.table:
+            emit(data, fmt, rows=data.get("groups") or [data], columns=columns, title=title)
+            return
+        key_values({k: v for k, v in data.items() if k != "groups"}, fmt, title=title)
+        if data.get("groups"):
+            emit(data["groups"], fmt, rows=data["groups"], columns=columns,
+                 title=f"{title} by {by}")  # fmt: skip
+
+    command.__doc__ = f"{title} with its 95% margin of error, overall or per group."
+    return command
 
 
-NPS_COLUMNS = ("key", "nps", "responses", "margin_of_error")
+nps = _report("nps", "NPS")
+enps = _report("enps", "eNPS")
+csat = _report("csat", "CSAT")
+ces = _report("ces", "CES")
 GROUPS = ("touchpoint", "stage", "department", "month")

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Table, case, func, insert, select
 
 from cxloop.customers.service import resolve_customer_id
-from cxloop.domain.scores import Nps, check_score
+from cxloop.domain.scores import Mean, Nps, Proportion, check_score
 from cxloop.feedback.surveys import SCALES, departments_t, get_survey, surveys_t
 from cxloop.lifecycle.service import NotFound
 from cxloop.store.models import SurveyResponse
@@ -108,8 +108,45 @@ def _department(conn: Connection, name: str | None) -> int | None:
     return int(found.id)
 
 
-def nps_report(
+Measure = Literal["nps", "enps", "csat", "ces"]
+_SURVEYS = {  # measure: (survey kind, audience)
+    "nps": ("nps", "customers"),
+    "enps": ("nps", "employees"),
+    "csat": ("csat", "customers"),
+    "ces": ("ces", "customers"),
+}
+
+
+def _sums(measure: Measure) -> list[Any]:
+    """What each measure adds up in SQL: counts and sums, so groups combine exactly."""
+    score = responses_t.c.score
+    if measure in ("nps", "enps"):
+        return [
+            func.count(case((score >= 9, 1))).label("promoters"),
+            func.count(case(((score >= 7) & (score <= 8), 1))).label("passives"),
+            func.count(case((score <= 6, 1))).label("detractors"),
+        ]
+    if measure == "csat":
+        return [func.count(case((score >= 4, 1))).label("satisfied"),
+                func.count(score).label("responses")]  # fmt: skip
+    return [
+        func.count(score).label("responses"),
+        func.coalesce(func.sum(score), 0).label("total"),
+        func.coalesce(func.sum(score * score), 0).label("squares"),
+    ]
+
+
+def _scored(measure: Measure, sums: dict[str, float]) -> Nps | Proportion | Mean:
+    if measure in ("nps", "enps"):
+        return Nps(int(sums["promoters"]), int(sums["passives"]), int(sums["detractors"]))
+    if measure == "csat":
+        return Proportion(int(sums["satisfied"]), int(sums["responses"]))
+    return Mean(int(sums["responses"]), float(sums["total"]), float(sums["squares"]))
+
+
+def score_report(
     conn: Connection,
+    measure: Measure,
     *,
     survey_id: int | None = None,
     by: GroupBy | None = None,
@@ -117,22 +154,25 @@ def nps_report(
     end: datetime | None = None,
     zone: ZoneInfo = ZoneInfo("UTC"),
 ) -> dict[str, Any]:
-    """NPS over the NPS surveys' responses (one survey's, if named), overall and per group:
-    ``{"nps", "responses", "promoters", "passives", "detractors", "margin_of_error",
-    "groups": [{"key", "nps", "responses", "margin_of_error"}]}``."""
-    if survey_id is not None and get_survey(conn, survey_id)["kind"] != "nps":
-        raise ValueError("survey: not an NPS survey")
-    low, high = SCALES["nps"]
-    score = responses_t.c.score
-    counts = [
-        func.count(case((score >= 9, 1))).label("promoters"),
-        func.count(case(((score >= 7) & (score <= 8), 1))).label("passives"),
-        func.count(case((score <= 6, 1))).label("detractors"),
-    ]
+    """A score over its surveys' responses (one survey's, if named), overall and per
+    group: ``{MEASURE, "responses", ...its counts, "margin_of_error", "groups": [{"key",
+    MEASURE, "responses", "margin_of_error"}]}``. NPS reads customer surveys, eNPS
+    employee ones."""
+    kind, audience = _SURVEYS[measure]
+    if survey_id is not None:
+        survey = get_survey(conn, survey_id)
+        if (survey["kind"], survey["audience"]) != (kind, audience):
+            raise ValueError(f"survey: not a {kind} survey of {audience}")
+    low, high = SCALES[kind]
+    sums = _sums(measure)
     query = (
-        select(*counts)
+        select(*sums)
         .select_from(responses_t.join(surveys_t).outerjoin(departments_t))
-        .where(surveys_t.c.kind == "nps", score.between(low, high))
+        .where(
+            surveys_t.c.kind == kind,
+            surveys_t.c.audience == audience,
+            responses_t.c.score.between(low, high),
+        )
     )
     if by is not None:
         key = _group_key(by)
@@ -143,31 +183,27 @@ def nps_report(
         query = query.where(responses_t.c.submitted_at >= start)
     if end is not None:
         query = query.where(responses_t.c.submitted_at < end)
-    groups: dict[Any, Nps] = {}
+    names = [c.name for c in sums]
+    grouped: dict[Any, dict[str, float]] = {}
+    totals = dict.fromkeys(names, 0.0)
     for row in conn.execute(query):
         label = None if by is None else _month(row.key, zone) if by == "month" else row.key
-        found = groups.get(label, Nps(0, 0, 0))
-        groups[label] = Nps(
-            found.promoters + row.promoters,
-            found.passives + row.passives,
-            found.detractors + row.detractors,
-        )
-    total = Nps(*(sum(getattr(g, f) for g in groups.values())
-                  for f in ("promoters", "passives", "detractors")))  # fmt: skip
-    out: dict[str, Any] = {
-        "nps": _rounded(total.score),
-        "responses": total.responses,
-        "promoters": total.promoters,
-        "passives": total.passives,
-        "detractors": total.detractors,
-        "margin_of_error": _rounded(total.margin_of_error),
-    }
+        mine = grouped.setdefault(label, dict.fromkeys(names, 0.0))
+        for name in names:
+            mine[name] += float(getattr(row, name))
+            totals[name] += float(getattr(row, name))
+    total = _scored(measure, totals)
+    out: dict[str, Any] = {measure: _rounded(total.score), "responses": total.responses}
+    out.update({n: int(totals[n]) for n in names if n not in ("responses", "total", "squares")})
+    out["margin_of_error"] = _rounded(total.margin_of_error)
     if by is not None:
-        out["groups"] = [
-            {"key": k, "nps": _rounded(g.score), "responses": g.responses,
-             "margin_of_error": _rounded(g.margin_of_error)}
-            for k, g in sorted(groups.items(), key=lambda item: (item[0] is None, str(item[0])))
-        ]  # fmt: skip
+        ordered = sorted(grouped.items(), key=lambda item: (item[0] is None, str(item[0])))
+        out["groups"] = []
+        for label, group_sums in ordered:
+            group = _scored(measure, group_sums)
+            out["groups"].append({"key": label, measure: _rounded(group.score),
+                                  "responses": group.responses,
+                                  "margin_of_error": _rounded(group.margin_of_error)})  # fmt: skip
     return out
 
 

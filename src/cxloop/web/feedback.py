@@ -7,7 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from cxloop.feedback.responses import GroupBy, ResponseIn, nps_report, record_response
+from cxloop.feedback.responses import (
+    GroupBy,
+    Measure,
+    ResponseIn,
+    record_response,
+    score_report,
+)
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
 from cxloop.web.api import Secret
 
@@ -46,9 +52,10 @@ async def respond(state: Secret, survey_id: int, body: ResponseIn) -> dict[str, 
     return await state.writer.call(run)
 
 
-@router.get("/feedback/nps")
-def nps(
+@router.get("/feedback/{measure}")
+def score(
     state: Secret,
+    measure: Measure,
     survey: Annotated[int | None, Query(description="One survey's id")] = None,
     by: Annotated[GroupBy | None, Query(description="touchpoint, stage, department or month")] = (
         None
@@ -56,11 +63,12 @@ def nps(
     start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
 ) -> dict[str, Any]:
-    """NPS with its 95% margin of error, overall and per group."""
+    """NPS (customers), eNPS (employees), CSAT or CES with its 95% margin of error, overall
+    and per group."""
     zone = state.project.settings.zone
     with state.project.engine.connect() as conn:
-        return nps_report(
-            conn, survey_id=survey, by=by, zone=zone,
+        return score_report(
+            conn, measure, survey_id=survey, by=by, zone=zone,
             start=datetime.combine(start, time(), zone) if start else None,
             end=datetime.combine(end + timedelta(days=1), time(), zone) if end else None,
         )  # fmt: skip
