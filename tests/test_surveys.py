@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import statistics
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -276,3 +277,39 @@ def test_csat_ces_and_enps_read_their_own_surveys(api: ApiClient) -> None:
                          headers=api.auth)  # fmt: skip
     assert wrong.status_code == 422 and wrong.json()["error"]["field"] == "survey"
     assert api.http.get("/api/v1/feedback/mood", headers=api.auth).status_code == 422
+
+
+def test_enps_per_department_sits_beside_the_customer_nps_of_its_stages(api: ApiClient) -> None:
+    applied = api.http.post(
+        "/api/v1/lifecycle/models", json={"preset": "client-experience"}, headers=api.auth
+    )
+    assert applied.status_code == 201, applied.text
+    plan = {  # department: (employee scores, its stage, customer scores there)
+        "marketing": ([10, 10, 9], "client-experience:connect", [10, 9, 9, 8]),
+        "sales": ([10, 6, 3], "client-experience:engage", [9, 6, 5, 2]),
+        "delivery": ([2, 3, 0], "client-experience:delivery", [0, 1, 3, 10]),
+        "product": ([9, 9, 7], None, []),
+    }
+    for department, (staff, stage, customers) in plan.items():
+        team = post(api, {"type": "nps", "name": f"team {department}", "audience": "employees",
+                          "department": department}).json()["id"]  # fmt: skip
+        for score in staff:
+            api.http.post(f"/api/v1/surveys/{team}/responses", json={"score": score},
+                          headers=api.auth)  # fmt: skip
+        if stage:
+            sid = post(api, {"type": "nps", "name": f"at {stage}", "stage": stage}).json()["id"]
+            for score in customers:
+                api.http.post(f"/api/v1/surveys/{sid}/responses", json={"score": score},
+                              headers=api.auth)  # fmt: skip
+    got = api.http.get("/api/v1/feedback/enps/departments", headers=api.auth).json()
+    rows = {d["department"]: d for d in got["departments"]}
+    assert rows["marketing"]["enps"] == 100.0
+    assert rows["marketing"]["customer_nps"] == pytest.approx(Nps.of([10, 9, 9, 8]).score)
+    assert rows["sales"]["stages"] == ["client-experience:engage"]
+    assert rows["product"]["customer_nps"] is None and rows["product"]["customer_responses"] == 0
+    assert got["correlated_departments"] == 3
+    expected = statistics.correlation(
+        [Nps.of(plan[d][0]).score or 0.0 for d in ("delivery", "marketing", "sales")],
+        [Nps.of(plan[d][2]).score or 0.0 for d in ("delivery", "marketing", "sales")],
+    )
+    assert got["correlation"] == pytest.approx(expected, abs=1e-3) and got["correlation"] > 0.5

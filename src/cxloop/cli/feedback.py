@@ -9,8 +9,8 @@ from typing import Annotated, Any, cast
 import typer
 
 from cxloop.cli.context import call_project, day_option, handle_errors
-from cxloop.cli.output import Format, emit, key_values
-from cxloop.feedback.responses import GroupBy, Measure, score_report
+from cxloop.cli.output import Format, console, emit, key_values
+from cxloop.feedback.responses import GroupBy, Measure, enps_beside_stages, score_report
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
 from cxloop.project import Project
 
@@ -139,7 +139,43 @@ def _report(measure: Measure, title: str) -> Any:
 
 
 nps = _report("nps", "NPS")
-enps = _report("enps", "eNPS")
+
+
+@handle_errors
+def enps(
+    start: Annotated[
+        str | None, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive)")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day (inclusive)")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """eNPS per department beside the customer NPS of the stages it owns, and how the two
+    correlate across departments."""
+    first, last = day_option(start, "--from"), day_option(end, "--to")
+
+    def local(project: Project) -> Any:
+        zone = project.settings.zone
+        with project.engine.connect() as conn:
+            return enps_beside_stages(
+                conn, zone=zone,
+                start=datetime.combine(first, time(), zone) if first else None,
+                end=datetime.combine(last + timedelta(days=1), time(), zone) if last else None,
+            )  # fmt: skip
+
+    params = {"from": start, "to": end}
+    data = call_project("GET", "/api/v1/feedback/enps/departments", local, params=params)
+    rows = [{**d, "stages": ", ".join(d["stages"])} for d in data["departments"]]
+    columns = ("department", "enps", "responses", "margin_of_error", "customer_nps",
+               "customer_responses", "stages")  # fmt: skip
+    if fmt is not Format.table:
+        emit(data, fmt, rows=rows, columns=columns, title="eNPS by department")
+        return
+    emit(rows, fmt, rows=rows, columns=columns, title="eNPS by department")
+    r, n = data["correlation"], data["correlated_departments"]
+    shown = "needs three departments with both" if r is None else f"{r:+.2f}"
+    console.print(f"correlation of eNPS and customer NPS: {shown} (departments: {n})")
+
+
 csat = _report("csat", "CSAT")
 ces = _report("ces", "CES")
 GROUPS = ("touchpoint", "stage", "department", "month")

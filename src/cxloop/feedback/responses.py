@@ -7,6 +7,7 @@ touchpoint, stage, department or month with the same arithmetic (``cxloop.domain
 
 from __future__ import annotations
 
+import statistics
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, Table, case, func, insert, select
 from cxloop.customers.service import resolve_customer_id
 from cxloop.domain.scores import Mean, Nps, Proportion, check_score
 from cxloop.feedback.surveys import SCALES, departments_t, get_survey, surveys_t
-from cxloop.lifecycle.service import NotFound
+from cxloop.lifecycle.service import NotFound, installed_models
 from cxloop.store.models import SurveyResponse
 
 responses_t = cast(Table, SurveyResponse.__table__)
@@ -117,6 +118,9 @@ _SURVEYS = {  # measure: (survey kind, audience)
 }
 
 
+_NOT_SHOWN = ("responses", "total", "squares")  # sums shown as the score itself
+
+
 def _sums(measure: Measure) -> list[Any]:
     """What each measure adds up in SQL: counts and sums, so groups combine exactly."""
     score = responses_t.c.score
@@ -194,15 +198,16 @@ def score_report(
             totals[name] += float(getattr(row, name))
     total = _scored(measure, totals)
     out: dict[str, Any] = {measure: _rounded(total.score), "responses": total.responses}
-    out.update({n: int(totals[n]) for n in names if n not in ("responses", "total", "squares")})
+    out.update({n: int(totals[n]) for n in names if n not in _NOT_SHOWN})
     out["margin_of_error"] = _rounded(total.margin_of_error)
     if by is not None:
         ordered = sorted(grouped.items(), key=lambda item: (item[0] is None, str(item[0])))
         out["groups"] = []
         for label, group_sums in ordered:
             group = _scored(measure, group_sums)
+            counts = {n: int(group_sums[n]) for n in names if n not in _NOT_SHOWN}
             out["groups"].append({"key": label, measure: _rounded(group.score),
-                                  "responses": group.responses,
+                                  "responses": group.responses, **counts,
                                   "margin_of_error": _rounded(group.margin_of_error)})  # fmt: skip
     return out
 
@@ -225,3 +230,56 @@ def _month(moment: datetime, zone: ZoneInfo) -> str:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def enps_beside_stages(
+    conn: Connection,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    zone: ZoneInfo = ZoneInfo("UTC"),
+) -> dict[str, Any]:
+    """eNPS per department beside the customer NPS of the stages it owns (the answers of
+    all its stages together), and how the two go together across departments: Pearson's
+    r over the departments that have both, with their number (r is ``None`` below three)."""
+    window: dict[str, Any] = {"start": start, "end": end, "zone": zone}
+    report = score_report(conn, "enps", by="department", **window)
+    owners = {f"{m.key}:{s.key}": s.owner for m in installed_models(conn) for s in m.stages}
+    owned: dict[str, list[dict[str, Any]]] = {}
+    for group in score_report(conn, "nps", by="stage", **window)["groups"]:
+        if group["key"] in owners:
+            owned.setdefault(owners[group["key"]], []).append(group)
+    departments = []
+    pairs = []
+    for group in report["groups"]:
+        stages = owned.get(group["key"], [])
+        nps = Nps(*(sum(g[k] for g in stages) for k in ("promoters", "passives", "detractors")))
+        row = {
+            "department": group["key"],
+            "enps": group["enps"],
+            "responses": group["responses"],
+            "margin_of_error": group["margin_of_error"],
+            "customer_nps": _rounded(nps.score),
+            "customer_responses": nps.responses,
+            "stages": [g["key"] for g in stages],
+        }
+        departments.append(row)
+        if group["key"] is not None and row["enps"] is not None and nps.score is not None:
+            pairs.append((row["enps"], row["customer_nps"]))
+    return {
+        "enps": report["enps"],
+        "responses": report["responses"],
+        "margin_of_error": report["margin_of_error"],
+        "departments": departments,
+        "correlation": _correlation(pairs),
+        "correlated_departments": len(pairs),
+    }
+
+
+def _correlation(pairs: list[tuple[float, float]]) -> float | None:
+    if len(pairs) < 3:
+        return None
+    try:
+        return round(statistics.correlation([p[0] for p in pairs], [p[1] for p in pairs]), 4)
+    except statistics.StatisticsError:  # one side does not vary
+        return None

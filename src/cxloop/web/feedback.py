@@ -11,6 +11,7 @@ from cxloop.feedback.responses import (
     GroupBy,
     Measure,
     ResponseIn,
+    enps_beside_stages,
     record_response,
     score_report,
 )
@@ -50,6 +51,23 @@ async def respond(state: Secret, survey_id: int, body: ResponseIn) -> dict[str, 
             return record_response(conn, survey_id, body)
 
     return await state.writer.call(run)
+
+
+@router.get("/feedback/enps/departments")
+def enps_departments(
+    state: Secret,
+    start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
+) -> dict[str, Any]:
+    """eNPS per department beside the customer NPS of the stages it owns, and their
+    correlation across departments."""
+    zone = state.project.settings.zone
+    with state.project.engine.connect() as conn:
+        return enps_beside_stages(
+            conn, zone=zone,
+            start=datetime.combine(start, time(), zone) if start else None,
+            end=datetime.combine(end + timedelta(days=1), time(), zone) if end else None,
+        )  # fmt: skip
 
 
 @router.get("/feedback/{measure}")
