@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, time, timedelta
 from typing import Annotated, Any, cast
 
 import typer
 
 from cxloop.cli.context import call_project, day_option, handle_errors
 from cxloop.cli.output import Format, console, emit, key_values
-from cxloop.feedback.responses import GroupBy, Measure, enps_beside_stages, score_report
+from cxloop.feedback.responses import (
+    GroupBy,
+    Measure,
+    days_window,
+    enps_beside_stages,
+    score_report,
+)
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
 from cxloop.project import Project
 
@@ -117,11 +122,9 @@ def _report(measure: Measure, title: str) -> Any:
         def local(project: Project) -> Any:
             zone = project.settings.zone
             with project.engine.connect() as conn:
-                return score_report(
-                    conn, measure, survey_id=survey, by=cast(GroupBy | None, by), zone=zone,
-                    start=datetime.combine(first, time(), zone) if first else None,
-                    end=datetime.combine(last + timedelta(days=1), time(), zone) if last else None,
-                )  # fmt: skip
+                since, until = days_window(first, last, zone)
+                return score_report(conn, measure, survey_id=survey, zone=zone, start=since,
+                                    end=until, by=cast(GroupBy | None, by))  # fmt: skip
 
         params = {"survey": survey, "by": by, "from": start, "to": end}
         data = call_project("GET", f"/api/v1/feedback/{measure}", local, params=params)
@@ -156,11 +159,8 @@ def enps(
     def local(project: Project) -> Any:
         zone = project.settings.zone
         with project.engine.connect() as conn:
-            return enps_beside_stages(
-                conn, zone=zone,
-                start=datetime.combine(first, time(), zone) if first else None,
-                end=datetime.combine(last + timedelta(days=1), time(), zone) if last else None,
-            )  # fmt: skip
+            since, until = days_window(first, last, zone)
+            return enps_beside_stages(conn, zone=zone, start=since, end=until)
 
     params = {"from": start, "to": end}
     data = call_project("GET", "/api/v1/feedback/enps/departments", local, params=params)

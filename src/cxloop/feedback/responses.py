@@ -8,7 +8,7 @@ touchpoint, stage, department or month with the same arithmetic (``cxloop.domain
 from __future__ import annotations
 
 import statistics
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
@@ -220,6 +220,15 @@ def _group_key(by: GroupBy) -> Any:
     if by == "department":
         return departments_t.c.name
     return responses_t.c.submitted_at  # months are formed in Python: one rule on every engine
+
+
+def days_window(
+    first: date | None, last: date | None, zone: ZoneInfo
+) -> tuple[datetime | None, datetime | None]:
+    """The half-open range of whole days ``first``..``last`` (both included) in the zone."""
+    start = datetime.combine(first, time(), zone) if first else None
+    end = datetime.combine(last + timedelta(days=1), time(), zone) if last else None
+    return start, end
 
 
 def _month(moment: datetime, zone: ZoneInfo) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -11,6 +11,7 @@ from cxloop.feedback.responses import (
     GroupBy,
     Measure,
     ResponseIn,
+    days_window,
     enps_beside_stages,
     record_response,
     score_report,
@@ -63,11 +64,8 @@ def enps_departments(
     correlation across departments."""
     zone = state.project.settings.zone
     with state.project.engine.connect() as conn:
-        return enps_beside_stages(
-            conn, zone=zone,
-            start=datetime.combine(start, time(), zone) if start else None,
-            end=datetime.combine(end + timedelta(days=1), time(), zone) if end else None,
-        )  # fmt: skip
+        first, last = days_window(start, end, zone)
+        return enps_beside_stages(conn, zone=zone, start=first, end=last)
 
 
 @router.get("/feedback/{measure}")
@@ -85,8 +83,6 @@ def score(
     and per group."""
     zone = state.project.settings.zone
     with state.project.engine.connect() as conn:
-        return score_report(
-            conn, measure, survey_id=survey, by=by, zone=zone,
-            start=datetime.combine(start, time(), zone) if start else None,
-            end=datetime.combine(end + timedelta(days=1), time(), zone) if end else None,
-        )  # fmt: skip
+        first, last = days_window(start, end, zone)
+        return score_report(conn, measure, survey_id=survey, by=by, zone=zone,
+                            start=first, end=last)  # fmt: skip
