@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cxloop.domain.scores import Mean, Nps
+from cxloop.domain.scores import Mean, Nps, compare
 from cxloop.settings import Settings
 from tests.conftest import ApiClient
 from tests.test_cli import cx, cx_json
@@ -140,6 +140,13 @@ def test_responses_are_checked_and_scored_per_touchpoint(api: ApiClient) -> None
     groups = {g["key"]: g for g in report["groups"]}
     assert groups["Delivery Completed"]["nps"] == pytest.approx(Nps.of(delivery).score, abs=0.01)
     assert groups["Ticket Closed"]["responses"] == len(support)
+    # Each group against every other answer: here, the other touchpoint.
+    gap = compare(Nps.of(delivery), Nps.of(support))
+    assert gap is not None
+    versus = groups["Delivery Completed"]["vs_rest"]
+    assert versus["difference"] == pytest.approx(gap.difference, abs=0.01)
+    assert versus["p_value"] == pytest.approx(gap.p_value, abs=1e-4)
+    assert versus["significant"] is gap.significant
     later = api.http.get("/api/v1/feedback/nps", params={"from": "2999-01-01"}, headers=api.auth)
     assert later.json()["responses"] == 0 and later.json()["nps"] is None
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Table, case, func, insert, select
 
 from cxloop.customers.service import resolve_customer_id
-from cxloop.domain.scores import Mean, Nps, Proportion, check_score
+from cxloop.domain.scores import Mean, Nps, Proportion, check_score, compare
 from cxloop.feedback.surveys import SCALES, departments_t, get_survey, surveys_t
 from cxloop.lifecycle.service import NotFound, installed_models
 from cxloop.store.models import SurveyResponse
@@ -206,9 +206,11 @@ def score_report(
         for label, group_sums in ordered:
             group = _scored(measure, group_sums)
             counts = {n: int(group_sums[n]) for n in names if n not in _NOT_SHOWN}
+            rest = _scored(measure, {n: totals[n] - group_sums[n] for n in names})
             out["groups"].append({"key": label, measure: _rounded(group.score),
                                   "responses": group.responses, **counts,
-                                  "margin_of_error": _rounded(group.margin_of_error)})  # fmt: skip
+                                  "margin_of_error": _rounded(group.margin_of_error),
+                                  "vs_rest": _versus(group, rest)})  # fmt: skip
     return out
 
 
@@ -220,6 +222,16 @@ def _group_key(by: GroupBy) -> Any:
     if by == "department":
         return departments_t.c.name
     return responses_t.c.submitted_at  # months are formed in Python: one rule on every engine
+
+
+def _versus(group: Nps | Proportion | Mean, rest: Nps | Proportion | Mean) -> dict[str, Any] | None:
+    """The group against every other answer: the difference, its p-value, and whether it
+    is significant at 5% (``None`` when either side has no answers that vary)."""
+    found = compare(group, rest)
+    if found is None:
+        return None
+    return {"difference": _rounded(found.difference), "p_value": round(found.p_value, 4),
+            "significant": found.significant}  # fmt: skip
 
 
 def days_window(
