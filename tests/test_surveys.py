@@ -320,3 +320,66 @@ def test_enps_per_department_sits_beside_the_customer_nps_of_its_stages(api: Api
         [Nps.of(plan[d][2]).score or 0.0 for d in ("delivery", "marketing", "sales")],
     )
     assert got["correlation"] == pytest.approx(expected, abs=1e-3) and got["correlation"] > 0.5
+
+
+def test_benchmarks_are_imported_with_sources_and_read_against(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    table = tmp_path / "benchmarks.csv"
+    table.write_text(
+        "measure,scope,name,value,source,as_of\n"
+        "nps,industry,Utilities,20,Test figure written by this test,2026-01-01\n"
+        "csat,competitor,Acme,81.5,Test figure written by this test,\n"
+        "nps,industry,Telecom,150,Test figure,\n"
+        "mood,industry,Any,3,Test figure,\n"
+        "ces,industry,Retail,5,,\n",
+        encoding="utf-8",
+    )
+    summary = cx_json(embedded_settings, "benchmarks", "import", str(table))
+    assert summary["saved"] == 2 and summary["rejected"] == 3
+    reasons = [r["reason"] for r in summary["rejects"]]
+    assert reasons[0] == "value: a nps lies from -100 to 100"
+    assert reasons[1].startswith("measure:") and reasons[2].startswith("source:")
+    again = cx_json(embedded_settings, "benchmarks", "import", str(table))  # replaces, no twins
+    assert again["saved"] == 2
+    listed = cx_json(embedded_settings, "benchmarks", "list")
+    assert [(b["measure"], b["name"]) for b in listed] == [("csat", "Acme"), ("nps", "Utilities")]
+    utilities = next(b["id"] for b in listed if b["name"] == "Utilities")
+    acme = next(b["id"] for b in listed if b["name"] == "Acme")
+    sid = cx(embedded_settings, "surveys", "create", "--type", "nps", "--name", "n").stdout.strip()
+    from cxloop.feedback.responses import ResponseIn, record_response
+    from cxloop.project import open_project
+
+    project = open_project(embedded_settings)
+    try:
+        with project.engine.begin() as conn:
+            for score in [10, 10, 9, 7, 2]:  # NPS 40 from 5 answers: a wide margin
+                record_response(conn, int(sid), ResponseIn(score=score))
+    finally:
+        project.close()
+    report = cx_json(embedded_settings, "nps", "--benchmark", str(utilities))
+    versus = report["benchmark"]
+    assert versus["difference"] == pytest.approx(report["nps"] - 20)
+    assert versus["within_margin"] is (abs(versus["difference"]) <= report["margin_of_error"])
+    assert versus["source"] == "Test figure written by this test"
+    wrong = cx(embedded_settings, "nps", "--benchmark", str(acme), check=False)
+    assert wrong.returncode == 2 and "benchmark: it is a csat benchmark" in wrong.stderr
+    missing = cx(embedded_settings, "nps", "--benchmark", "999", check=False)
+    assert missing.returncode == 2 and "no benchmark with id 999" in missing.stderr
+
+
+def test_the_api_adds_benchmarks_and_refuses_impossible_ones(api: ApiClient) -> None:
+    url = "/api/v1/feedback/benchmarks"
+    good = {"measure": "csat", "scope": "industry", "name": "Banks", "value": 78,
+            "source": "Test figure written by this test"}  # fmt: skip
+    made = api.http.post(url, json=good, headers=api.auth)
+    assert made.status_code == 201 and made.json()["value"] == 78
+    too_high = api.http.post(url, json={**good, "value": 120}, headers=api.auth)
+    assert too_high.status_code == 422 and too_high.json()["error"]["field"] == "value"
+    no_source = api.http.post(url, json={**good, "source": ""}, headers=api.auth)
+    assert no_source.status_code == 422
+    assert [b["name"] for b in api.http.get(url, headers=api.auth).json()] == ["Banks"]
+    report = api.http.get(
+        "/api/v1/feedback/csat", params={"benchmark": made.json()["id"]}, headers=api.auth
+    ).json()
+    assert report["benchmark"]["name"] == "Banks" and report["benchmark"]["difference"] is None

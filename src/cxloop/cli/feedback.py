@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
 
-from cxloop.cli.context import call_project, day_option, handle_errors
-from cxloop.cli.output import Format, console, emit, key_values
+from cxloop.cli.context import call_project, day_option, handle_errors, load_settings
+from cxloop.cli.output import Format, console, emit, err_console, key_values
+from cxloop.feedback.benchmarks import import_benchmarks, list_benchmarks
 from cxloop.feedback.responses import (
     GroupBy,
     Measure,
@@ -17,7 +19,7 @@ from cxloop.feedback.responses import (
     score_report,
 )
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
-from cxloop.project import Project
+from cxloop.project import Project, open_database
 
 surveys_app = typer.Typer(
     help="Surveys (NPS, CSAT, CES, custom) tied to a stage and/or a touchpoint.",
@@ -113,6 +115,9 @@ def _report(measure: Measure, title: str) -> Any:
             str | None, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive)")
         ] = None,
         end: Annotated[str | None, typer.Option("--to", help="Last day (inclusive)")] = None,
+        benchmark: Annotated[
+            int | None, typer.Option("--benchmark", help="A benchmark's id to read against")
+        ] = None,
         fmt: FormatOpt = Format.table,
     ) -> None:
         if by is not None and by not in GROUPS:
@@ -124,15 +129,19 @@ def _report(measure: Measure, title: str) -> Any:
             with project.engine.connect() as conn:
                 since, until = days_window(first, last, zone)
                 return score_report(conn, measure, survey_id=survey, zone=zone, start=since,
-                                    end=until, by=cast(GroupBy | None, by))  # fmt: skip
+                                    end=until, by=cast(GroupBy | None, by),
+                                    benchmark_id=benchmark)  # fmt: skip
 
-        params = {"survey": survey, "by": by, "from": start, "to": end}
+        params = {"survey": survey, "by": by, "from": start, "to": end, "benchmark": benchmark}
         data = call_project("GET", f"/api/v1/feedback/{measure}", local, params=params)
         columns = ("key", measure, "responses", "margin_of_error")
         if fmt is not Format.table:
             emit(data, fmt, rows=data.get("groups") or [data], columns=columns, title=title)
             return
-        key_values({k: v for k, v in data.items() if k != "groups"}, fmt, title=title)
+        key_values({k: v for k, v in data.items() if k not in ("groups", "benchmark")}, fmt,
+                   title=title)  # fmt: skip
+        if data.get("benchmark"):
+            key_values(data["benchmark"], fmt, title="against the benchmark")
         if data.get("groups"):
             emit(data["groups"], fmt, rows=data["groups"], columns=columns,
                  title=f"{title} by {by}")  # fmt: skip
@@ -179,3 +188,47 @@ def enps(
 csat = _report("csat", "CSAT")
 ces = _report("ces", "CES")
 GROUPS = ("touchpoint", "stage", "department", "month")
+
+
+benchmarks_app = typer.Typer(
+    help="Published NPS/eNPS/CSAT/CES figures to read ours against (none are shipped).",
+    no_args_is_help=True,
+)
+
+
+@benchmarks_app.command("list")
+@handle_errors
+def benchmarks_list(
+    measure: Annotated[str | None, typer.Option("--measure", help="nps, enps, csat or ces")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Every benchmark, with its source."""
+
+    def local(project: Project) -> Any:
+        with project.engine.connect() as conn:
+            return list_benchmarks(conn, measure)
+
+    data = call_project("GET", "/api/v1/feedback/benchmarks", local, params={"measure": measure})
+    columns = ("id", "measure", "scope", "name", "value", "as_of", "source")
+    emit(data, fmt, rows=data, columns=columns, title="benchmarks")
+
+
+@benchmarks_app.command("import")
+@handle_errors
+def benchmarks_import(
+    path: Annotated[Path, typer.Argument(help="CSV: measure,scope,name,value,source[,as_of]")],
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Import benchmarks; a row for an existing measure, scope and name replaces it, and
+    rows that fail a check are reported by line and reason."""
+    settings = load_settings()
+    engine = open_database(settings)
+    try:
+        with engine.begin() as conn:
+            summary = import_benchmarks(conn, path)
+    finally:
+        engine.dispose()
+    key_values({k: v for k, v in summary.items() if k != "rejects"} if fmt is Format.table
+               else summary, fmt, title="import benchmarks")  # fmt: skip
+    for reject in summary["rejects"][:5] if fmt is Format.table else []:
+        err_console.print(f"line {reject['line']}: {reject['reason']}", highlight=False)

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Table, case, func, insert, select
 
 from cxloop.customers.service import resolve_customer_id
 from cxloop.domain.scores import Mean, Nps, Proportion, check_score, compare
+from cxloop.feedback.benchmarks import against
 from cxloop.feedback.surveys import SCALES, departments_t, get_survey, surveys_t
 from cxloop.lifecycle.service import NotFound, installed_models
 from cxloop.store.models import SurveyResponse
@@ -157,11 +158,12 @@ def score_report(
     start: datetime | None = None,
     end: datetime | None = None,
     zone: ZoneInfo = ZoneInfo("UTC"),
+    benchmark_id: int | None = None,
 ) -> dict[str, Any]:
     """A score over its surveys' responses (one survey's, if named), overall and per
     group: ``{MEASURE, "responses", ...its counts, "margin_of_error", "groups": [{"key",
-    MEASURE, "responses", "margin_of_error"}]}``. NPS reads customer surveys, eNPS
-    employee ones."""
+    MEASURE, "responses", "margin_of_error", "vs_rest"}], "benchmark"?}``. NPS reads customer
+    surveys, eNPS employee ones."""
     kind, audience = _SURVEYS[measure]
     if survey_id is not None:
         survey = get_survey(conn, survey_id)
@@ -211,6 +213,8 @@ def score_report(
                                   "responses": group.responses, **counts,
                                   "margin_of_error": _rounded(group.margin_of_error),
                                   "vs_rest": _versus(group, rest)})  # fmt: skip
+    if benchmark_id is not None:
+        out["benchmark"] = against(conn, benchmark_id, out, measure)
     return out
 
 

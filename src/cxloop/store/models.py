@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -285,4 +287,23 @@ class SurveyResponse(Base):
     # Imports: the row's content hash and occurrence, so a file imported twice is stored once.
     import_key: Mapped[str | None] = mapped_column(String(80))
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScoreBenchmark(Base):
+    """A published score to compare ours with: an industry's or a named competitor's,
+    always with its source. cxloop ships none; users import the ones they trust."""
+
+    __tablename__ = "score_benchmarks"
+    __table_args__ = (
+        UniqueConstraint("measure", "scope", "name", name="uq_score_benchmarks_measure"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    measure: Mapped[str] = mapped_column(String(8))  # nps, enps, csat or ces
+    scope: Mapped[str] = mapped_column(String(16))  # industry or competitor
+    name: Mapped[str] = mapped_column(String(200))
+    value: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(Text)
+    as_of: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from sqlalchemy import Connection
 
+from cxloop.feedback.benchmarks import BenchmarkIn, list_benchmarks, save_benchmark
 from cxloop.feedback.responses import (
     GroupBy,
     Measure,
@@ -18,17 +21,26 @@ from cxloop.feedback.responses import (
 )
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
 from cxloop.web.api import Secret
+from cxloop.web.state import ServerState
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
 
 
-@router.post("/surveys", status_code=201)
-async def create(state: Secret, body: SurveyIn) -> dict[str, Any]:
+async def _written(
+    state: ServerState, write: Callable[[Connection], dict[str, Any]]
+) -> dict[str, Any]:
+    """A write in one transaction, on the applier thread (the one writer)."""
+
     def run() -> dict[str, Any]:
         with state.project.engine.begin() as conn:
-            return create_survey(conn, body)
+            return write(conn)
 
     return await state.writer.call(run)
+
+
+@router.post("/surveys", status_code=201)
+async def create(state: Secret, body: SurveyIn) -> dict[str, Any]:
+    return await _written(state, lambda conn: create_survey(conn, body))
 
 
 @router.get("/surveys")
@@ -46,12 +58,20 @@ def survey(state: Secret, survey_id: int) -> dict[str, Any]:
 @router.post("/surveys/{survey_id}/responses", status_code=201)
 async def respond(state: Secret, survey_id: int, body: ResponseIn) -> dict[str, Any]:
     """Record an answer given elsewhere (in an app, by an agent)."""
+    return await _written(state, lambda conn: record_response(conn, survey_id, body))
 
-    def run() -> dict[str, Any]:
-        with state.project.engine.begin() as conn:
-            return record_response(conn, survey_id, body)
 
-    return await state.writer.call(run)
+@router.get("/feedback/benchmarks")
+def benchmarks(state: Secret, measure: str | None = None) -> list[dict[str, Any]]:
+    """Published scores to read ours against (cxloop ships none)."""
+    with state.project.engine.connect() as conn:
+        return list_benchmarks(conn, measure)
+
+
+@router.post("/feedback/benchmarks", status_code=201)
+async def add_benchmark(state: Secret, body: BenchmarkIn) -> dict[str, Any]:
+    """Add a benchmark, or replace the one of the same measure, scope and name."""
+    return await _written(state, lambda conn: save_benchmark(conn, body))
 
 
 @router.get("/feedback/enps/departments")
@@ -78,6 +98,9 @@ def score(
     ),
     start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
+    benchmark: Annotated[int | None, Query(description="A benchmark's id to read against")] = (
+        None
+    ),
 ) -> dict[str, Any]:
     """NPS (customers), eNPS (employees), CSAT or CES with its 95% margin of error, overall
     and per group."""
@@ -85,4 +108,4 @@ def score(
     with state.project.engine.connect() as conn:
         first, last = days_window(start, end, zone)
         return score_report(conn, measure, survey_id=survey, by=by, zone=zone,
-                            start=first, end=last)  # fmt: skip
+                            start=first, end=last, benchmark_id=benchmark)  # fmt: skip

@@ -1,4 +1,5 @@
-"""surveys (NPS, CSAT, CES, custom; tied to a stage and/or a touchpoint) and their responses
+"""surveys (NPS, CSAT, CES, custom; tied to a stage and/or a touchpoint), their responses,
+and score benchmarks
 
 Revision ID: 0004
 Revises: 0003
@@ -93,7 +94,22 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_survey_responses_customer_id"), "survey_responses", ["customer_id"])
 
+    op.create_table(
+        "score_benchmarks",
+        sa.Column("id", big, autoincrement=True, nullable=False),
+        sa.Column("measure", sa.String(length=8), nullable=False),
+        sa.Column("scope", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("source", sa.Text(), nullable=False),
+        sa.Column("as_of", sa.Date(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_score_benchmarks")),
+        sa.UniqueConstraint("measure", "scope", "name", name=op.f("uq_score_benchmarks_measure")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("score_benchmarks")
     op.drop_table("survey_responses")
     op.drop_table("surveys")
