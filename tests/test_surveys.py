@@ -216,6 +216,20 @@ def test_the_real_nps_file_imports_with_its_unscored_rows_rejected(
     )
     months = cx_json(embedded_settings, "nps", "--survey", sid, "--by", "month")["groups"]
     assert "2018-04" in {g["key"] for g in months}  # day-first dates read as such
+    # Offline sentiment: detractors' comments read more negative than promoters'.
+    said = cx_json(embedded_settings, "comments", "--survey", sid, "--by", "touchpoint")
+    classes = said["by_nps_class"]
+    assert classes["detractor"]["comments"] > 1000 and classes["promoter"]["comments"] > 500
+    assert classes["detractor"]["mean_sentiment"] < 0 < classes["promoter"]["mean_sentiment"]
+    assert (
+        classes["detractor"]["mean_sentiment"]
+        < classes["passive"]["mean_sentiment"]
+        < classes["promoter"]["mean_sentiment"]
+    )
+    order = {g["key"]: g for g in said["groups"]}
+    first_payment = order["First Payment"]
+    assert len(first_payment["most_negative"]) == 3 and len(first_payment["most_positive"]) == 3
+    assert set(first_payment["most_negative"]).isdisjoint(first_payment["most_positive"])
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -14,6 +15,7 @@ from cxloop.feedback.benchmarks import import_benchmarks, list_benchmarks
 from cxloop.feedback.responses import (
     GroupBy,
     Measure,
+    comments_report,
     days_window,
     enps_beside_stages,
     score_report,
@@ -27,6 +29,10 @@ surveys_app = typer.Typer(
 )
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 COLUMNS = ("id", "kind", "name", "audience", "stage", "touchpoint", "department")
+SurveyOpt = Annotated[int | None, typer.Option("--survey", help="One survey's id")]
+ByOpt = Annotated[str | None, typer.Option("--by", help="touchpoint, stage, department or month")]
+FromOpt = Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive)")]
+ToOpt = Annotated[str | None, typer.Option("--to", help="Last day (inclusive)")]
 
 
 @surveys_app.command("create")
@@ -107,29 +113,23 @@ def _report(measure: Measure, title: str) -> Any:
 
     @handle_errors
     def command(
-        survey: Annotated[int | None, typer.Option("--survey", help="One survey's id")] = None,
-        by: Annotated[
-            str | None, typer.Option("--by", help="touchpoint, stage, department or month")
-        ] = None,
-        start: Annotated[
-            str | None, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive)")
-        ] = None,
-        end: Annotated[str | None, typer.Option("--to", help="Last day (inclusive)")] = None,
+        survey: SurveyOpt = None,
+        by: ByOpt = None,
+        start: FromOpt = None,
+        end: ToOpt = None,
         benchmark: Annotated[
             int | None, typer.Option("--benchmark", help="A benchmark's id to read against")
         ] = None,
         fmt: FormatOpt = Format.table,
     ) -> None:
-        if by is not None and by not in GROUPS:
-            raise ValueError(f"--by: must be one of {', '.join(GROUPS)}, not {by!r}")
-        first, last = day_option(start, "--from"), day_option(end, "--to")
+        group, first, last = _checked(by, start, end)
 
         def local(project: Project) -> Any:
             zone = project.settings.zone
             with project.engine.connect() as conn:
                 since, until = days_window(first, last, zone)
                 return score_report(conn, measure, survey_id=survey, zone=zone, start=since,
-                                    end=until, by=cast(GroupBy | None, by),
+                                    end=until, by=group,
                                     benchmark_id=benchmark)  # fmt: skip
 
         params = {"survey": survey, "by": by, "from": start, "to": end, "benchmark": benchmark}
@@ -155,10 +155,8 @@ nps = _report("nps", "NPS")
 
 @handle_errors
 def enps(
-    start: Annotated[
-        str | None, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive)")
-    ] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last day (inclusive)")] = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """eNPS per department beside the customer NPS of the stages it owns, and how the two
@@ -188,6 +186,54 @@ def enps(
 csat = _report("csat", "CSAT")
 ces = _report("ces", "CES")
 GROUPS = ("touchpoint", "stage", "department", "month")
+
+
+def _checked(
+    by: str | None, start: str | None, end: str | None
+) -> tuple[GroupBy | None, date | None, date | None]:
+    """A report's --by, --from and --to, or an error naming the option."""
+    if by is not None and by not in GROUPS:
+        raise ValueError(f"--by: must be one of {', '.join(GROUPS)}, not {by!r}")
+    return cast(GroupBy | None, by), day_option(start, "--from"), day_option(end, "--to")
+
+
+@handle_errors
+def comments(
+    survey: SurveyOpt = None,
+    by: ByOpt = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """What the comments say: their sentiment (-1 to +1) overall, per NPS class and per
+    group, with the most negative and most positive as examples."""
+    group, first, last = _checked(by, start, end)
+
+    def local(project: Project) -> Any:
+        zone = project.settings.zone
+        with project.engine.connect() as conn:
+            since, until = days_window(first, last, zone)
+            return comments_report(conn, survey_id=survey, zone=zone, start=since, end=until,
+                                   by=group)  # fmt: skip
+
+    params = {"survey": survey, "by": by, "from": start, "to": end}
+    data = call_project("GET", "/api/v1/feedback/comments", local, params=params)
+    if fmt is not Format.table:
+        emit(data, fmt, rows=data.get("groups") or [data], title="comments",
+             columns=("key", "comments", "mean_sentiment"))  # fmt: skip
+        return
+    classes = [{"class": k, **v} for k, v in data["by_nps_class"].items()]
+    key_values({"comments": data["comments"], "mean_sentiment": data["mean_sentiment"]}, fmt,
+               title="comments")  # fmt: skip
+    emit(classes, fmt, rows=classes, columns=("class", "comments", "mean_sentiment"),
+         title="sentiment by NPS class")  # fmt: skip
+    for group in data.get("groups") or []:
+        rows = [{"example": c, "tone": "negative"} for c in group["most_negative"]] + [
+            {"example": c, "tone": "positive"} for c in group["most_positive"]
+        ]
+        emit(rows, fmt, rows=rows, columns=("tone", "example"),
+             title=f"{group['key']}: {group['comments']} comments, "
+             f"mean sentiment {group['mean_sentiment']}")  # fmt: skip
 
 
 benchmarks_app = typer.Typer(

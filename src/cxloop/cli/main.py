@@ -38,6 +38,7 @@ app.command("nps")(feedback.nps)
 app.command("enps")(feedback.enps)
 app.command("csat")(feedback.csat)
 app.command("ces")(feedback.ces)
+app.command("comments")(feedback.comments)
 app.add_typer(analytics.export_app, name="export")
 app.command("stats")(data.stats)
 

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Table, case, func, insert, select
 
 from cxloop.customers.service import resolve_customer_id
-from cxloop.domain.scores import Mean, Nps, Proportion, check_score, compare
+from cxloop.domain.scores import Mean, Nps, Proportion, check_score, compare, nps_kind
 from cxloop.feedback.benchmarks import against
 from cxloop.feedback.surveys import SCALES, departments_t, get_survey, surveys_t
+from cxloop.feedback.text import sentiment
 from cxloop.lifecycle.service import NotFound, installed_models
 from cxloop.store.models import SurveyResponse
 
@@ -71,6 +72,7 @@ def record_response(
     if len(comment) > MAX_COMMENT:
         raise ValueError(f"comment: at most {MAX_COMMENT} characters, not {len(comment)}")
     row["comment"] = comment or None
+    row["sentiment"] = sentiment(comment) if comment else None
     row["customer_id"] = (
         resolve_customer_id(conn, answer.customer) if answer.customer is not None else None
     )
@@ -94,6 +96,7 @@ def _shown(row: dict[str, Any], survey: dict[str, Any]) -> dict[str, Any]:
         "score": row["score"],
         "choice": row["choice"],
         "comment": row["comment"],
+        "sentiment": row["sentiment"],
         "customer_id": row["customer_id"],
         "touchpoint": row["touchpoint"],
         "stage": survey["stage"],
@@ -308,3 +311,63 @@ def _correlation(pairs: list[tuple[float, float]]) -> float | None:
         return round(statistics.correlation([p[0] for p in pairs], [p[1] for p in pairs]), 4)
     except statistics.StatisticsError:  # one side does not vary
         return None
+
+
+def comments_report(
+    conn: Connection,
+    *,
+    survey_id: int | None = None,
+    by: GroupBy | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    zone: ZoneInfo = ZoneInfo("UTC"),
+    examples: int = 3,
+) -> dict[str, Any]:
+    """What the comments say: how many, their mean sentiment (-1 to +1), per NPS class
+    (promoters, passives, detractors) and per group, with the most negative and most
+    positive comments of each group as examples."""
+    query = select(
+        responses_t.c.comment, responses_t.c.sentiment, responses_t.c.score,
+        responses_t.c.touchpoint, responses_t.c.submitted_at, surveys_t.c.kind,
+        (responses_t.c.stage_model + ":" + responses_t.c.stage).label("stage"),
+        departments_t.c.name.label("department"),
+    ).select_from(responses_t.join(surveys_t).outerjoin(departments_t)).where(
+        responses_t.c.sentiment.is_not(None)
+    )  # fmt: skip
+    if survey_id is not None:
+        get_survey(conn, survey_id)
+        query = query.where(responses_t.c.survey_id == survey_id)
+    if start is not None:
+        query = query.where(responses_t.c.submitted_at >= start)
+    if end is not None:
+        query = query.where(responses_t.c.submitted_at < end)
+    rows = conn.execute(query).mappings().all()
+    by_class: dict[str, list[float]] = {"promoter": [], "passive": [], "detractor": []}
+    groups: dict[Any, list[Any]] = {}
+    for row in rows:
+        if row["kind"] == "nps" and row["score"] is not None:
+            by_class[nps_kind(row["score"])].append(row["sentiment"])
+        if by is not None:
+            key = _month(row["submitted_at"], zone) if by == "month" else row[by]
+            groups.setdefault(key, []).append(row)
+    out: dict[str, Any] = {
+        "comments": len(rows),
+        "mean_sentiment": _mean([r["sentiment"] for r in rows]),
+        "by_nps_class": {k: {"comments": len(v), "mean_sentiment": _mean(v)}
+                         for k, v in by_class.items()},
+    }  # fmt: skip
+    if by is not None:
+        out["groups"] = []
+        for key, members in sorted(groups.items(), key=lambda i: (i[0] is None, str(i[0]))):
+            ranked = sorted(members, key=lambda r: r["sentiment"])
+            out["groups"].append({
+                "key": key, "comments": len(members),
+                "mean_sentiment": _mean([r["sentiment"] for r in members]),
+                "most_negative": [r["comment"] for r in ranked[:examples]],
+                "most_positive": [r["comment"] for r in ranked[::-1][:examples]],
+            })  # fmt: skip
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None

@@ -280,6 +280,7 @@ class SurveyResponse(Base):
     score: Mapped[int | None] = mapped_column(Integer)
     choice: Mapped[str | None] = mapped_column(String(200))
     comment: Mapped[str | None] = mapped_column(Text)
+    sentiment: Mapped[float | None] = mapped_column(Float)  # of the comment, -1 to +1
     touchpoint: Mapped[str | None] = mapped_column(String(200))
     stage_model: Mapped[str | None] = mapped_column(String(63))
     stage: Mapped[str | None] = mapped_column(String(63))

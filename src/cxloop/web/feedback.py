@@ -14,6 +14,7 @@ from cxloop.feedback.responses import (
     GroupBy,
     Measure,
     ResponseIn,
+    comments_report,
     days_window,
     enps_beside_stages,
     record_response,
@@ -72,6 +73,23 @@ def benchmarks(state: Secret, measure: str | None = None) -> list[dict[str, Any]
 async def add_benchmark(state: Secret, body: BenchmarkIn) -> dict[str, Any]:
     """Add a benchmark, or replace the one of the same measure, scope and name."""
     return await _written(state, lambda conn: save_benchmark(conn, body))
+
+
+@router.get("/feedback/comments")
+def comments(
+    state: Secret,
+    survey: Annotated[int | None, Query(description="One survey's id")] = None,
+    by: Annotated[GroupBy | None, Query(description="touchpoint, stage, department or month")] = (
+        None
+    ),
+    start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
+) -> dict[str, Any]:
+    """Comments' sentiment overall, per NPS class and per group, with examples."""
+    zone = state.project.settings.zone
+    with state.project.engine.connect() as conn:
+        first, last = days_window(start, end, zone)
+        return comments_report(conn, survey_id=survey, by=by, zone=zone, start=first, end=last)
 
 
 @router.get("/feedback/enps/departments")

@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("score", sa.Integer(), nullable=True),
         sa.Column("choice", sa.String(length=200), nullable=True),
         sa.Column("comment", sa.Text(), nullable=True),
+        sa.Column("sentiment", sa.Float(), nullable=True),
         sa.Column("touchpoint", sa.String(length=200), nullable=True),
         sa.Column("stage_model", sa.String(length=63), nullable=True),
         sa.Column("stage", sa.String(length=63), nullable=True),
