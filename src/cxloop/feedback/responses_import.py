@@ -67,6 +67,7 @@ def import_responses(
             raise ValueError(f"--map: no column {missing[0]!r} in {path.name} "
                              f"(columns: {', '.join(columns)})")  # fmt: skip
         seen: Counter[str] = Counter()
+        stored = _imported_keys(conn, survey_id)  # read once, not a query per row
         counts = {"rows": 0, "imported": 0, "unchanged": 0, "rejected": 0}
         rejects: list[dict[str, Any]] = []
         for row in reader:
@@ -77,7 +78,7 @@ def import_responses(
             key = f"{content[:64]}#{seen[content]}"
             try:
                 answer = _answer(row, mapping, date_format, zone)
-                if _imported(conn, survey_id, key):
+                if key in stored:
                     counts["unchanged"] += 1
                     continue
                 record_response(conn, survey_id, answer, source="import", import_key=key,
@@ -130,13 +131,12 @@ def _moment(text: str, date_format: str | None, zone: ZoneInfo) -> datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
 
 
-def _imported(conn: Connection, survey_id: int, key: str) -> bool:
-    found = conn.execute(
-        select(responses_t.c.id).where(
-            responses_t.c.survey_id == survey_id, responses_t.c.import_key == key
-        )
-    ).first()
-    return found is not None
+def _imported_keys(conn: Connection, survey_id: int) -> set[str]:
+    """The keys of the survey's rows imported before."""
+    query = select(responses_t.c.import_key).where(
+        responses_t.c.survey_id == survey_id, responses_t.c.import_key.is_not(None)
+    )
+    return set(conn.execute(query).scalars())
 
 
 def _reason(exc: Exception) -> str:

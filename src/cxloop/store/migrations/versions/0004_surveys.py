@@ -18,14 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    big = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
     op.create_table(
         "surveys",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+        sa.Column("id", big, autoincrement=True, nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("question", sa.Text(), nullable=False),
@@ -37,11 +33,7 @@ def upgrade() -> None:
         sa.Column("stage", sa.String(length=63), nullable=True),
         sa.Column("touchpoint", sa.String(length=200), nullable=True),
         sa.Column("audience", sa.String(length=16), nullable=False),
-        sa.Column(
-            "department_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=True,
-        ),
+        sa.Column("department_id", big, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["department_id"],
@@ -53,7 +45,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_surveys_name")),
     )
 
-    big = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
     op.create_table(
         "survey_responses",
         sa.Column("id", big, autoincrement=True, nullable=False),
