@@ -164,6 +164,8 @@ class Department(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
+    # How long the department has to act on a follow-up (its service-level agreement).
+    followup_sla_hours: Mapped[int] = mapped_column(Integer, default=48, server_default="48")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -307,4 +309,162 @@ class ScoreBenchmark(Base):
     value: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(Text)
     as_of: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    """One unit of deferred work (a survey to send, a scan to run): durable, retried with
+    backoff, and run once per ``idempotency_key`` however often it is asked for."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_run_at", "status", "run_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(10))  # queued, running, done or failed
+    run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=8)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ScanCursor(Base):
+    """How far a periodic scan (stage entries for triggers, detractors for follow-ups) has
+    read its source table, so each row is looked at once."""
+
+    __tablename__ = "scan_cursors"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class SurveyTrigger(Base):
+    """Send a survey some time after a customer does something: an event, entering a
+    stage, or having a support case resolved; no customer more than once per ``cap_days``."""
+
+    __tablename__ = "survey_triggers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    survey_id: Mapped[int] = mapped_column(BigId, ForeignKey("surveys.id", ondelete="CASCADE"))
+    fires_on: Mapped[str] = mapped_column(String(16))  # event, stage or case_resolved
+    event: Mapped[str | None] = mapped_column(String(200))
+    stage_model: Mapped[str | None] = mapped_column(String(63))
+    stage: Mapped[str | None] = mapped_column(String(63))
+    delay_minutes: Mapped[int] = mapped_column(Integer)
+    cap_days: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(10))  # email or in_app
+    expires_days: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SurveyInvite(Base):
+    """A single-use link to answer a survey; only the token's SHA-256 is kept."""
+
+    __tablename__ = "survey_invites"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    survey_id: Mapped[int] = mapped_column(BigId, ForeignKey("surveys.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    trigger_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("survey_triggers.id", ondelete="SET NULL")
+    )
+    case_id: Mapped[int | None] = mapped_column(BigId)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    channel: Mapped[str] = mapped_column(String(10))  # email, link or in_app
+    email: Mapped[str | None] = mapped_column(String(320))
+    touchpoint: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    response_id: Mapped[int | None] = mapped_column(BigId)
+
+
+class SupportCase(Base):
+    """A customer's request for help, from opening to a positive or negative resolution,
+    with the stage the customer stood in when it was opened."""
+
+    __tablename__ = "support_cases"
+    __table_args__ = (Index("ix_support_cases_status_opened_at", "status", "opened_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    subject: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str | None] = mapped_column(String(40))
+    category: Mapped[str | None] = mapped_column(String(80))
+    stage_model: Mapped[str | None] = mapped_column(String(63))
+    stage: Mapped[str | None] = mapped_column(String(63))
+    department_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("departments.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(12))  # open, in_progress or resolved
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str | None] = mapped_column(String(10))  # positive or negative
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(10))  # api, cli or event
+    message_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FollowUp(Base):
+    """Someone must act on this customer: a detractor, a case that ended badly, a customer
+    stalled in a stage. Owned by the stage's department, due by its SLA."""
+
+    __tablename__ = "followups"
+    __table_args__ = (
+        Index("ix_followups_department_id_status", "department_id", "status"),
+        Index("ix_followups_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    department_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("departments.id", ondelete="SET NULL")
+    )
+    reason: Mapped[str] = mapped_column(String(20))  # detractor, negative_case, stalled, manual
+    # What caused it ("response:12", "case:3", "stalled:MODEL:CUSTOMER:ENTERED"): one each.
+    source_key: Mapped[str] = mapped_column(String(200), unique=True)
+    response_id: Mapped[int | None] = mapped_column(BigId)
+    case_id: Mapped[int | None] = mapped_column(BigId)
+    stage_model: Mapped[str | None] = mapped_column(String(63))
+    stage: Mapped[str | None] = mapped_column(String(63))
+    summary: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))  # open, in_progress or done
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerNote(Base):
+    """A note any department leaves on a customer, shown in the unified timeline."""
+
+    __tablename__ = "customer_notes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    department_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("departments.id", ondelete="SET NULL")
+    )
+    author: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
