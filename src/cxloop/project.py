@@ -18,8 +18,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cxloop.events import EventStore, open_event_store
+from cxloop.feedback import triggers
 from cxloop.ingest.pipeline import IngestPipeline
 from cxloop.lifecycle.engine import StageEngine
+from cxloop.service import cases
 from cxloop.settings import Settings
 from cxloop.store.database import make_engine, make_sessionmaker, migrate
 
@@ -57,6 +59,8 @@ def open_project(settings: Settings, *, migrate_schema: bool = True) -> Project:
     pipeline = IngestPipeline(engine, events)
     stages = StageEngine(engine, events)
     pipeline.listeners.append(stages.on_batch)
+    pipeline.listeners.append(lambda rows, _merges: cases.on_events(engine, rows))
+    pipeline.listeners.append(lambda rows, _merges: triggers.on_events(engine, rows))
     pipeline.recover()
     stages.mirror.resync()
     return Project(settings, engine, make_sessionmaker(engine), events, pipeline, stages)

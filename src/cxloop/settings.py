@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
@@ -58,6 +58,28 @@ class Settings(BaseSettings):
         default="local[*]",
         description="Where `--engine spark` runs: local[N] or a cluster's master URL.",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The address people reach cxloop at, for links in e-mails "
+        "(default: http://HOST:PORT).",
+    )
+    smtp_host: str | None = Field(
+        default=None, description="Mail server for survey e-mails (unset: no e-mail)."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        default="starttls", description="starttls, ssl (implicit TLS) or none (loopback only)."
+    )
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field(default="cxloop <feedback@localhost>", description="From: address.")
+    smtp_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    jobs_poll_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often the server runs due jobs and scans (0: not in the server; "
+        "run `cxloop jobs run` instead).",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -82,6 +104,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with duckdb:// or postgresql://")
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
     @cached_property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
@@ -97,6 +126,10 @@ class Settings(BaseSettings):
     @property
     def effective_lake_dir(self) -> Path:
         return (self.lake_dir or self.home_dir / "lake").expanduser().resolve()
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def zone(self) -> ZoneInfo:
@@ -123,6 +156,14 @@ class Settings(BaseSettings):
             "commit_max_messages": self.commit_max_messages,
             "lake_dir": str(self.effective_lake_dir),
             "spark_master": mask_url(self.spark_master),
+            "public_url": self.effective_public_url,
+            "smtp_host": self.smtp_host,
+            "smtp_port": self.smtp_port,
+            "smtp_security": self.smtp_security,
+            "smtp_username": self.smtp_username,
+            "smtp_password": "********" if self.smtp_password else None,
+            "smtp_from": self.smtp_from,
+            "jobs_poll_s": self.jobs_poll_s,
         }
 
 

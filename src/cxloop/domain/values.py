@@ -12,6 +12,13 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def utc(value: datetime) -> datetime:
+    """``as_utc`` for a value that is never missing."""
+    found = as_utc(value)
+    assert found is not None
+    return found
+
+
 def parse_pairs(items: list[str] | None, option: str) -> dict[str, str]:
     """NAME=VALUE options (--map, --set, --where, trait filters) as a dict, checked."""
     found: dict[str, str] = {}

@@ -131,6 +131,16 @@ def _department_id(conn: Connection, name: str) -> int | None:
     return int(row[0]) if row else None
 
 
+def department_id(conn: Connection, name: str | None, field: str = "department") -> int | None:
+    """The id of a named department (None for no name); an unknown name is an error."""
+    if name is None:
+        return None
+    found = _department_id(conn, name)
+    if found is None:
+        raise NotFound(field, f"no department named {name!r}")
+    return found
+
+
 # -- models ---------------------------------------------------------------------------------
 
 
@@ -366,3 +376,33 @@ def install_model(engine: Engine, stages: StageEngine, model: LifecycleModel) ->
         "customers": built.customers,
         "transitions": built.transitions,
     }
+
+
+def stage_at(
+    conn: Connection, customer_id: int, model_key: str | None, moment: datetime
+) -> tuple[str | None, str | None, str | None]:
+    """Where a customer stood at ``moment``: the model (``model_key``, else the first
+    installed model the customer is in), the stage (from the newest move at or before
+    it), and the stage's owning department."""
+    models = installed_models(conn)
+    if model_key is not None and model_key not in {m.key for m in models}:
+        raise NotFound("model", f"no lifecycle model {model_key!r}")
+    ids = dict(conn.execute(select(models_t.c.key, models_t.c.id)).all())
+    for model in models:
+        if model_key is not None and model.key != model_key:
+            continue
+        last = conn.execute(
+            select(transitions_t.c.kind, transitions_t.c.to_stage)
+            .where(
+                transitions_t.c.model_id == ids[model.key],
+                transitions_t.c.customer_id == customer_id,
+                transitions_t.c.at <= moment,
+            )
+            .order_by(transitions_t.c.at.desc(), transitions_t.c.seq.desc())
+            .limit(1)
+        ).first()
+        if last is None or last.kind == "exit" or last.to_stage is None:
+            continue
+        owner = next((s.owner for s in model.stages if s.key == last.to_stage), None)
+        return model.key, last.to_stage, owner
+    return None, None, None

@@ -14,8 +14,9 @@ from cxloop import __version__
 from cxloop.ingest.log import IngestLog
 from cxloop.ingest.writer import GroupCommitWriter
 from cxloop.project import Project, open_project, register_server, unregister_server
+from cxloop.service.worker import Worker, WorkerThread
 from cxloop.settings import Settings
-from cxloop.web import analytics, api, feedback, lifecycle, tracking
+from cxloop.web import analytics, api, feedback, lifecycle, service, survey_page, tracking
 from cxloop.web.errors import install_error_handlers
 from cxloop.web.state import ServerState
 
@@ -67,6 +68,9 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
             project=project, writer=writer, run_token=info.token if info else None
         )
         sweeper = asyncio.create_task(_sweep_inactive(writer, project))
+        jobs = WorkerThread(Worker(project.engine, settings), every_s=settings.jobs_poll_s)
+        if settings.jobs_poll_s > 0:
+            jobs.start()
         warming = threading.Thread(
             target=_warm_sequences, args=(project,), name="cxloop-sequences", daemon=True
         )
@@ -75,6 +79,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
             yield
         finally:
             sweeper.cancel()
+            jobs.stop()
             writer.close()
             warming.join()  # it reads the store, which closes next
             if info is not None:
@@ -96,6 +101,8 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(lifecycle.router)
     app.include_router(feedback.router)
+    app.include_router(service.router)
+    app.include_router(survey_page.router)
     app.include_router(analytics.router)
     app.include_router(analytics.export_router)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from fastapi import Request
+from sqlalchemy import Connection
 
 from cxloop.ingest.writer import GroupCommitWriter
 from cxloop.project import Project
@@ -50,6 +53,19 @@ class ServerState:
             self.keys.entries.clear()
         self.keys.entries[(kind, plain)] = (now + _KEY_TTL_S, name)
         return name
+
+
+T = TypeVar("T")
+
+
+async def written(state: ServerState, write: Callable[[Connection], T]) -> T:
+    """A write in one transaction, on the applier thread (the one writer)."""
+
+    def run() -> T:
+        with state.project.engine.begin() as conn:
+            return write(conn)
+
+    return await state.writer.call(run)
 
 
 def state_of(request: Request) -> ServerState:

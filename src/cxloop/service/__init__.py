@@ -1,0 +1,1 @@
+"""Closing the loop: support cases, follow-ups, notes, the unified timeline, the job worker."""

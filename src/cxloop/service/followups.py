@@ -1,0 +1,399 @@
+"""Closing the loop: every unhappy or stuck customer becomes someone's task.
+
+A detractor's answer, a case that ended badly, or a customer stalled in a stage past its
+target creates a follow-up for the department that owns the stage, due within that
+department's SLA. Each cause creates exactly one follow-up (``source_key`` is unique), so
+scans can run as often as they like. Scans read detractors from a cursor (each answer is
+looked at once) and stalled customers from the lifecycle state.
+"""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cxloop.customers.service import resolve_customer_id
+from cxloop.domain.values import utc
+from cxloop.lifecycle.service import NotFound, department_id, installed_models, stage_at, stalled
+from cxloop.store import jobs
+from cxloop.store.models import Department, FollowUp, Survey, SurveyResponse
+
+followups_t = cast(Table, FollowUp.__table__)
+departments_t = cast(Table, Department.__table__)
+responses_t = cast(Table, SurveyResponse.__table__)
+surveys_t = cast(Table, Survey.__table__)
+STATUSES = ("open", "in_progress", "done")
+REASONS = ("detractor", "negative_case", "stalled", "manual")
+DEFAULT_SLA_HOURS = 48
+_RESPONSES_CURSOR = "followups:responses"
+
+
+class FollowUpIn(BaseModel):
+    """A follow-up someone asks for by hand."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer: str = Field(max_length=320)
+    summary: str = Field(max_length=2000)
+    department: str | None = Field(default=None, max_length=120)
+    assignee: str | None = Field(default=None, max_length=200)
+
+
+class FollowUpUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: str | None = Field(default=None, description="open, in_progress or done")
+    assignee: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=5000, description="the resolution note")
+
+
+def _create(
+    conn: Connection,
+    *,
+    customer_id: int,
+    reason: str,
+    source_key: str,
+    summary: str,
+    department_id: int | None,
+    since: datetime,
+    stage: tuple[str | None, str | None] = (None, None),
+    response_id: int | None = None,
+    case_id: int | None = None,
+    assignee: str | None = None,
+) -> int | None:
+    """Insert one follow-up per cause; None when this cause has one already."""
+    now = datetime.now(UTC)
+    hours = DEFAULT_SLA_HOURS
+    if department_id is not None:
+        hours = int(
+            conn.execute(
+                select(departments_t.c.followup_sla_hours).where(
+                    departments_t.c.id == department_id
+                )
+            ).scalar_one()
+        )
+    row = {
+        "customer_id": customer_id,
+        "department_id": department_id,
+        "reason": reason,
+        "source_key": source_key,
+        "response_id": response_id,
+        "case_id": case_id,
+        "stage_model": stage[0],
+        "stage": stage[1],
+        "summary": summary[:2000],
+        "status": "open",
+        "assignee": assignee,
+        "due_at": utc(since) + timedelta(hours=hours),
+        "created_at": now,
+        "updated_at": now,
+    }
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    found = conn.execute(
+        dialect.insert(followups_t)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["source_key"])
+        .returning(followups_t.c.id)
+    ).first()
+    return None if found is None else int(found.id)
+
+
+def create_followup(conn: Connection, new: FollowUpIn) -> dict[str, Any]:
+    summary = new.summary.strip()
+    if not summary:
+        raise ValueError("summary: say what needs doing")
+    customer_id = resolve_customer_id(conn, new.customer)
+    new_id = _create(
+        conn,
+        customer_id=customer_id,
+        reason="manual",
+        source_key=f"manual:{uuid.uuid4()}",
+        summary=summary,
+        department_id=department_id(conn, new.department),
+        since=datetime.now(UTC),
+        assignee=_clean(new.assignee),
+    )
+    assert new_id is not None
+    return get_followup(conn, new_id)
+
+
+def for_negative_case(conn: Connection, case: dict[str, Any]) -> int | None:
+    model, _, stage = (case["stage"] or "").partition(":")
+    return _create(
+        conn,
+        customer_id=int(case["customer_id"]),
+        reason="negative_case",
+        source_key=f"case:{case['id']}",
+        summary=f"Case {case['id']} ended badly: {case['subject']}",
+        department_id=department_id(conn, case["department"]),
+        since=datetime.fromisoformat(case["resolved_at"]),
+        stage=(model or None, stage or None),
+        case_id=int(case["id"]),
+    )
+
+
+def scan(conn: Connection, *, now: datetime | None = None, batch: int = 5000) -> dict[str, int]:
+    """Create the follow-ups now called for: detractors answered since the last scan,
+    and customers stalled in a stage past its target."""
+    return {
+        "detractors": scan_detractors(conn, batch=batch),
+        "stalled": scan_stalled(conn, now=now),
+    }
+
+
+def scan_detractors(conn: Connection, *, batch: int = 5000) -> int:
+    """One follow-up per customer NPS answer of 0 to 6 (given by a known customer), owned
+    by the department that owns the answer's stage (else the customer's current one)."""
+    owners = _stage_owners(conn)
+    created = 0
+    while True:
+        position = jobs.read_cursor(conn, _RESPONSES_CURSOR)
+        rows = conn.execute(
+            select(
+                responses_t.c.id,
+                responses_t.c.customer_id,
+                responses_t.c.score,
+                responses_t.c.comment,
+                responses_t.c.stage_model,
+                responses_t.c.stage,
+                responses_t.c.touchpoint,
+                responses_t.c.submitted_at,
+                surveys_t.c.kind,
+                surveys_t.c.audience,
+            )
+            .select_from(responses_t.join(surveys_t))
+            .where(responses_t.c.id > position)
+            .order_by(responses_t.c.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return created
+        for r in rows:
+            if (r.kind, r.audience) != ("nps", "customers") or r.customer_id is None:
+                continue
+            if r.score is None or r.score > 6:
+                continue
+            stage = (r.stage_model, r.stage)
+            if r.stage_model is None:
+                found = stage_at(conn, int(r.customer_id), None, utc(r.submitted_at))
+                stage = found[0], found[1]
+            owner = owners.get(stage) if stage[0] else None
+            where = f" at {r.touchpoint}" if r.touchpoint else ""
+            said = f": “{r.comment[:300]}”" if r.comment else ""
+            created += (
+                _create(
+                    conn,
+                    customer_id=int(r.customer_id),
+                    reason="detractor",
+                    source_key=f"response:{r.id}",
+                    summary=f"Detractor (NPS {r.score}){where}{said}",
+                    department_id=department_id(conn, owner),
+                    since=r.submitted_at,
+                    stage=stage,
+                    response_id=int(r.id),
+                )
+                is not None
+            )
+        jobs.save_cursor(conn, _RESPONSES_CURSOR, int(rows[-1].id))
+
+
+def scan_stalled(conn: Connection, *, now: datetime | None = None) -> int:
+    """One follow-up per customer and stay in a stage past its target time."""
+    created = 0
+    for model in installed_models(conn):
+        if not any(s.target_days is not None for s in model.stages):
+            continue
+        for group in stalled(conn, model.key, as_of=now, limit=10_000):
+            owner_id = department_id(conn, group["owner"])
+            for item in group["customers"]:
+                entered: datetime = item["entered_at"]
+                due_from = entered + timedelta(days=group["target_days"])
+                created += (
+                    _create(
+                        conn,
+                        customer_id=int(item["customer_id"]),
+                        reason="stalled",
+                        source_key=f"stalled:{model.key}:{item['customer_id']}:{entered.isoformat()}",
+                        summary=f"Stalled in {group['name']} for {item['days_in_stage']} days "
+                        f"(target {group['target_days']})",
+                        department_id=owner_id,
+                        since=due_from,
+                        stage=(model.key, group["stage"]),
+                    )
+                    is not None
+                )
+    return created
+
+
+def update_followup(
+    conn: Connection, followup_id: int, change: FollowUpUpdate, *, now: datetime | None = None
+) -> dict[str, Any]:
+    current = get_followup(conn, followup_id)
+    now = now or datetime.now(UTC)
+    values: dict[str, Any] = {"updated_at": now}
+    if change.assignee is not None:
+        values["assignee"] = _clean(change.assignee)
+    if change.note is not None:
+        values["resolution_note"] = change.note.strip() or None
+    if change.status is not None:
+        if change.status not in STATUSES:
+            raise ValueError(f"status: must be one of {', '.join(STATUSES)}, not {change.status!r}")
+        values["status"] = change.status
+        if change.status == "done":
+            if not (values.get("resolution_note") or current["resolution_note"]):
+                raise ValueError("note: say what was done before closing the follow-up")
+            values["closed_at"] = now if current["status"] != "done" else current["closed_at"]
+        else:
+            values["closed_at"] = None
+    if len(values) == 1:
+        raise ValueError("followup: give a status, an assignee or a note")
+    if isinstance(values.get("closed_at"), str):
+        values["closed_at"] = datetime.fromisoformat(values["closed_at"])
+    conn.execute(update(followups_t).where(followups_t.c.id == followup_id).values(**values))
+    return get_followup(conn, followup_id)
+
+
+def get_followup(conn: Connection, followup_id: int) -> dict[str, Any]:
+    found = list_followups(conn, followup_id=followup_id)
+    if not found:
+        raise NotFound("followup", f"no follow-up with id {followup_id}")
+    return found[0]
+
+
+def list_followups(
+    conn: Connection,
+    *,
+    followup_id: int | None = None,
+    department: str | None = None,
+    status: str | None = None,
+    reason: str | None = None,
+    customer_id: int | None = None,
+    overdue: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Follow-ups, the most urgent (earliest due) first."""
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status: must be one of {', '.join(STATUSES)}, not {status!r}")
+    if reason is not None and reason not in REASONS:
+        raise ValueError(f"reason: must be one of {', '.join(REASONS)}, not {reason!r}")
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise ValueError("limit: must be between 1 and 1000 (and offset at least 0)")
+    now = now or datetime.now(UTC)
+    query = (
+        select(followups_t, departments_t.c.name.label("department"))
+        .select_from(followups_t.outerjoin(departments_t))
+        .order_by(followups_t.c.due_at, followups_t.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    if followup_id is not None:
+        query = query.where(followups_t.c.id == followup_id)
+    if department is not None:
+        department_id(conn, department)
+        query = query.where(departments_t.c.name == department)
+    if status is not None:
+        query = query.where(followups_t.c.status == status)
+    if reason is not None:
+        query = query.where(followups_t.c.reason == reason)
+    if customer_id is not None:
+        query = query.where(followups_t.c.customer_id == customer_id)
+    if overdue:
+        query = query.where(followups_t.c.status != "done", followups_t.c.due_at < now)
+    return [_shown(row, now) for row in conn.execute(query).mappings()]
+
+
+def _shown(row: Any, now: datetime) -> dict[str, Any]:
+    due = utc(row["due_at"])
+    return {
+        "id": int(row["id"]),
+        "customer_id": int(row["customer_id"]),
+        "department": row["department"],
+        "reason": row["reason"],
+        "summary": row["summary"],
+        "stage": f"{row['stage_model']}:{row['stage']}" if row["stage_model"] else None,
+        "status": row["status"],
+        "assignee": row["assignee"],
+        "resolution_note": row["resolution_note"],
+        "due_at": due.isoformat(),
+        "overdue": row["status"] != "done" and due < now,
+        "response_id": row["response_id"],
+        "case_id": row["case_id"],
+        "created_at": utc(row["created_at"]).isoformat(),
+        "closed_at": None if row["closed_at"] is None else utc(row["closed_at"]).isoformat(),
+        "timeline": f"/api/v1/customers/{row['customer_id']}/timeline",
+    }
+
+
+def followup_metrics(conn: Connection, *, now: datetime | None = None) -> dict[str, Any]:
+    """Share of detractors followed up (their follow-up is done), median hours to close,
+    overdue count; overall and per department."""
+    now = now or datetime.now(UTC)
+    detractors = conn.execute(
+        select(func.count())
+        .select_from(responses_t.join(surveys_t))
+        .where(
+            surveys_t.c.kind == "nps",
+            surveys_t.c.audience == "customers",
+            responses_t.c.customer_id.is_not(None),
+            responses_t.c.score <= 6,
+        )
+    ).scalar_one()
+    rows = conn.execute(
+        select(
+            followups_t.c.reason,
+            followups_t.c.status,
+            followups_t.c.due_at,
+            followups_t.c.created_at,
+            followups_t.c.closed_at,
+            departments_t.c.name.label("department"),
+        ).select_from(followups_t.outerjoin(departments_t))
+    ).all()
+    closed_detractors = sum(1 for r in rows if r.reason == "detractor" and r.status == "done")
+    out: dict[str, Any] = {
+        "detractors": int(detractors),
+        "detractors_followed_up": closed_detractors,
+        "detractors_followed_up_share": round(100 * closed_detractors / detractors, 1)
+        if detractors
+        else None,
+        **_figures(list(rows), now),
+    }
+    by_department: dict[str | None, list[Any]] = {}
+    for r in rows:
+        by_department.setdefault(r.department, []).append(r)
+    out["departments"] = [
+        {"department": name, **_figures(items, now)}
+        for name, items in sorted(by_department.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
+    ]
+    return out
+
+
+def _figures(rows: list[Any], now: datetime) -> dict[str, Any]:
+    spans = [
+        (utc(r.closed_at) - utc(r.created_at)).total_seconds() / 3600
+        for r in rows
+        if r.status == "done" and r.closed_at is not None
+    ]
+    return {
+        "followups": len(rows),
+        "open": sum(1 for r in rows if r.status == "open"),
+        "in_progress": sum(1 for r in rows if r.status == "in_progress"),
+        "done": sum(1 for r in rows if r.status == "done"),
+        "overdue": sum(1 for r in rows if r.status != "done" and utc(r.due_at) < now),
+        "median_hours_to_close": round(statistics.median(spans), 2) if spans else None,
+    }
+
+
+def _stage_owners(conn: Connection) -> dict[tuple[str | None, str | None], str]:
+    return {(m.key, s.key): s.owner for m in installed_models(conn) for s in m.stages}
+
+
+def _clean(text: str | None) -> str | None:
+    return (text or "").strip() or None

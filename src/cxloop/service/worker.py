@@ -1,0 +1,127 @@
+"""Runs the job queue: due jobs, and the scans that feed it.
+
+The server runs one worker thread; ``cxloop jobs run`` runs the same loop once from the
+command line (claims are atomic, so both can run). A job that raises is retried with
+backoff and, after its last attempt, left as failed with the error for a person to read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from cxloop import mail
+from cxloop.feedback import triggers
+from cxloop.service import followups
+from cxloop.settings import Settings
+from cxloop.store import jobs
+
+log = logging.getLogger(__name__)
+POLL_S = 5.0
+
+
+@dataclass
+class RunSummary:
+    scanned: dict[str, int] = field(default_factory=dict)
+    done: int = 0
+    retrying: int = 0
+    failed: int = 0
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        sender: triggers.Sender = mail.send,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.handlers: dict[str, Callable[[jobs.ClaimedJob], tuple[str, dict[str, Any]]]] = {
+            triggers.SEND_JOB: lambda job: triggers.run_send(engine, settings, job, sender),
+        }
+
+    def scan(self, now: datetime | None = None) -> dict[str, int]:
+        """Queue what stage entries call for and open the follow-ups now due."""
+        with self.engine.begin() as conn:
+            found = {"stage_triggers": triggers.scan_stage_entries(conn)}
+            found.update(followups.scan(conn, now=now))
+        return found
+
+    def run_due(self, *, now: datetime | None = None, limit: int = 20) -> RunSummary:
+        summary = RunSummary()
+        with self.engine.begin() as conn:
+            claimed = jobs.claim(conn, now=now, limit=limit)
+        for job in claimed:
+            handler = self.handlers.get(job.kind)
+            try:
+                if handler is None:
+                    raise LookupError(f"no handler for jobs of kind {job.kind!r}")
+                outcome, payload = handler(job)
+            except Exception as exc:
+                with self.engine.begin() as conn:
+                    status = jobs.fail(conn, job, f"{type(exc).__name__}: {exc}", now=now)
+                if status == "failed":
+                    summary.failed += 1
+                    log.error("job %s (%s) failed for good: %s", job.id, job.kind, exc)
+                else:
+                    summary.retrying += 1
+                    log.warning("job %s (%s) failed, retried later: %s", job.id, job.kind, exc)
+                summary.outcomes.append(
+                    {"id": job.id, "kind": job.kind, "status": status, "error": str(exc)}
+                )
+                continue
+            with self.engine.begin() as conn:
+                jobs.finish(conn, job, outcome, payload=payload)
+            summary.done += 1
+            summary.outcomes.append(
+                {"id": job.id, "kind": job.kind, "status": "done", "outcome": outcome}
+            )
+        return summary
+
+    def run_once(self, *, now: datetime | None = None) -> RunSummary:
+        """One pass: scan, then run every job due (in rounds of 20)."""
+        scanned = self.scan(now)
+        total = RunSummary(scanned=scanned)
+        while True:
+            part = self.run_due(now=now)
+            total.done += part.done
+            total.retrying += part.retrying
+            total.failed += part.failed
+            total.outcomes.extend(part.outcomes)
+            if part.done + part.retrying + part.failed == 0:
+                return total
+
+
+class WorkerThread:
+    """The server's worker: a pass every few seconds until the server stops."""
+
+    def __init__(self, worker: Worker, every_s: float = POLL_S) -> None:
+        self.worker = worker
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cxloop-jobs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.worker.run_once(now=datetime.now(UTC))
+            except Exception:
+                log.exception("the job worker's pass failed; it runs again shortly")
+            self._stop.wait(self.every_s)
