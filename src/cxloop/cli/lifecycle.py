@@ -318,4 +318,21 @@ def departments_rename(
     key_values(data, fmt, title="department")
 
 
+@departments_app.command("sla")
+@handle_errors
+def departments_sla(
+    name: Annotated[str, typer.Argument(help="Department name")],
+    hours: Annotated[int, typer.Argument(help="Hours to act on a follow-up")],
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Set the department's follow-up SLA: new follow-ups are due this many hours later."""
+
+    def local(project: Project) -> Any:
+        with project.engine.begin() as conn:
+            return service.set_followup_sla(conn, name, hours)
+
+    data = call_project("PUT", f"/api/v1/departments/{name}/sla", local, body={"hours": hours})
+    key_values(data, fmt, title="department")
+
+
 # -- helpers --------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ def list_departments(conn: Connection) -> list[dict[str, Any]]:
             "id": row.id,
             "name": row.name,
             "stages": owned.get(row.name.lower(), []),
+            "followup_sla_hours": row.followup_sla_hours,
             "created_at": as_utc(row.created_at),
         }
         for row in rows
@@ -76,7 +77,29 @@ def create_department(conn: Connection, name: str) -> dict[str, Any]:
         departments_t.insert().values(name=name, created_at=now, updated_at=now)
     ).inserted_primary_key
     assert new_id is not None
-    return {"id": new_id[0], "name": name, "stages": [], "created_at": now}
+    return {
+        "id": new_id[0],
+        "name": name,
+        "stages": [],
+        "followup_sla_hours": 48,
+        "created_at": now,
+    }
+
+
+MAX_SLA_HOURS = 24 * 365
+
+
+def set_followup_sla(conn: Connection, name: str, hours: int) -> dict[str, Any]:
+    """How long the department has to act on a follow-up (new follow-ups are due then)."""
+    found = department_id(conn, name, "name")
+    if not 1 <= hours <= MAX_SLA_HOURS:
+        raise ValueError(f"hours: must be 1 to {MAX_SLA_HOURS}, not {hours}")
+    conn.execute(
+        update(departments_t)
+        .where(departments_t.c.id == found)
+        .values(followup_sla_hours=hours, updated_at=datetime.now(UTC))
+    )
+    return next(d for d in list_departments(conn) if d["id"] == found)
 
 
 def rename_department(conn: Connection, old: str, new: str) -> dict[str, Any]:

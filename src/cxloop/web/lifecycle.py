@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cxloop.domain.values import parse_pairs
 from cxloop.lifecycle import report, service
@@ -19,6 +19,7 @@ from cxloop.lifecycle.mirror import moves_store
 from cxloop.lifecycle.spec import ModelFileError, preset, presets, validate_model
 from cxloop.web.api import Secret
 from cxloop.web.errors import ApiError
+from cxloop.web.state import written
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 
@@ -188,3 +189,14 @@ async def rename_department(state: Secret, name: str, body: DepartmentRename) ->
         return renamed
 
     return await state.writer.call(run)
+
+
+class DepartmentSla(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hours: int
+
+
+@router.put("/departments/{name}/sla")
+async def department_sla(state: Secret, name: str, body: DepartmentSla) -> dict[str, Any]:
+    """Set how many hours the department has to act on a follow-up."""
+    return await written(state, lambda conn: service.set_followup_sla(conn, name, body.hours))
