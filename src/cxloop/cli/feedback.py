@@ -10,7 +10,7 @@ from typing import Annotated, Any, cast
 import typer
 
 from cxloop.cli.context import call_project, day_option, handle_errors, load_settings
-from cxloop.cli.output import Format, console, emit, err_console, key_values
+from cxloop.cli.output import Format, console, emit, err_console, key_values, percent
 from cxloop.feedback.benchmarks import import_benchmarks, list_benchmarks
 from cxloop.feedback.responses import (
     GroupBy,
@@ -21,6 +21,7 @@ from cxloop.feedback.responses import (
     score_report,
 )
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
+from cxloop.feedback.themes import MAX_TOP, THEME_GROUPS, themes_report
 from cxloop.project import Project, open_database
 
 surveys_app = typer.Typer(
@@ -234,6 +235,59 @@ def comments(
         emit(rows, fmt, rows=rows, columns=("tone", "example"),
              title=f"{group['key']}: {group['comments']} comments, "
              f"mean sentiment {group['mean_sentiment']}")  # fmt: skip
+
+
+@handle_errors
+def themes(
+    survey: SurveyOpt = None,
+    by: Annotated[str | None, typer.Option("--by", help="touchpoint or stage")] = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    top: Annotated[int, typer.Option("--top", help=f"Themes per group, 1 to {MAX_TOP}")] = 10,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """What the comments keep coming back to: recurring phrases overall and per group,
+    ranked by how much more that group says them, with recent comments as examples."""
+    if by is not None and by not in THEME_GROUPS:
+        raise ValueError(f"--by: must be one of {', '.join(THEME_GROUPS)}, not {by!r}")
+    if not 1 <= top <= MAX_TOP:
+        raise ValueError(f"--top: give 1 to {MAX_TOP}, not {top}")
+    first, last = day_option(start, "--from"), day_option(end, "--to")
+
+    def local(project: Project) -> Any:
+        with project.engine.connect() as conn:
+            since, until = days_window(first, last, project.settings.zone)
+            return themes_report(conn, survey_id=survey, by=by,
+                                 start=since, end=until, top=top)  # fmt: skip
+
+    params = {"survey": survey, "by": by, "from": start, "to": end, "top": top}
+    data = call_project("GET", "/api/v1/feedback/themes", local, params=params)
+    groups = [{"key": "(all)", **data}, *data.get("groups", [])]
+    rows = [
+        {"group": g["key"], "group_comments": g["comments"], "phrase": t["phrase"],
+         "comments": t["comments"], "share": t["share"], "sentiment": t["mean_sentiment"],
+         "score": t["mean_score"],
+         "example": t["examples"][0]["comment"] if t["examples"] else None}
+        for g in groups for t in g["themes"]
+    ]  # fmt: skip
+    if fmt is Format.json:
+        emit(data, fmt)
+        return
+    columns = ("group", "phrase", "comments", "share", "sentiment", "score", "example")
+    if fmt is Format.csv:
+        emit(rows, fmt, rows=rows, columns=("group", "group_comments", *columns[1:]))
+        return
+    shown = [{**r, "share": percent(r["share"]), "example": _clipped(r["example"], 80)}
+             for r in rows]  # fmt: skip
+    emit(shown, fmt, rows=shown, columns=columns,
+         title=f"themes of {data['comments']} comments" + (f" by {by}" if by else ""))  # fmt: skip
+
+
+def _clipped(text: str | None, width: int) -> str | None:
+    """A comment cut to fit a table's cell: the whole one is in the JSON."""
+    if text is None or len(text) <= width:
+        return text
+    return text[: width - 1].rstrip() + "…"
 
 
 benchmarks_app = typer.Typer(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cxloop import __version__
-from cxloop.cli import analytics, data, feedback, imports, keys, lifecycle
+from cxloop.cli import analytics, data, feedback, imports, keys, lifecycle, service
 from cxloop.cli.context import CliError, handle_errors, load_settings, local_project, remote_server
 from cxloop.cli.output import Format, console, err_console, key_values
 
@@ -30,6 +30,12 @@ app.add_typer(lifecycle.app, name="lifecycle")
 app.add_typer(lifecycle.departments_app, name="departments")
 app.add_typer(feedback.surveys_app, name="surveys")
 app.add_typer(feedback.benchmarks_app, name="benchmarks")
+app.add_typer(service.triggers_app, name="triggers")
+app.add_typer(service.cases_app, name="cases")
+app.add_typer(service.followups_app, name="followups")
+app.add_typer(service.notes_app, name="notes")
+app.add_typer(service.jobs_app, name="jobs")
+app.command("timeline")(service.timeline_command)
 app.command("funnel")(analytics.funnel)
 app.command("trends")(analytics.trends)
 app.command("retention")(analytics.retention)
@@ -39,6 +45,7 @@ app.command("enps")(feedback.enps)
 app.command("csat")(feedback.csat)
 app.command("ces")(feedback.ces)
 app.command("comments")(feedback.comments)
+app.command("themes")(feedback.themes)
 app.add_typer(analytics.export_app, name="export")
 app.command("stats")(data.stats)
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import Connection
 
 from cxloop.feedback.benchmarks import BenchmarkIn, list_benchmarks, save_benchmark
 from cxloop.feedback.responses import (
@@ -21,22 +19,11 @@ from cxloop.feedback.responses import (
     score_report,
 )
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
+from cxloop.feedback.themes import MAX_TOP, ThemesBy, themes_report
 from cxloop.web.api import Secret
-from cxloop.web.state import ServerState
+from cxloop.web.state import written as _written
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
-
-
-async def _written(
-    state: ServerState, write: Callable[[Connection], dict[str, Any]]
-) -> dict[str, Any]:
-    """A write in one transaction, on the applier thread (the one writer)."""
-
-    def run() -> dict[str, Any]:
-        with state.project.engine.begin() as conn:
-            return write(conn)
-
-    return await state.writer.call(run)
 
 
 @router.post("/surveys", status_code=201)
@@ -90,6 +77,23 @@ def comments(
     with state.project.engine.connect() as conn:
         first, last = days_window(start, end, zone)
         return comments_report(conn, survey_id=survey, by=by, zone=zone, start=first, end=last)
+
+
+@router.get("/feedback/themes")
+def themes(
+    state: Secret,
+    survey: Annotated[int | None, Query(description="One survey's id")] = None,
+    by: Annotated[ThemesBy | None, Query(description="touchpoint or stage")] = None,
+    start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
+    top: Annotated[int, Query(ge=1, le=MAX_TOP, description="Themes per group")] = 10,
+) -> dict[str, Any]:
+    """Recurring phrases of the comments overall and per group, ranked by how much more
+    the group uses them, with counts, sentiment, score and recent examples."""
+    zone = state.project.settings.zone
+    with state.project.engine.connect() as conn:
+        first, last = days_window(start, end, zone)
+        return themes_report(conn, survey_id=survey, by=by, start=first, end=last, top=top)
 
 
 @router.get("/feedback/enps/departments")
