@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import func, select, update
@@ -42,6 +43,7 @@ def load_demo(
             select(ImportRun).where(ImportRun.kind == "demo").order_by(ImportRun.id.desc())
         ).first()
     loaded_now = False
+    messages: list[dict[str, Any]] | None = None
     if loaded is None or reset:
         started = datetime.now(UTC)
         with Progress(
@@ -78,6 +80,7 @@ def load_demo(
             )
         loaded_now = True
     _install_presets(project)
+    _load_feedback(project, messages, customers=customers, seed=seed)
     write_key, secret_key = _fresh_keys(project)
     with project.engine.connect() as conn:
         count = conn.execute(
@@ -110,6 +113,26 @@ def _install_presets(project: Project) -> None:
             project.stages.rebuild(
                 [m.key for m in missing], on_progress=lambda n: progress.update(task, advance=n)
             )
+
+
+def _load_feedback(
+    project: Project, messages: list[dict[str, Any]] | None, *, customers: int, seed: int
+) -> None:
+    """Surveys, answers, eNPS, placed cases and follow-ups, once per project (a project
+    loaded before they existed gets them from its history generated again)."""
+    from cxloop.demo.feedback import load_feedback
+    from cxloop.demo.generator import generate_messages
+    from cxloop.feedback.surveys import list_surveys
+
+    with project.engine.connect() as conn:
+        if any(s["name"] == "Delivery NPS" for s in list_surveys(conn)):
+            return
+    with Progress(TextColumn("{task.description}"), transient=False) as progress:
+        progress.add_task("surveys, answers, cases and follow-ups", total=None)
+        if messages is None:
+            messages = generate_messages(customers=customers, seed=seed)
+        with project.engine.begin() as conn:
+            load_feedback(conn, messages, seed=seed)
 
 
 def _fresh_keys(project: Project) -> tuple[str, str]:

@@ -176,7 +176,11 @@ def score_report(
     sums = _sums(measure)
     query = (
         select(*sums)
-        .select_from(responses_t.join(surveys_t).outerjoin(departments_t))
+        .select_from(
+            responses_t.join(surveys_t).outerjoin(
+                departments_t, departments_t.c.id == responses_t.c.department_id
+            )
+        )
         .where(
             surveys_t.c.kind == kind,
             surveys_t.c.audience == audience,
@@ -331,7 +335,7 @@ def comments_report(
         responses_t.c.touchpoint, responses_t.c.submitted_at, surveys_t.c.kind,
         (responses_t.c.stage_model + ":" + responses_t.c.stage).label("stage"),
         departments_t.c.name.label("department"),
-    ).select_from(responses_t.join(surveys_t).outerjoin(departments_t)).where(
+    ).select_from(responses_t.join(surveys_t).outerjoin(departments_t, departments_t.c.id == responses_t.c.department_id)).where(
         responses_t.c.sentiment.is_not(None)
     )  # fmt: skip
     if survey_id is not None:

@@ -17,7 +17,7 @@ from typing import Any, Literal, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, Engine, Table, func, select, update
+from sqlalchemy import Connection, Engine, Table, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.customers.service import resolve_customer_id
@@ -44,7 +44,8 @@ transitions_t = cast(Table, StageTransition.__table__)
 responses_t = cast(Table, SurveyResponse.__table__)
 surveys_t = cast(Table, Survey.__table__)
 
-CASE_EVENTS = ("Support Ticket Opened", "Support Case Opened")
+CASE_EVENTS = ("Support Ticket Opened", "Support Case Opened", "Case Opened")
+RESOLVED_EVENTS = ("Support Ticket Resolved", "Support Case Resolved", "Case Resolved")
 STATUSES = ("open", "in_progress", "resolved")
 Outcome = Literal["positive", "negative"]
 
@@ -83,6 +84,7 @@ def open_case(
     source: str = "api",
     message_id: str | None = None,
     customer_id: int | None = None,
+    external_id: str | None = None,
 ) -> dict[str, Any]:
     subject = new.subject.strip()
     if not subject:
@@ -104,6 +106,7 @@ def open_case(
         "status": "open",
         "source": source,
         "message_id": message_id,
+        "external_id": external_id,
         "opened_at": opened,
     }
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -229,27 +232,40 @@ def _clean(text: str | None) -> str | None:
 
 
 def on_events(engine: Engine, rows: pa.Table) -> int:
-    """Open a case for each ``Support Ticket Opened`` event of a stored batch (the
-    ingestion listener); its properties give subject, channel and category."""
+    """Open and resolve cases from a help desk's tracking events in a stored batch (the
+    ingestion listener): ``Support Ticket Opened`` (properties subject, channel,
+    category, case_id) and ``Support Ticket Resolved`` (case_id, resolution positive or
+    negative). Replays change nothing: an opening is keyed by its messageId and case_id."""
+    names = pa.array(CASE_EVENTS + RESOLVED_EVENTS, pa.string())
     if rows.num_rows == 0:
         return 0
-    hits = rows.filter(pc.is_in(rows["event"], value_set=pa.array(CASE_EVENTS, pa.string())))
+    hits = rows.filter(pc.is_in(rows["event"], value_set=names))
     if hits.num_rows == 0:
         return 0
-    opened = 0
+    columns = ["customer_id", "timestamp", "message_id", "event", "properties"]
+    found = sorted(
+        hits.select(columns).to_pylist(), key=lambda r: (r["timestamp"], r["message_id"])
+    )
+    changed = 0
     with engine.begin() as conn:
-        for row in hits.select(
-            ["customer_id", "timestamp", "message_id", "properties"]
-        ).to_pylist():
+        for row in found:
             if row["customer_id"] is None:
                 continue
             props = _properties(row["properties"])
+            external = _text(props.get("case_id") or props.get("ticket_id"), 200)
+            moment = min(utc(row["timestamp"]), datetime.now(UTC))
+            if row["event"] in RESOLVED_EVENTS:
+                changed += _resolve_from_event(conn, external, props, moment)
+                continue
+            if external is not None and _by_external(conn, external) is not None:
+                continue
+            topic = props.get("subject") or props.get("title") or props.get("topic")
             new = CaseIn(
                 customer=str(row["customer_id"]),
-                subject=str(props.get("subject") or props.get("title") or "Support ticket")[:200],
+                subject=str(topic or "Support ticket")[:200],
                 channel=_text(props.get("channel"), 40),
-                category=_text(props.get("category"), 80),
-                opened_at=min(utc(row["timestamp"]), datetime.now(UTC)),
+                category=_text(props.get("category") or props.get("topic"), 80),
+                opened_at=moment,
             )
             open_case(
                 conn,
@@ -257,9 +273,29 @@ def on_events(engine: Engine, rows: pa.Table) -> int:
                 source="event",
                 message_id=row["message_id"],
                 customer_id=int(row["customer_id"]),
+                external_id=external,
             )
-            opened += 1
-    return opened
+            changed += 1
+    return changed
+
+
+def _by_external(conn: Connection, external: str) -> int | None:
+    found = conn.execute(select(cases_t.c.id).where(cases_t.c.external_id == external)).first()
+    return None if found is None else int(found.id)
+
+
+def _resolve_from_event(
+    conn: Connection, external: str | None, props: dict[str, Any], moment: datetime
+) -> int:
+    case_id = None if external is None else _by_external(conn, external)
+    if case_id is None:
+        return 0
+    if get_case(conn, case_id)["status"] == "resolved":
+        return 0
+    said = str(props.get("resolution") or props.get("outcome") or "positive").lower()
+    outcome = "negative" if said in ("negative", "unresolved", "failed") else "positive"
+    update_case(conn, case_id, CaseUpdate(outcome=outcome), now=moment)
+    return 1
 
 
 def _properties(raw: str | None) -> dict[str, Any]:
@@ -311,7 +347,8 @@ def case_metrics(
         {"stage": key, **_case_figures(rows)}
         for key, rows in sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
     ]
-    out["after_case"], out["without_case"] = _nps_and_churn(conn, first_case)
+    placed = {tuple(key.split(":", 1)) for key in groups if key}
+    out["after_case"], out["without_case"] = _nps_and_churn(conn, first_case, placed)
     return out
 
 
@@ -337,10 +374,12 @@ def _case_figures(rows: list[Any]) -> dict[str, Any]:
 
 
 def _nps_and_churn(
-    conn: Connection, first_case: dict[int, datetime]
+    conn: Connection, first_case: dict[int, datetime], placed: set[tuple[str, ...]]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """NPS of answers given after the customer's first case vs by customers with no case;
-    churn share among customers with a case vs those without (customers in any model)."""
+    churn share among customers with a case vs those without. To compare like with like,
+    both sides are customers who reached a stage where cases are opened, and churn is an
+    exit as the last move in those stages' models (all models when no case has a stage)."""
     after, without = [0, 0, 0], [0, 0, 0]
     answers = conn.execute(
         select(responses_t.c.customer_id, responses_t.c.score, responses_t.c.submitted_at)
@@ -361,26 +400,36 @@ def _nps_and_churn(
         else:
             continue  # answered before their first case: neither side
         bucket[0 if row.score >= 9 else 1 if row.score >= 7 else 2] += 1
-    last_kind = (
-        select(
-            transitions_t.c.customer_id,
-            transitions_t.c.kind,
-            func.row_number()
-            .over(
-                partition_by=(transitions_t.c.model_id, transitions_t.c.customer_id),
-                order_by=(transitions_t.c.at.desc(), transitions_t.c.seq.desc()),
-            )
-            .label("n"),
+    ids = dict(conn.execute(select(models_t.c.key, models_t.c.id)).all())
+    pairs = [(ids[m], stage) for m, stage in placed if m in ids]
+    in_models = transitions_t.c.model_id.in_({model_id for model_id, _ in pairs})
+    last_kind = select(
+        transitions_t.c.customer_id,
+        transitions_t.c.kind,
+        func.row_number()
+        .over(
+            partition_by=(transitions_t.c.model_id, transitions_t.c.customer_id),
+            order_by=(transitions_t.c.at.desc(), transitions_t.c.seq.desc()),
         )
-    ).subquery()
+        .label("n"),
+    )
+    if pairs:
+        last_kind = last_kind.where(in_models)
     churned: set[int] = set()
     known: set[int] = set()
-    for last in conn.execute(
-        select(last_kind.c.customer_id, last_kind.c.kind).where(last_kind.c.n == 1)
-    ):
+    lasts = last_kind.subquery()
+    for last in conn.execute(select(lasts.c.customer_id, lasts.c.kind).where(lasts.c.n == 1)):
         known.add(int(last.customer_id))
         if last.kind == "exit":
             churned.add(int(last.customer_id))
+    if pairs:
+        reached = or_(
+            *((transitions_t.c.model_id == m) & (transitions_t.c.to_stage == st) for m, st in pairs)
+        )
+        known = {
+            int(r[0])
+            for r in conn.execute(select(transitions_t.c.customer_id).where(reached).distinct())
+        }
     with_case = known & set(first_case)
     no_case = known - set(first_case)
 
@@ -397,3 +446,34 @@ def _nps_and_churn(
         }
 
     return side(after, with_case), side(without, no_case)
+
+
+def restage(conn: Connection, *, model: str | None = None) -> int:
+    """Give cases opened before any lifecycle model placed their customer the stage the
+    (re)built stage histories now say, and its owner; their negative-case follow-ups
+    follow. Run after installing a model over existing events."""
+    from cxloop.service.followups import followups_t
+
+    rows = conn.execute(
+        select(cases_t.c.id, cases_t.c.customer_id, cases_t.c.opened_at).where(
+            cases_t.c.stage_model.is_(None)
+        )
+    ).all()
+    placed = 0
+    for row in rows:
+        found, stage, owner = stage_at(conn, int(row.customer_id), model, utc(row.opened_at))
+        if found is None:
+            continue
+        owner_id = department_id(conn, owner) if owner else None
+        conn.execute(
+            update(cases_t)
+            .where(cases_t.c.id == row.id)
+            .values(stage_model=found, stage=stage, department_id=owner_id)
+        )
+        conn.execute(
+            update(followups_t)
+            .where(followups_t.c.case_id == row.id, followups_t.c.department_id.is_(None))
+            .values(stage_model=found, stage=stage, department_id=owner_id)
+        )
+        placed += 1
+    return placed

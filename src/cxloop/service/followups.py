@@ -20,14 +20,26 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.customers.service import resolve_customer_id
 from cxloop.domain.values import utc
-from cxloop.lifecycle.service import NotFound, department_id, installed_models, stage_at, stalled
+from cxloop.lifecycle.service import NotFound, department_id, installed_models, stage_at
 from cxloop.store import jobs
-from cxloop.store.models import Department, FollowUp, Survey, SurveyResponse
+from cxloop.store.models import (
+    CustomerIdentity,
+    Department,
+    FollowUp,
+    LifecycleModelRow,
+    LifecycleState,
+    Survey,
+    SurveyResponse,
+)
 
 followups_t = cast(Table, FollowUp.__table__)
 departments_t = cast(Table, Department.__table__)
 responses_t = cast(Table, SurveyResponse.__table__)
 surveys_t = cast(Table, Survey.__table__)
+identities_t = cast(Table, CustomerIdentity.__table__)
+models_t = cast(Table, LifecycleModelRow.__table__)
+states_t = cast(Table, LifecycleState.__table__)
+STALLED_HORIZON_DAYS = 30
 STATUSES = ("open", "in_progress", "done")
 REASONS = ("detractor", "negative_case", "stalled", "manual")
 DEFAULT_SLA_HOURS = 48
@@ -91,7 +103,7 @@ def _create(
         "status": "open",
         "assignee": assignee,
         "due_at": utc(since) + timedelta(hours=hours),
-        "created_at": now,
+        "created_at": min(utc(since), now),  # the loop opened when its cause happened
         "updated_at": now,
     }
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -204,27 +216,48 @@ def scan_detractors(conn: Connection, *, batch: int = 5000) -> int:
 
 
 def scan_stalled(conn: Connection, *, now: datetime | None = None) -> int:
-    """One follow-up per customer and stay in a stage past its target time."""
+    """One follow-up per customer and stay in a stage past its target time, for customers
+    someone can reach (a known userId or e-mail) whose stay went past its target in the
+    last ``STALLED_HORIZON_DAYS``: older stalls are history, not a task."""
+    now = now or datetime.now(UTC)
     created = 0
+    reachable = (
+        select(identities_t.c.customer_id)
+        .where(identities_t.c.kind.in_(("user_id", "email")))
+        .scalar_subquery()
+    )
     for model in installed_models(conn):
-        if not any(s.target_days is not None for s in model.stages):
-            continue
-        for group in stalled(conn, model.key, as_of=now, limit=10_000):
-            owner_id = department_id(conn, group["owner"])
-            for item in group["customers"]:
-                entered: datetime = item["entered_at"]
-                due_from = entered + timedelta(days=group["target_days"])
+        model_id = conn.execute(
+            select(models_t.c.id).where(models_t.c.key == model.key)
+        ).scalar_one()
+        for item in model.stages:
+            if item.target_days is None:
+                continue
+            target = timedelta(days=item.target_days)
+            rows = conn.execute(
+                select(states_t.c.customer_id, states_t.c.entered_at).where(
+                    states_t.c.model_id == model_id,
+                    states_t.c.stage == item.key,
+                    states_t.c.entered_at < now - target,
+                    states_t.c.entered_at >= now - target - timedelta(days=STALLED_HORIZON_DAYS),
+                    states_t.c.customer_id.in_(reachable),
+                )
+            ).all()
+            owner_id = department_id(conn, item.owner) if item.owner else None
+            for row in rows:
+                entered = utc(row.entered_at)
+                days = round((now - entered).total_seconds() / 86400, 1)
                 created += (
                     _create(
                         conn,
-                        customer_id=int(item["customer_id"]),
+                        customer_id=int(row.customer_id),
                         reason="stalled",
-                        source_key=f"stalled:{model.key}:{item['customer_id']}:{entered.isoformat()}",
-                        summary=f"Stalled in {group['name']} for {item['days_in_stage']} days "
-                        f"(target {group['target_days']})",
+                        source_key=f"stalled:{model.key}:{row.customer_id}:{entered.isoformat()}",
+                        summary=f"Stalled in {item.name} for {days} days "
+                        f"(target {item.target_days})",
                         department_id=owner_id,
-                        since=due_from,
-                        stage=(model.key, group["stage"]),
+                        since=entered + target,
+                        stage=(model.key, item.key),
                     )
                     is not None
                 )

@@ -414,6 +414,8 @@ class SupportCase(Base):
     resolution_note: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(10))  # api, cli or event
     message_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # The help desk's own id (a ``case_id`` property), to match its later events.
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -163,6 +163,7 @@ def upgrade() -> None:
         sa.Column("resolution_note", sa.Text(), nullable=True),
         sa.Column("source", sa.String(length=10), nullable=False),
         sa.Column("message_id", sa.String(length=200), nullable=True),
+        sa.Column("external_id", sa.String(length=200), nullable=True),
         sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("first_response_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
@@ -180,6 +181,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_support_cases")),
         sa.UniqueConstraint("message_id", name=op.f("uq_support_cases_message_id")),
+        sa.UniqueConstraint("external_id", name=op.f("uq_support_cases_external_id")),
     )
     with op.batch_alter_table("support_cases", schema=None) as batch_op:
         batch_op.create_index(
