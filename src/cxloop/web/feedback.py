@@ -6,6 +6,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from sqlalchemy import Connection
 
 from cxloop.feedback.benchmarks import BenchmarkIn, list_benchmarks, save_benchmark
 from cxloop.feedback.responses import (
@@ -20,6 +21,7 @@ from cxloop.feedback.responses import (
 )
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
 from cxloop.feedback.themes import MAX_TOP, ThemesBy, themes_report
+from cxloop.service.followups import scan_detractors
 from cxloop.web.api import Secret
 from cxloop.web.state import written as _written
 
@@ -46,7 +48,13 @@ def survey(state: Secret, survey_id: int) -> dict[str, Any]:
 @router.post("/surveys/{survey_id}/responses", status_code=201)
 async def respond(state: Secret, survey_id: int, body: ResponseIn) -> dict[str, Any]:
     """Record an answer given elsewhere (in an app, by an agent)."""
-    return await _written(state, lambda conn: record_response(conn, survey_id, body))
+
+    def write(conn: Connection) -> dict[str, Any]:
+        response = record_response(conn, survey_id, body)
+        scan_detractors(conn)  # a detractor is someone's task at once
+        return response
+
+    return await _written(state, write)
 
 
 @router.get("/feedback/benchmarks")
