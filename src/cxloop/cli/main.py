@@ -170,6 +170,8 @@ def demo(
         f"  try:        curl -H 'Authorization: Bearer {summary.secret_key}' {url}/api/v1/stats",
         soft_wrap=True,
     )
+    if summary.survey_token:
+        console.print(f"  a survey:   {settings.effective_public_url}/s/{summary.survey_token}")
     if serve_after:
         run_server(settings)
 

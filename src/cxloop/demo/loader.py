@@ -29,6 +29,7 @@ class DemoSummary:
     write_key: str
     secret_key: str
     loaded_now: bool
+    survey_token: str | None = None
 
 
 def load_demo(
@@ -86,7 +87,9 @@ def load_demo(
         count = conn.execute(
             select(func.count()).select_from(Customer).where(Customer.merged_into_id.is_(None))
         ).scalar_one()
-    return DemoSummary(count, project.events.count(), write_key, secret_key, loaded_now)
+    return DemoSummary(
+        count, project.events.count(), write_key, secret_key, loaded_now, _survey_token(project)
+    )
 
 
 def _install_presets(project: Project) -> None:
@@ -133,6 +136,19 @@ def _load_feedback(
             messages = generate_messages(customers=customers, seed=seed)
         with project.engine.begin() as conn:
             load_feedback(conn, messages, seed=seed)
+
+
+def _survey_token(project: Project) -> str | None:
+    """A fresh single-use link to the relationship survey, to try the survey page."""
+    from cxloop.feedback.invites import create_invite
+    from cxloop.feedback.surveys import list_surveys
+
+    with project.engine.begin() as conn:
+        found = [s for s in list_surveys(conn) if s["name"] == "Relationship NPS"]
+        if not found:
+            return None
+        _invite, token = create_invite(conn, found[0]["id"], expires_days=14)
+    return token
 
 
 def _fresh_keys(project: Project) -> tuple[str, str]:
