@@ -96,3 +96,18 @@ def test_cases_and_followups_are_in_their_stages_and_being_worked(demo: Project)
     load_demo(demo, customers=1500, seed=7)
     with demo.engine.connect() as conn:
         assert followup_metrics(conn)["followups"] == followups["followups"]
+
+
+def test_scores_break_down_by_a_customer_segment(demo: Project) -> None:
+    with demo.engine.connect() as conn:
+        whole = score_report(conn, "nps")
+        by_channel = score_report(conn, "nps", by="segment", segment="channel")
+        store = score_report(conn, "nps", where={"channel": "store"})
+        with pytest.raises(ValueError, match="segment"):
+            score_report(conn, "nps", by="segment")
+        with pytest.raises(ValueError, match="segment"):
+            score_report(conn, "nps", segment="channel")
+    groups = {g["key"]: g for g in by_channel["groups"]}
+    assert sum(g["responses"] for g in groups.values()) == whole["responses"]
+    assert groups["store"]["responses"] == store["responses"]
+    assert groups["store"]["nps"] == store["nps"]

@@ -5,15 +5,15 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
 from cxloop.cli.context import call_project, day_option, handle_errors, load_settings
 from cxloop.cli.output import Format, console, emit, err_console, key_values, percent
+from cxloop.domain.values import parse_pairs
 from cxloop.feedback.benchmarks import import_benchmarks, list_benchmarks
 from cxloop.feedback.responses import (
-    GroupBy,
     Measure,
     comments_report,
     days_window,
@@ -32,6 +32,10 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json o
 COLUMNS = ("id", "kind", "name", "audience", "stage", "touchpoint", "department")
 SurveyOpt = Annotated[int | None, typer.Option("--survey", help="One survey's id")]
 ByOpt = Annotated[str | None, typer.Option("--by", help="touchpoint, stage, department or month")]
+ScoreByOpt = Annotated[
+    str | None,
+    typer.Option("--by", help="touchpoint, stage, department, month or segment (with --segment)"),
+]
 FromOpt = Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive)")]
 ToOpt = Annotated[str | None, typer.Option("--to", help="Last day (inclusive)")]
 
@@ -68,10 +72,17 @@ def create(
 ) -> None:
     """Create a survey and print its id alone on stdout."""
     body = SurveyIn.from_cli(
-        type=kind, name=name, question=question, stage=stage, touchpoint=touchpoint,
-        audience=audience, department=department, scale=scale, choices=choices,
+        type=kind,
+        name=name,
+        question=question,
+        stage=stage,
+        touchpoint=touchpoint,
+        audience=audience,
+        department=department,
+        scale=scale,
+        choices=choices,
         ask_why=ask_why,
-    )  # fmt: skip
+    )
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
@@ -115,37 +126,65 @@ def _report(measure: Measure, title: str) -> Any:
     @handle_errors
     def command(
         survey: SurveyOpt = None,
-        by: ByOpt = None,
+        by: ScoreByOpt = None,
         start: FromOpt = None,
         end: ToOpt = None,
         benchmark: Annotated[
             int | None, typer.Option("--benchmark", help="A benchmark's id to read against")
         ] = None,
+        segment: Annotated[
+            str | None,
+            typer.Option("--segment", help="--by segment: a customer field or trait (channel…)"),
+        ] = None,
+        where: Annotated[
+            list[str] | None,
+            typer.Option("--where", help="only customers with FIELD=VALUE (repeatable)"),
+        ] = None,
         fmt: FormatOpt = Format.table,
     ) -> None:
-        group, first, last = _checked(by, start, end)
+        group, first, last = _checked(by, start, end, SCORE_GROUPS)
+        segment_of = parse_pairs(where, "--where")
 
         def local(project: Project) -> Any:
             zone = project.settings.zone
             with project.engine.connect() as conn:
                 since, until = days_window(first, last, zone)
-                return score_report(conn, measure, survey_id=survey, zone=zone, start=since,
-                                    end=until, by=group,
-                                    benchmark_id=benchmark)  # fmt: skip
+                return score_report(
+                    conn,
+                    measure,
+                    survey_id=survey,
+                    zone=zone,
+                    start=since,
+                    end=until,
+                    by=group,
+                    benchmark_id=benchmark,
+                    segment=segment,
+                    where=segment_of,
+                )
 
-        params = {"survey": survey, "by": by, "from": start, "to": end, "benchmark": benchmark}
+        params = {
+            "survey": survey,
+            "by": by,
+            "from": start,
+            "to": end,
+            "benchmark": benchmark,
+            "segment": segment,
+            "where": where,
+        }
         data = call_project("GET", f"/api/v1/feedback/{measure}", local, params=params)
         columns = ("key", measure, "responses", "margin_of_error")
         if fmt is not Format.table:
             emit(data, fmt, rows=data.get("groups") or [data], columns=columns, title=title)
             return
-        key_values({k: v for k, v in data.items() if k not in ("groups", "benchmark")}, fmt,
-                   title=title)  # fmt: skip
+        key_values(
+            {k: v for k, v in data.items() if k not in ("groups", "benchmark")}, fmt, title=title
+        )
         if data.get("benchmark"):
             key_values(data["benchmark"], fmt, title="against the benchmark")
         if data.get("groups"):
-            emit(data["groups"], fmt, rows=data["groups"], columns=columns,
-                 title=f"{title} by {by}")  # fmt: skip
+            emit(
+                data["groups"], fmt, rows=data["groups"], columns=columns, title=f"{title} by {by}"
+            )
 
     command.__doc__ = f"{title} with its 95% margin of error, overall or per group."
     return command
@@ -173,8 +212,15 @@ def enps(
     params = {"from": start, "to": end}
     data = call_project("GET", "/api/v1/feedback/enps/departments", local, params=params)
     rows = [{**d, "stages": ", ".join(d["stages"])} for d in data["departments"]]
-    columns = ("department", "enps", "responses", "margin_of_error", "customer_nps",
-               "customer_responses", "stages")  # fmt: skip
+    columns = (
+        "department",
+        "enps",
+        "responses",
+        "margin_of_error",
+        "customer_nps",
+        "customer_responses",
+        "stages",
+    )
     if fmt is not Format.table:
         emit(data, fmt, rows=rows, columns=columns, title="eNPS by department")
         return
@@ -187,15 +233,16 @@ def enps(
 csat = _report("csat", "CSAT")
 ces = _report("ces", "CES")
 GROUPS = ("touchpoint", "stage", "department", "month")
+SCORE_GROUPS = (*GROUPS, "segment")
 
 
 def _checked(
-    by: str | None, start: str | None, end: str | None
-) -> tuple[GroupBy | None, date | None, date | None]:
+    by: str | None, start: str | None, end: str | None, groups: tuple[str, ...] = GROUPS
+) -> tuple[Any, date | None, date | None]:
     """A report's --by, --from and --to, or an error naming the option."""
-    if by is not None and by not in GROUPS:
-        raise ValueError(f"--by: must be one of {', '.join(GROUPS)}, not {by!r}")
-    return cast(GroupBy | None, by), day_option(start, "--from"), day_option(end, "--to")
+    if by is not None and by not in groups:
+        raise ValueError(f"--by: must be one of {', '.join(groups)}, not {by!r}")
+    return by, day_option(start, "--from"), day_option(end, "--to")
 
 
 @handle_errors
@@ -214,27 +261,46 @@ def comments(
         zone = project.settings.zone
         with project.engine.connect() as conn:
             since, until = days_window(first, last, zone)
-            return comments_report(conn, survey_id=survey, zone=zone, start=since, end=until,
-                                   by=group)  # fmt: skip
+            return comments_report(
+                conn, survey_id=survey, zone=zone, start=since, end=until, by=group
+            )
 
     params = {"survey": survey, "by": by, "from": start, "to": end}
     data = call_project("GET", "/api/v1/feedback/comments", local, params=params)
     if fmt is not Format.table:
-        emit(data, fmt, rows=data.get("groups") or [data], title="comments",
-             columns=("key", "comments", "mean_sentiment"))  # fmt: skip
+        emit(
+            data,
+            fmt,
+            rows=data.get("groups") or [data],
+            title="comments",
+            columns=("key", "comments", "mean_sentiment"),
+        )
         return
     classes = [{"class": k, **v} for k, v in data["by_nps_class"].items()]
-    key_values({"comments": data["comments"], "mean_sentiment": data["mean_sentiment"]}, fmt,
-               title="comments")  # fmt: skip
-    emit(classes, fmt, rows=classes, columns=("class", "comments", "mean_sentiment"),
-         title="sentiment by NPS class")  # fmt: skip
+    key_values(
+        {"comments": data["comments"], "mean_sentiment": data["mean_sentiment"]},
+        fmt,
+        title="comments",
+    )
+    emit(
+        classes,
+        fmt,
+        rows=classes,
+        columns=("class", "comments", "mean_sentiment"),
+        title="sentiment by NPS class",
+    )
     for group in data.get("groups") or []:
         rows = [{"example": c, "tone": "negative"} for c in group["most_negative"]] + [
             {"example": c, "tone": "positive"} for c in group["most_positive"]
         ]
-        emit(rows, fmt, rows=rows, columns=("tone", "example"),
-             title=f"{group['key']}: {group['comments']} comments, "
-             f"mean sentiment {group['mean_sentiment']}")  # fmt: skip
+        emit(
+            rows,
+            fmt,
+            rows=rows,
+            columns=("tone", "example"),
+            title=f"{group['key']}: {group['comments']} comments, "
+            f"mean sentiment {group['mean_sentiment']}",
+        )
 
 
 @handle_errors
@@ -257,19 +323,25 @@ def themes(
     def local(project: Project) -> Any:
         with project.engine.connect() as conn:
             since, until = days_window(first, last, project.settings.zone)
-            return themes_report(conn, survey_id=survey, by=by,
-                                 start=since, end=until, top=top)  # fmt: skip
+            return themes_report(conn, survey_id=survey, by=by, start=since, end=until, top=top)
 
     params = {"survey": survey, "by": by, "from": start, "to": end, "top": top}
     data = call_project("GET", "/api/v1/feedback/themes", local, params=params)
     groups = [{"key": "(all)", **data}, *data.get("groups", [])]
     rows = [
-        {"group": g["key"], "group_comments": g["comments"], "phrase": t["phrase"],
-         "comments": t["comments"], "share": t["share"], "sentiment": t["mean_sentiment"],
-         "score": t["mean_score"],
-         "example": t["examples"][0]["comment"] if t["examples"] else None}
-        for g in groups for t in g["themes"]
-    ]  # fmt: skip
+        {
+            "group": g["key"],
+            "group_comments": g["comments"],
+            "phrase": t["phrase"],
+            "comments": t["comments"],
+            "share": t["share"],
+            "sentiment": t["mean_sentiment"],
+            "score": t["mean_score"],
+            "example": t["examples"][0]["comment"] if t["examples"] else None,
+        }
+        for g in groups
+        for t in g["themes"]
+    ]
     if fmt is Format.json:
         emit(data, fmt)
         return
@@ -277,10 +349,16 @@ def themes(
     if fmt is Format.csv:
         emit(rows, fmt, rows=rows, columns=("group", "group_comments", *columns[1:]))
         return
-    shown = [{**r, "share": percent(r["share"]), "example": _clipped(r["example"], 80)}
-             for r in rows]  # fmt: skip
-    emit(shown, fmt, rows=shown, columns=columns,
-         title=f"themes of {data['comments']} comments" + (f" by {by}" if by else ""))  # fmt: skip
+    shown = [
+        {**r, "share": percent(r["share"]), "example": _clipped(r["example"], 80)} for r in rows
+    ]
+    emit(
+        shown,
+        fmt,
+        rows=shown,
+        columns=columns,
+        title=f"themes of {data['comments']} comments" + (f" by {by}" if by else ""),
+    )
 
 
 def _clipped(text: str | None, width: int) -> str | None:
@@ -328,7 +406,10 @@ def benchmarks_import(
             summary = import_benchmarks(conn, path)
     finally:
         engine.dispose()
-    key_values({k: v for k, v in summary.items() if k != "rejects"} if fmt is Format.table
-               else summary, fmt, title="import benchmarks")  # fmt: skip
+    key_values(
+        {k: v for k, v in summary.items() if k != "rejects"} if fmt is Format.table else summary,
+        fmt,
+        title="import benchmarks",
+    )
     for reject in summary["rejects"][:5] if fmt is Format.table else []:
         err_console.print(f"line {reject['line']}: {reject['reason']}", highlight=False)

@@ -7,7 +7,9 @@ touchpoint, stage, department or month with the same arithmetic (``cxloop.domain
 
 from __future__ import annotations
 
+import re
 import statistics
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
@@ -15,7 +17,12 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Table, case, func, insert, select
 
-from cxloop.customers.service import resolve_customer_id
+from cxloop.customers.service import (
+    FILTER_FIELDS,
+    customers_t,
+    resolve_customer_id,
+    segment_conditions,
+)
 from cxloop.domain.scores import Mean, Nps, Proportion, check_score, compare, nps_kind
 from cxloop.feedback.benchmarks import against
 from cxloop.feedback.surveys import SCALES, departments_t, get_survey, surveys_t
@@ -26,6 +33,9 @@ from cxloop.store.models import SurveyResponse
 responses_t = cast(Table, SurveyResponse.__table__)
 MAX_COMMENT = 5000
 GroupBy = Literal["touchpoint", "stage", "department", "month"]
+# Scores can also be broken down by a customer field or trait (``segment``).
+ScoreGroupBy = Literal["touchpoint", "stage", "department", "month", "segment"]
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
 class ResponseIn(BaseModel):
@@ -55,8 +65,13 @@ def record_response(
     """Store a checked answer; comments are kept as the text they are (pages escape it).
     ``import_key`` marks an imported row, stored once however often its file is imported."""
     survey = survey or get_survey(conn, survey_id)
-    row: dict[str, Any] = {"survey_id": survey_id, "source": source, "score": None,
-                           "choice": None, "import_key": import_key}  # fmt: skip
+    row: dict[str, Any] = {
+        "survey_id": survey_id,
+        "source": source,
+        "score": None,
+        "choice": None,
+        "import_key": import_key,
+    }
     if survey["choices"] is not None:
         if answer.choice not in survey["choices"]:
             raise ValueError(f"choice: must be one of {', '.join(survey['choices'])}")
@@ -135,8 +150,10 @@ def _sums(measure: Measure) -> list[Any]:
             func.count(case((score <= 6, 1))).label("detractors"),
         ]
     if measure == "csat":
-        return [func.count(case((score >= 4, 1))).label("satisfied"),
-                func.count(score).label("responses")]  # fmt: skip
+        return [
+            func.count(case((score >= 4, 1))).label("satisfied"),
+            func.count(score).label("responses"),
+        ]
     return [
         func.count(score).label("responses"),
         func.coalesce(func.sum(score), 0).label("total"),
@@ -157,16 +174,20 @@ def score_report(
     measure: Measure,
     *,
     survey_id: int | None = None,
-    by: GroupBy | None = None,
+    by: ScoreGroupBy | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     zone: ZoneInfo = ZoneInfo("UTC"),
     benchmark_id: int | None = None,
+    segment: str | None = None,
+    where: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A score over its surveys' responses (one survey's, if named), overall and per
     group: ``{MEASURE, "responses", ...its counts, "margin_of_error", "groups": [{"key",
     MEASURE, "responses", "margin_of_error", "vs_rest"}], "benchmark"?}``. NPS reads customer
-    surveys, eNPS employee ones."""
+    surveys, eNPS employee ones. ``by="segment"`` groups by the customer field or trait
+    ``segment`` names (channel, country, income_band, a trait …); ``where`` keeps the
+    answers of customers matching every FIELD=VALUE, as the other reports' segments do."""
     kind, audience = _SURVEYS[measure]
     if survey_id is not None:
         survey = get_survey(conn, survey_id)
@@ -187,9 +208,27 @@ def score_report(
             responses_t.c.score.between(low, high),
         )
     )
-    if by is not None:
+    if by == "segment":
+        if not segment or not _FIELD_NAME.match(segment):
+            raise ValueError(
+                "segment: name the customer field or trait to group by "
+                "(channel, country, income_band, a trait …)"
+            )
+        query = query.join(customers_t, customers_t.c.id == responses_t.c.customer_id)
+        key = (
+            customers_t.c[segment]
+            if segment in FILTER_FIELDS
+            else customers_t.c.traits[segment].as_string()
+        )
+        query = query.add_columns(key.label("key")).group_by(key)
+    elif by is not None:
         key = _group_key(by)
         query = query.add_columns(key.label("key")).group_by(key)
+    elif segment is not None:
+        raise ValueError("segment: only with --by segment")
+    if where:
+        members = select(customers_t.c.id).where(*segment_conditions(where))
+        query = query.where(responses_t.c.customer_id.in_(members))
     if survey_id is not None:
         query = query.where(responses_t.c.survey_id == survey_id)
     if start is not None:
@@ -216,10 +255,16 @@ def score_report(
             group = _scored(measure, group_sums)
             counts = {n: int(group_sums[n]) for n in names if n not in _NOT_SHOWN}
             rest = _scored(measure, {n: totals[n] - group_sums[n] for n in names})
-            out["groups"].append({"key": label, measure: _rounded(group.score),
-                                  "responses": group.responses, **counts,
-                                  "margin_of_error": _rounded(group.margin_of_error),
-                                  "vs_rest": _versus(group, rest)})  # fmt: skip
+            out["groups"].append(
+                {
+                    "key": label,
+                    measure: _rounded(group.score),
+                    "responses": group.responses,
+                    **counts,
+                    "margin_of_error": _rounded(group.margin_of_error),
+                    "vs_rest": _versus(group, rest),
+                }
+            )
     if benchmark_id is not None:
         out["benchmark"] = against(conn, benchmark_id, out, measure)
     return out
@@ -241,8 +286,11 @@ def _versus(group: Nps | Proportion | Mean, rest: Nps | Proportion | Mean) -> di
     found = compare(group, rest)
     if found is None:
         return None
-    return {"difference": _rounded(found.difference), "p_value": round(found.p_value, 4),
-            "significant": found.significant}  # fmt: skip
+    return {
+        "difference": _rounded(found.difference),
+        "p_value": round(found.p_value, 4),
+        "significant": found.significant,
+    }
 
 
 def days_window(
@@ -330,14 +378,24 @@ def comments_report(
     """What the comments say: how many, their mean sentiment (-1 to +1), per NPS class
     (promoters, passives, detractors) and per group, with the most negative and most
     positive comments of each group as examples."""
-    query = select(
-        responses_t.c.comment, responses_t.c.sentiment, responses_t.c.score,
-        responses_t.c.touchpoint, responses_t.c.submitted_at, surveys_t.c.kind,
-        (responses_t.c.stage_model + ":" + responses_t.c.stage).label("stage"),
-        departments_t.c.name.label("department"),
-    ).select_from(responses_t.join(surveys_t).outerjoin(departments_t, departments_t.c.id == responses_t.c.department_id)).where(
-        responses_t.c.sentiment.is_not(None)
-    )  # fmt: skip
+    query = (
+        select(
+            responses_t.c.comment,
+            responses_t.c.sentiment,
+            responses_t.c.score,
+            responses_t.c.touchpoint,
+            responses_t.c.submitted_at,
+            surveys_t.c.kind,
+            (responses_t.c.stage_model + ":" + responses_t.c.stage).label("stage"),
+            departments_t.c.name.label("department"),
+        )
+        .select_from(
+            responses_t.join(surveys_t).outerjoin(
+                departments_t, departments_t.c.id == responses_t.c.department_id
+            )
+        )
+        .where(responses_t.c.sentiment.is_not(None))
+    )
     if survey_id is not None:
         get_survey(conn, survey_id)
         query = query.where(responses_t.c.survey_id == survey_id)
@@ -357,19 +415,23 @@ def comments_report(
     out: dict[str, Any] = {
         "comments": len(rows),
         "mean_sentiment": _mean([r["sentiment"] for r in rows]),
-        "by_nps_class": {k: {"comments": len(v), "mean_sentiment": _mean(v)}
-                         for k, v in by_class.items()},
-    }  # fmt: skip
+        "by_nps_class": {
+            k: {"comments": len(v), "mean_sentiment": _mean(v)} for k, v in by_class.items()
+        },
+    }
     if by is not None:
         out["groups"] = []
         for key, members in sorted(groups.items(), key=lambda i: (i[0] is None, str(i[0]))):
             ranked = sorted(members, key=lambda r: r["sentiment"])
-            out["groups"].append({
-                "key": key, "comments": len(members),
-                "mean_sentiment": _mean([r["sentiment"] for r in members]),
-                "most_negative": [r["comment"] for r in ranked[:examples]],
-                "most_positive": [r["comment"] for r in ranked[::-1][:examples]],
-            })  # fmt: skip
+            out["groups"].append(
+                {
+                    "key": key,
+                    "comments": len(members),
+                    "mean_sentiment": _mean([r["sentiment"] for r in members]),
+                    "most_negative": [r["comment"] for r in ranked[:examples]],
+                    "most_positive": [r["comment"] for r in ranked[::-1][:examples]],
+                }
+            )
     return out
 
 

@@ -8,11 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import Connection
 
+from cxloop.domain.values import parse_pairs
 from cxloop.feedback.benchmarks import BenchmarkIn, list_benchmarks, save_benchmark
 from cxloop.feedback.responses import (
     GroupBy,
     Measure,
     ResponseIn,
+    ScoreGroupBy,
     comments_report,
     days_window,
     enps_beside_stages,
@@ -123,9 +125,16 @@ def score(
     state: Secret,
     measure: Measure,
     survey: Annotated[int | None, Query(description="One survey's id")] = None,
-    by: Annotated[GroupBy | None, Query(description="touchpoint, stage, department or month")] = (
-        None
-    ),
+    by: Annotated[
+        ScoreGroupBy | None,
+        Query(description="touchpoint, stage, department, month or segment (with `segment`)"),
+    ] = None,
+    segment: Annotated[
+        str | None, Query(description="by=segment: a customer field or trait (channel, country…)")
+    ] = None,
+    where: Annotated[
+        list[str] | None, Query(description="only customers with FIELD=VALUE (repeatable)")
+    ] = None,
     start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
     benchmark: Annotated[int | None, Query(description="A benchmark's id to read against")] = (
@@ -137,5 +146,15 @@ def score(
     zone = state.project.settings.zone
     with state.project.engine.connect() as conn:
         first, last = days_window(start, end, zone)
-        return score_report(conn, measure, survey_id=survey, by=by, zone=zone,
-                            start=first, end=last, benchmark_id=benchmark)  # fmt: skip
+        return score_report(
+            conn,
+            measure,
+            survey_id=survey,
+            by=by,
+            zone=zone,
+            start=first,
+            end=last,
+            benchmark_id=benchmark,
+            segment=segment,
+            where=parse_pairs(where, "where"),
+        )
