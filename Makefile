@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres java venv bench-ingest bench-import bench-lifecycle bench-funnel bench-analytics-api clean
+.PHONY: demo test lint typecheck unit postgres java venv bench-ingest bench-import bench-lifecycle bench-feedback bench-funnel bench-analytics-api clean
 
 venv: $(STAMP)
 
@@ -52,6 +52,9 @@ bench-analytics-api: venv
 
 bench-lifecycle: venv
 	$(BIN)/python bench/lifecycle.py
+
+bench-feedback: venv
+	$(BIN)/python bench/feedback.py
 
 clean:
 	rm -rf $(VENV) .cxloop .pytest_cache .mypy_cache .ruff_cache

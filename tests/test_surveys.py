@@ -7,14 +7,18 @@ import csv
 import json
 import shutil
 import statistics
+from bisect import bisect_right
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from cxloop.domain.scores import Mean, Nps, compare
+from cxloop.project import Project
 from cxloop.settings import Settings
 from tests.conftest import ApiClient
 from tests.test_cli import cx, cx_json
@@ -397,3 +401,88 @@ def test_the_api_adds_benchmarks_and_refuses_impossible_ones(api: ApiClient) -> 
         "/api/v1/feedback/csat", params={"benchmark": made.json()["id"]}, headers=api.auth
     ).json()
     assert report["benchmark"]["name"] == "Banks" and report["benchmark"]["difference"] is None
+
+
+def test_months_are_the_project_zones_on_both_sides_of_daylight_saving(
+    project: Project, backend: str
+) -> None:
+    from cxloop.feedback.responses import (
+        ResponseIn,
+        days_window,
+        record_response,
+        score_report,
+    )
+    from cxloop.feedback.surveys import SurveyIn, create_survey
+
+    paris = ZoneInfo("Europe/Paris")  # UTC+1 in winter, UTC+2 from 30 March to 26 October 2025
+    answers = [  # (UTC time, NPS score, CES score, the month in Paris)
+        ("2025-01-31T22:59:59.999999", 10, 7, "2025-01"),  # 23:59:59.999999 on 31 January
+        ("2025-01-31T23:00:00", 0, 1, "2025-02"),  # midnight on 1 February
+        ("2025-03-31T21:59:59", 9, 6, "2025-03"),  # summer time: 23:59:59 on 31 March
+        ("2025-03-31T22:00:00", 8, 2, "2025-04"),  # midnight, 1 April (23:00 if taken as winter)
+        ("2025-04-30T21:59:59.5", 3, 5, "2025-04"),
+        ("2025-10-31T22:59:59", 10, 4, "2025-10"),  # winter time again: 23:59:59, 31 October
+        ("2025-10-31T23:00:00", 10, 7, "2025-11"),  # midnight, 1 November
+    ]
+    with project.engine.begin() as conn:
+        nps = create_survey(conn, SurveyIn(type="nps", name="n"))
+        ces = create_survey(conn, SurveyIn(type="ces", name="c"))
+        for when, nps_score, ces_score, _ in answers:
+            at = datetime.fromisoformat(when).replace(tzinfo=UTC)
+            record_response(conn, nps["id"], ResponseIn(score=nps_score, submitted_at=at))
+            record_response(conn, ces["id"], ResponseIn(score=ces_score, submitted_at=at))
+    months = sorted({a[3] for a in answers})
+    with project.engine.connect() as conn:
+        report = score_report(conn, "nps", by="month", zone=paris)
+        assert [g["key"] for g in report["groups"]] == months
+        for group in report["groups"]:
+            mine = [a[1] for a in answers if a[3] == group["key"]]
+            assert (group["responses"], group["nps"]) == (len(mine), Nps.of(mine).score)
+        effort = score_report(conn, "ces", by="month", zone=paris)
+        for group in effort["groups"]:
+            mine = [a[2] for a in answers if a[3] == group["key"]]
+            assert group["ces"] == pytest.approx(Mean.ces(mine).score, abs=0.01)
+        # In UTC the midnights above are the evening before: other months.
+        utc = score_report(conn, "nps", by="month", zone=ZoneInfo("UTC"))
+        assert [(g["key"], g["responses"]) for g in utc["groups"]] == [
+            ("2025-01", 2), ("2025-03", 2), ("2025-04", 1), ("2025-10", 2)
+        ]  # fmt: skip
+        # Whole days in the zone: 1 February to 31 March in Paris.
+        start, end = days_window(date(2025, 2, 1), date(2025, 3, 31), paris)
+        window = score_report(conn, "nps", by="month", zone=paris, start=start, end=end)
+        assert [(g["key"], g["responses"]) for g in window["groups"]] == [
+            ("2025-02", 1), ("2025-03", 1)
+        ]  # fmt: skip
+        one = score_report(conn, "nps", zone=paris, start=start, end=end, survey_id=nps["id"])
+        assert one["responses"] == 2 and "groups" not in one
+
+
+@pytest.mark.parametrize(
+    ("zone", "year", "month"),
+    [
+        ("Europe/Paris", 2025, 4),
+        ("Asia/Amman", 2016, 4),  # the clocks skipped midnight on 1 April
+        ("America/Havana", 2026, 11),  # midnight on 1 November came twice
+        ("America/St_Johns", 2009, 11),  # 00:01 on 1 November went back to 23:01 on 31 October
+        ("Asia/Kathmandu", 2025, 1),  # UTC+5:45
+        ("Australia/Lord_Howe", 2025, 10),  # half an hour of daylight saving
+    ],
+)
+def test_month_edges_give_every_instant_its_month_in_the_zone(
+    zone: str, year: int, month: int
+) -> None:
+    from cxloop.feedback.responses import _month, _month_edges
+
+    tz = ZoneInfo(zone)
+    middle = datetime(year, month, 1, 12, tzinfo=UTC)
+    first, last = middle - timedelta(days=62), middle + timedelta(days=62)
+    edges = _month_edges(first, last, tz)
+    assert edges[0][0] == first and all(a[0] < b[0] for a, b in pairwise(edges))
+    instants = [first, last]
+    for edge, _ in edges:  # around each edge to the microsecond, and every minute near it
+        instants += [edge - timedelta(microseconds=1), edge]
+        instants += [edge + timedelta(minutes=m) for m in range(-150, 150)]
+    starts = [e[0] for e in edges]
+    for moment in instants:
+        if first <= moment <= last:
+            assert edges[bisect_right(starts, moment) - 1][1] == _month(moment, tz), moment

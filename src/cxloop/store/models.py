@@ -268,6 +268,17 @@ class SurveyResponse(Base):
     __tablename__ = "survey_responses"
     __table_args__ = (
         Index("ix_survey_responses_survey_id_submitted_at", "survey_id", "submitted_at"),
+        # Scores per month and per touchpoint read these alone, in order (bench/feedback.py).
+        Index(
+            "ix_survey_responses_survey_id_score_submitted_at", "survey_id", "score", "submitted_at"
+        ),
+        Index(
+            "ix_survey_responses_touchpoint_score_survey_id",
+            "touchpoint",
+            "score",
+            "survey_id",
+            "submitted_at",
+        ),
         UniqueConstraint("survey_id", "import_key", name="uq_survey_responses_import_key"),
     )
 
