@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cxloop import __version__
-from cxloop.cli import analytics, data, feedback, imports, keys, lifecycle, service
+from cxloop.cli import analytics, data, feedback, imports, keys, lifecycle, service, users
 from cxloop.cli.context import CliError, handle_errors, load_settings, local_project, remote_server
 from cxloop.cli.output import Format, console, err_console, key_values
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
 app.add_typer(data.customers_app, name="customers")
 app.add_typer(data.events_app, name="events")
 app.add_typer(data.rejected_app, name="rejected")
@@ -166,6 +167,7 @@ def demo(
     console.print(f"  URL:        {url}   (API docs: {url}/docs)")
     console.print(f"  write key:  {summary.write_key}")
     console.print(f"  secret key: {summary.secret_key}")
+    console.print(f"  sign in:    {summary.admin_email} / {summary.admin_password}")
     console.print(
         f"  try:        curl -H 'Authorization: Bearer {summary.secret_key}' {url}/api/v1/stats",
         soft_wrap=True,

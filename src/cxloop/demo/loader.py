@@ -30,6 +30,8 @@ class DemoSummary:
     secret_key: str
     loaded_now: bool
     survey_token: str | None = None
+    admin_email: str = ""
+    admin_password: str = ""
 
 
 def load_demo(
@@ -87,8 +89,17 @@ def load_demo(
         count = conn.execute(
             select(func.count()).select_from(Customer).where(Customer.merged_into_id.is_(None))
         ).scalar_one()
+    admin_email, admin_password = _demo_admin(project)
+    admin_email, admin_password = _demo_admin(project)
     return DemoSummary(
-        count, project.events.count(), write_key, secret_key, loaded_now, _survey_token(project)
+        count,
+        project.events.count(),
+        write_key,
+        secret_key,
+        loaded_now,
+        _survey_token(project),
+        admin_email,
+        admin_password,
     )
 
 
@@ -136,6 +147,22 @@ def _load_feedback(
             messages = generate_messages(customers=customers, seed=seed)
         with project.engine.begin() as conn:
             load_feedback(conn, messages, seed=seed)
+
+
+DEMO_ADMIN = "admin@demo.example.com"
+
+
+def _demo_admin(project: Project) -> tuple[str, str]:
+    """The demo's admin, with a fresh password each run (only its hash is kept)."""
+    from cxloop.store.users import create_user, list_users, new_password, set_password
+
+    password = new_password()
+    with project.engine.begin() as conn:
+        if any(u["email"] == DEMO_ADMIN for u in list_users(conn)):
+            set_password(conn, DEMO_ADMIN, password)
+        else:
+            create_user(conn, email=DEMO_ADMIN, role="admin", password=password, name="Demo Admin")
+    return DEMO_ADMIN, password
 
 
 def _survey_token(project: Project) -> str | None:

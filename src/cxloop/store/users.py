@@ -1,0 +1,145 @@
+"""People who sign in to the web app: an e-mail, an argon2 password hash and a role.
+
+Roles: ``admin`` (everything, settings and users included), ``analyst`` (reads
+everything, builds reports), ``member`` (reads everything, works the cases and follow-ups
+of its department). Signing in compares against a hash even for an unknown e-mail, so
+the time taken does not tell which addresses have accounts.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+from pwdlib import PasswordHash
+from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from cxloop.domain.values import as_utc
+from cxloop.store.models import Department, User
+
+users_t = cast(Table, User.__table__)
+departments_t = cast(Table, Department.__table__)
+Role = Literal["admin", "analyst", "member"]
+ROLES: tuple[Role, ...] = ("admin", "analyst", "member")
+MIN_PASSWORD = 12
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_hasher = PasswordHash.recommended()  # argon2id
+_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class UserError(ValueError):
+    """A user that cannot be created or changed; the message starts with the field."""
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def create_user(
+    conn: Connection,
+    *,
+    email: str,
+    role: str,
+    password: str,
+    department: str | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    email = email.strip().lower()
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise UserError(f"email: not an e-mail address: {email!r}")
+    if role not in ROLES:
+        raise UserError(f"role: must be one of {', '.join(ROLES)}, not {role!r}")
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password: at least {MIN_PASSWORD} characters")
+    department_id = None
+    if department is not None:
+        found = conn.execute(
+            select(departments_t.c.id).where(
+                func.lower(departments_t.c.name) == " ".join(department.split()).lower()
+            )
+        ).first()
+        if found is None:
+            raise UserError(f"department: no department named {department!r}")
+        department_id = int(found.id)
+    if role == "member" and department_id is None:
+        raise UserError("department: a member belongs to a department")
+    row = {
+        "email": email,
+        "name": (name or "").strip() or None,
+        "role": role,
+        "password_hash": _hasher.hash(password),
+        "department_id": department_id,
+        "created_at": datetime.now(UTC),
+    }
+    try:
+        new_id = conn.execute(insert(users_t).values(**row).returning(users_t.c.id)).scalar_one()
+    except IntegrityError:
+        raise UserError(f"email: a user {email!r} exists already") from None
+    return get_user(conn, int(new_id))
+
+
+def set_password(conn: Connection, email: str, password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password: at least {MIN_PASSWORD} characters")
+    changed = conn.execute(
+        update(users_t)
+        .where(users_t.c.email == email.strip().lower())
+        .values(password_hash=_hasher.hash(password))
+    ).rowcount
+    if not changed:
+        raise UserError(f"email: no user {email!r}")
+
+
+def authenticate(conn: Connection, email: str, password: str) -> dict[str, Any] | None:
+    """The user if the password is theirs and the account is enabled, else None."""
+    row = conn.execute(
+        select(users_t.c.id, users_t.c.password_hash, users_t.c.disabled_at).where(
+            users_t.c.email == email.strip().lower()
+        )
+    ).first()
+    if row is None:
+        _hasher.verify(password, _DUMMY)  # the same work as for a real account
+        return None
+    if not _hasher.verify(password, row.password_hash) or row.disabled_at is not None:
+        return None
+    conn.execute(
+        update(users_t).where(users_t.c.id == row.id).values(last_login_at=datetime.now(UTC))
+    )
+    return get_user(conn, int(row.id))
+
+
+def get_user(conn: Connection, user_id: int) -> dict[str, Any]:
+    found = [u for u in list_users(conn) if u["id"] == user_id]
+    if not found:
+        raise UserError(f"user: no user with id {user_id}")
+    return found[0]
+
+
+def list_users(conn: Connection) -> list[dict[str, Any]]:
+    """Users without their password hashes."""
+    query = (
+        select(users_t, departments_t.c.name.label("department"))
+        .select_from(users_t.outerjoin(departments_t))
+        .order_by(users_t.c.id)
+    )
+    return [
+        {
+            "id": int(r.id),
+            "email": r.email,
+            "name": r.name,
+            "role": r.role,
+            "department": r.department,
+            "created_at": _iso(r.created_at),
+            "last_login_at": _iso(r.last_login_at),
+            "disabled": r.disabled_at is not None,
+        }
+        for r in conn.execute(query)
+    ]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    found = as_utc(moment)
+    return None if found is None else found.isoformat()
