@@ -132,11 +132,16 @@ def _comment(rng: random.Random, score: int, why: str) -> str | None:
     return rng.choice(PASSIVE_SAYS if score <= 8 else PROMOTER_SAYS)
 
 
+def has_feedback(conn: Connection) -> bool:
+    """Whether the demo's surveys are there already (they are loaded once per project)."""
+    return any(s["name"] == "Delivery NPS" for s in list_surveys(conn))
+
+
 def load_feedback(conn: Connection, messages: list[dict[str, Any]], *, seed: int) -> dict[str, int]:
     """Create the demo surveys and answers once (nothing if they exist), place the cases
     the events opened in their stages, open the follow-ups they call for, and move some
     follow-ups along as a team would have."""
-    if any(s["name"] == "Delivery NPS" for s in list_surveys(conn)):
+    if has_feedback(conn):
         return {"responses": 0}
     now = datetime.now(UTC)
     surveys = {

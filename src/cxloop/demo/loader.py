@@ -134,12 +134,11 @@ def _load_feedback(
 ) -> None:
     """Surveys, answers, eNPS, placed cases and follow-ups, once per project (a project
     loaded before they existed gets them from its history generated again)."""
-    from cxloop.demo.feedback import load_feedback
+    from cxloop.demo.feedback import has_feedback, load_feedback
     from cxloop.demo.generator import generate_messages
-    from cxloop.feedback.surveys import list_surveys
 
     with project.engine.connect() as conn:
-        if any(s["name"] == "Delivery NPS" for s in list_surveys(conn)):
+        if has_feedback(conn):
             return
     with Progress(TextColumn("{task.description}"), transient=False) as progress:
         progress.add_task("surveys, answers, cases and follow-ups", total=None)

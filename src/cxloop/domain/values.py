@@ -19,6 +19,12 @@ def utc(value: datetime) -> datetime:
     return found
 
 
+def iso_utc(value: datetime | None) -> str | None:
+    """``as_utc`` as ISO 8601 text, as the API shows times."""
+    found = as_utc(value)
+    return None if found is None else found.isoformat()
+
+
 def parse_pairs(items: list[str] | None, option: str) -> dict[str, str]:
     """NAME=VALUE options (--map, --set, --where, trait filters) as a dict, checked."""
     found: dict[str, str] = {}

@@ -14,6 +14,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, insert, select, update
 
+from cxloop.domain.values import iso_utc, utc
 from cxloop.feedback.responses import ResponseIn, record_response
 from cxloop.feedback.surveys import get_survey
 from cxloop.lifecycle.service import NotFound
@@ -176,7 +177,7 @@ def _refuse_unless_open(row: Any, now: datetime) -> None:
         raise InviteRefused(404, "unknown_link", "This survey link is not valid.")
     if row.answered_at is not None:
         raise InviteRefused(409, "already_answered", "This survey has already been answered.")
-    if _utc(row.expires_at) <= now:
+    if utc(row.expires_at) <= now:
         raise InviteRefused(410, "expired", "This survey link has expired.")
 
 
@@ -190,13 +191,9 @@ def _shown(row: Any) -> dict[str, Any]:
         "touchpoint": row.touchpoint,
         "trigger_id": row.trigger_id,
         "case_id": row.case_id,
-        "created_at": _utc(row.created_at).isoformat(),
-        "expires_at": _utc(row.expires_at).isoformat(),
-        "sent_at": None if row.sent_at is None else _utc(row.sent_at).isoformat(),
-        "answered_at": None if row.answered_at is None else _utc(row.answered_at).isoformat(),
+        "created_at": iso_utc(row.created_at),
+        "expires_at": iso_utc(row.expires_at),
+        "sent_at": iso_utc(row.sent_at),
+        "answered_at": iso_utc(row.answered_at),
         "response_id": row.response_id,
     }
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -42,7 +42,7 @@ from cxloop.domain.values import as_utc
 from cxloop.feedback.benchmarks import against
 from cxloop.feedback.surveys import SCALES, departments_t, get_survey, surveys_t
 from cxloop.feedback.text import sentiment
-from cxloop.lifecycle.service import NotFound, installed_models
+from cxloop.lifecycle.service import department_id, installed_models
 from cxloop.store.models import SurveyResponse
 
 responses_t = cast(Table, SurveyResponse.__table__)
@@ -106,7 +106,7 @@ def record_response(
     row["customer_id"] = (
         resolve_customer_id(conn, answer.customer) if answer.customer is not None else None
     )
-    row["department_id"] = _department(conn, answer.department or survey["department"])
+    row["department_id"] = department_id(conn, answer.department or survey["department"])
     row["touchpoint"] = answer.touchpoint or survey["touchpoint"]
     model, _, stage = (survey["stage"] or "").partition(":")
     row["stage_model"], row["stage"] = model or None, stage or None
@@ -132,15 +132,6 @@ def _shown(row: dict[str, Any], survey: dict[str, Any]) -> dict[str, Any]:
         "stage": survey["stage"],
         "submitted_at": row["submitted_at"].isoformat(),
     }
-
-
-def _department(conn: Connection, name: str | None) -> int | None:
-    if name is None:
-        return None
-    found = conn.execute(select(departments_t.c.id).where(departments_t.c.name == name)).first()
-    if found is None:
-        raise NotFound("department", f"no department named {name!r}")
-    return int(found.id)
 
 
 Measure = Literal["nps", "enps", "csat", "ces"]

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 
+from cxloop.domain.values import utc
 from cxloop.feedback.invites import create_invite, get_invite, invites_t, mark_sent
 from cxloop.feedback.surveys import get_survey
 from cxloop.lifecycle.service import NotFound, get_model
@@ -169,7 +170,7 @@ def _queue(
         "touchpoint": touchpoint,
         "case_id": case_id,
     }
-    run_at = _utc(moment) + timedelta(minutes=trigger.delay_minutes)
+    run_at = utc(moment) + timedelta(minutes=trigger.delay_minutes)
     key = f"{SEND_JOB}:{trigger.id}:{occurrence}"
     return jobs.enqueue(conn, SEND_JOB, payload, run_at=run_at, key=key) is not None
 
@@ -339,7 +340,7 @@ def _capped(conn: Connection, customer_id: int, cap_days: int) -> str | None:
     if last is None:
         return None
     return (
-        f"skipped: customer {customer_id} was asked on {_utc(last):%Y-%m-%d} (cap {cap_days} days)"
+        f"skipped: customer {customer_id} was asked on {utc(last):%Y-%m-%d} (cap {cap_days} days)"
     )
 
 
@@ -364,7 +365,3 @@ def survey_email(survey: dict[str, Any], link: str, name: str | None) -> tuple[s
         f'<p><a href="{html.escape(link)}">Answer the survey</a></p></body></html>'
     )
     return text, page
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -401,23 +401,34 @@ def install_model(engine: Engine, stages: StageEngine, model: LifecycleModel) ->
     }
 
 
+def installed_with_ids(conn: Connection) -> list[tuple[int, LifecycleModel]]:
+    """Installed models with their row ids, in key order: read once by loops that place
+    many customers."""
+    rows = conn.execute(select(models_t.c.id, models_t.c.definition).order_by(models_t.c.key)).all()
+    return [(int(r.id), LifecycleModel.model_validate(r.definition)) for r in rows]
+
+
 def stage_at(
-    conn: Connection, customer_id: int, model_key: str | None, moment: datetime
+    conn: Connection,
+    customer_id: int,
+    model_key: str | None,
+    moment: datetime,
+    installed: list[tuple[int, LifecycleModel]] | None = None,
 ) -> tuple[str | None, str | None, str | None]:
     """Where a customer stood at ``moment``: the model (``model_key``, else the first
     installed model the customer is in), the stage (from the newest move at or before
-    it), and the stage's owning department."""
-    models = installed_models(conn)
-    if model_key is not None and model_key not in {m.key for m in models}:
+    it), and the stage's owning department. ``installed`` is ``installed_with_ids``,
+    passed by callers that place many customers."""
+    models = installed_with_ids(conn) if installed is None else installed
+    if model_key is not None and model_key not in {m.key for _, m in models}:
         raise NotFound("model", f"no lifecycle model {model_key!r}")
-    ids = dict(conn.execute(select(models_t.c.key, models_t.c.id)).all())
-    for model in models:
+    for model_id, model in models:
         if model_key is not None and model.key != model_key:
             continue
         last = conn.execute(
             select(transitions_t.c.kind, transitions_t.c.to_stage)
             .where(
-                transitions_t.c.model_id == ids[model.key],
+                transitions_t.c.model_id == model_id,
                 transitions_t.c.customer_id == customer_id,
                 transitions_t.c.at <= moment,
             )

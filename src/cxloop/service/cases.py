@@ -22,9 +22,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.customers.service import resolve_customer_id
 from cxloop.domain.scores import Nps
-from cxloop.domain.values import utc
+from cxloop.domain.values import iso_utc, utc
 from cxloop.feedback.triggers import on_case_resolved
-from cxloop.lifecycle.service import NotFound, department_id, stage_at
+from cxloop.lifecycle.service import NotFound, department_id, installed_with_ids, stage_at
 from cxloop.service.followups import for_negative_case
 from cxloop.store.models import (
     Department,
@@ -200,10 +200,6 @@ def list_cases(
 
 
 def _shown(row: Any) -> dict[str, Any]:
-    def moment(name: str) -> str | None:
-        value = row[name]
-        return None if value is None else utc(value).isoformat()
-
     return {
         "id": int(row["id"]),
         "customer_id": int(row["customer_id"]),
@@ -217,9 +213,9 @@ def _shown(row: Any) -> dict[str, Any]:
         "outcome": row["outcome"],
         "resolution_note": row["resolution_note"],
         "source": row["source"],
-        "opened_at": moment("opened_at"),
-        "first_response_at": moment("first_response_at"),
-        "resolved_at": moment("resolved_at"),
+        "opened_at": iso_utc(row["opened_at"]),
+        "first_response_at": iso_utc(row["first_response_at"]),
+        "resolved_at": iso_utc(row["resolved_at"]),
         "timeline": f"/api/v1/customers/{row['customer_id']}/timeline",
     }
 
@@ -460,8 +456,11 @@ def restage(conn: Connection, *, model: str | None = None) -> int:
         )
     ).all()
     placed = 0
+    installed = installed_with_ids(conn)
     for row in rows:
-        found, stage, owner = stage_at(conn, int(row.customer_id), model, utc(row.opened_at))
+        found, stage, owner = stage_at(
+            conn, int(row.customer_id), model, utc(row.opened_at), installed
+        )
         if found is None:
             continue
         owner_id = department_id(conn, owner) if owner else None

@@ -19,8 +19,15 @@ from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.customers.service import resolve_customer_id
-from cxloop.domain.values import utc
-from cxloop.lifecycle.service import NotFound, department_id, installed_models, stage_at
+from cxloop.domain.lifecycle import LifecycleModel
+from cxloop.domain.values import iso_utc, utc
+from cxloop.lifecycle.service import (
+    NotFound,
+    department_id,
+    installed_models,
+    installed_with_ids,
+    stage_at,
+)
 from cxloop.store import jobs
 from cxloop.store.models import (
     CustomerIdentity,
@@ -161,11 +168,18 @@ def scan(conn: Connection, *, now: datetime | None = None, batch: int = 5000) ->
 
 def scan_detractors(conn: Connection, *, batch: int = 5000) -> int:
     """One follow-up per customer NPS answer of 0 to 6 (given by a known customer), owned
-    by the department that owns the answer's stage (else the customer's current one)."""
-    owners = _stage_owners(conn)
+    by the department that owns the answer's stage (else the customer's current one).
+    SQL picks the detractors out of the answers after the cursor, up to the newest answer
+    when the scan began, and the cursor then moves to that answer."""
     created = 0
+    installed: list[tuple[int, LifecycleModel]] | None = None
+    owners: dict[tuple[str | None, str | None], str] = {}
+    departments: dict[str | None, int | None] = {None: None}
+    top = conn.execute(select(func.max(responses_t.c.id))).scalar_one()
     while True:
         position = jobs.read_cursor(conn, _RESPONSES_CURSOR)
+        if top is None or position >= top:
+            return created
         rows = conn.execute(
             select(
                 responses_t.c.id,
@@ -176,26 +190,30 @@ def scan_detractors(conn: Connection, *, batch: int = 5000) -> int:
                 responses_t.c.stage,
                 responses_t.c.touchpoint,
                 responses_t.c.submitted_at,
-                surveys_t.c.kind,
-                surveys_t.c.audience,
             )
             .select_from(responses_t.join(surveys_t))
-            .where(responses_t.c.id > position)
+            .where(
+                responses_t.c.id > position,
+                responses_t.c.id <= top,
+                surveys_t.c.kind == "nps",
+                surveys_t.c.audience == "customers",
+                responses_t.c.customer_id.is_not(None),
+                responses_t.c.score <= 6,
+            )
             .order_by(responses_t.c.id)
             .limit(batch)
         ).all()
-        if not rows:
-            return created
+        if rows and installed is None:
+            installed = installed_with_ids(conn)
+            owners = {(m.key, st.key): st.owner for _, m in installed for st in m.stages}
         for r in rows:
-            if (r.kind, r.audience) != ("nps", "customers") or r.customer_id is None:
-                continue
-            if r.score is None or r.score > 6:
-                continue
             stage = (r.stage_model, r.stage)
             if r.stage_model is None:
-                found = stage_at(conn, int(r.customer_id), None, utc(r.submitted_at))
+                found = stage_at(conn, int(r.customer_id), None, utc(r.submitted_at), installed)
                 stage = found[0], found[1]
             owner = owners.get(stage) if stage[0] else None
+            if owner not in departments:
+                departments[owner] = department_id(conn, owner)
             where = f" at {r.touchpoint}" if r.touchpoint else ""
             said = f": “{r.comment[:300]}”" if r.comment else ""
             created += (
@@ -205,14 +223,17 @@ def scan_detractors(conn: Connection, *, batch: int = 5000) -> int:
                     reason="detractor",
                     source_key=f"response:{r.id}",
                     summary=f"Detractor (NPS {r.score}){where}{said}",
-                    department_id=department_id(conn, owner),
+                    department_id=departments[owner],
                     since=r.submitted_at,
                     stage=stage,
                     response_id=int(r.id),
                 )
                 is not None
             )
-        jobs.save_cursor(conn, _RESPONSES_CURSOR, int(rows[-1].id))
+        done = len(rows) < batch
+        jobs.save_cursor(conn, _RESPONSES_CURSOR, int(top if done else rows[-1].id))
+        if done:
+            return created
 
 
 def scan_stalled(conn: Connection, *, now: datetime | None = None) -> int:
@@ -359,8 +380,8 @@ def _shown(row: Any, now: datetime) -> dict[str, Any]:
         "overdue": row["status"] != "done" and due < now,
         "response_id": row["response_id"],
         "case_id": row["case_id"],
-        "created_at": utc(row["created_at"]).isoformat(),
-        "closed_at": None if row["closed_at"] is None else utc(row["closed_at"]).isoformat(),
+        "created_at": iso_utc(row["created_at"]),
+        "closed_at": iso_utc(row["closed_at"]),
         "timeline": f"/api/v1/customers/{row['customer_id']}/timeline",
     }
 
@@ -422,10 +443,6 @@ def _figures(rows: list[Any], now: datetime) -> dict[str, Any]:
         "overdue": sum(1 for r in rows if r.status != "done" and utc(r.due_at) < now),
         "median_hours_to_close": round(statistics.median(spans), 2) if spans else None,
     }
-
-
-def _stage_owners(conn: Connection) -> dict[tuple[str | None, str | None], str]:
-    return {(m.key, s.key): s.owner for m in installed_models(conn) for s in m.stages}
 
 
 def _clean(text: str | None) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from cxloop.store import jobs
 
 log = logging.getLogger(__name__)
 POLL_S = 5.0
+STALLED_EVERY_S = 900.0
 
 
 @dataclass
@@ -48,12 +50,23 @@ class Worker:
         self.handlers: dict[str, Callable[[jobs.ClaimedJob], tuple[str, dict[str, Any]]]] = {
             triggers.SEND_JOB: lambda job: triggers.run_send(engine, settings, job, sender),
         }
+        self._stalled_at: float | None = None
 
     def scan(self, now: datetime | None = None) -> dict[str, int]:
-        """Queue what stage entries call for and open the follow-ups now due."""
+        """Queue what stage entries call for and open the follow-ups now due. New stage
+        entries and answers are read from cursors at every pass; stalled customers, a
+        read of the lifecycle state that changes by the day, at most every
+        ``STALLED_EVERY_S``."""
         with self.engine.begin() as conn:
-            found = {"stage_triggers": triggers.scan_stage_entries(conn)}
-            found.update(followups.scan(conn, now=now))
+            found = {
+                "stage_triggers": triggers.scan_stage_entries(conn),
+                "detractors": followups.scan_detractors(conn),
+                "stalled": 0,
+            }
+            clock = time.monotonic()
+            if self._stalled_at is None or clock - self._stalled_at >= STALLED_EVERY_S:
+                found["stalled"] = followups.scan_stalled(conn, now=now)
+                self._stalled_at = clock
         return found
 
     def run_due(self, *, now: datetime | None = None, limit: int = 20) -> RunSummary:

@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from cxloop.domain.values import iso_utc
 from cxloop.store.models import Job, ScanCursor
 
 jobs_t = cast(Table, Job.__table__)
@@ -173,14 +174,14 @@ def list_jobs(
             "id": int(r.id),
             "kind": r.kind,
             "status": r.status,
-            "run_at": _utc(r.run_at),
+            "run_at": iso_utc(r.run_at),
             "attempts": r.attempts,
             "max_attempts": r.max_attempts,
             "key": r.idempotency_key,
             "outcome": r.outcome,
             "last_error": r.last_error,
-            "created_at": _utc(r.created_at),
-            "finished_at": _utc(r.finished_at),
+            "created_at": iso_utc(r.created_at),
+            "finished_at": iso_utc(r.finished_at),
         }
         for r in conn.execute(query)
     ]
@@ -191,12 +192,6 @@ def counts(conn: Connection) -> dict[str, int]:
     found = {status: 0 for status in STATUSES}
     found.update({r[0]: int(r[1]) for r in rows})
     return found
-
-
-def _utc(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def read_cursor(conn: Connection, name: str) -> int:

@@ -17,7 +17,7 @@ from pwdlib import PasswordHash
 from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from cxloop.domain.values import as_utc
+from cxloop.domain.values import iso_utc
 from cxloop.store.models import Department, User
 
 users_t = cast(Table, User.__table__)
@@ -132,14 +132,9 @@ def list_users(conn: Connection) -> list[dict[str, Any]]:
             "name": r.name,
             "role": r.role,
             "department": r.department,
-            "created_at": _iso(r.created_at),
-            "last_login_at": _iso(r.last_login_at),
+            "created_at": iso_utc(r.created_at),
+            "last_login_at": iso_utc(r.last_login_at),
             "disabled": r.disabled_at is not None,
         }
         for r in conn.execute(query)
     ]
-
-
-def _iso(moment: datetime | None) -> str | None:
-    found = as_utc(moment)
-    return None if found is None else found.isoformat()
