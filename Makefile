@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres java venv bench-ingest bench-import bench-lifecycle bench-feedback bench-funnel bench-analytics-api clean
+.PHONY: demo test lint typecheck unit postgres java chromium venv bench-ingest bench-import bench-lifecycle bench-feedback bench-funnel bench-analytics-api clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,9 @@ postgres:
 java:
 	bash scripts/ensure-java.sh
 
+chromium:
+	bash scripts/ensure-chromium.sh
+
 lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -31,7 +34,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv postgres java
+unit: venv postgres java chromium
 	$(BIN)/pytest -n 2
 
 test: lint typecheck unit

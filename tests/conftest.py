@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -29,6 +30,7 @@ from cxloop.store.database import make_sessionmaker, session_scope
 from cxloop.store.keys import create_key
 from cxloop.web.app import create_app
 from tests.journeys import on_spark
+from tests.site import Site, key_from, launch_chromium, load_demo
 
 PG_ADMIN = os.environ.get(
     "CXLOOP_TEST_PG_ADMIN_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
@@ -218,3 +220,44 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[ServerProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+# -- the web app in a real browser -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The demo project (a few hundred customers) served by a real process, with users
+    of every role (password ``tests.site.PASSWORD``)."""
+    home = tmp_path_factory.mktemp("site") / "project"
+    settings = Settings(home=home)
+    output = load_demo(settings, project_env(settings), cxloop_bin())
+    proc = ServerProcess(settings, free_port(), home.parent / "server.log")
+    proc.start(timeout=60)
+    try:
+        yield Site(proc.url, settings, key_from(output, "secret key"), key_from(output, "write key"))
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies) at a desktop size."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()

@@ -112,19 +112,27 @@ def authenticate(conn: Connection, email: str, password: str) -> dict[str, Any] 
 
 
 def get_user(conn: Connection, user_id: int) -> dict[str, Any]:
-    found = [u for u in list_users(conn) if u["id"] == user_id]
+    found = _users(conn, users_t.c.id == user_id, limit=1, offset=0)
     if not found:
         raise UserError(f"user: no user with id {user_id}")
     return found[0]
 
 
-def list_users(conn: Connection) -> list[dict[str, Any]]:
-    """Users without their password hashes."""
+def list_users(conn: Connection, *, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+    """Users without their password hashes, a page at a time."""
+    return _users(conn, None, limit=limit, offset=offset)
+
+
+def _users(conn: Connection, where: Any, *, limit: int, offset: int) -> list[dict[str, Any]]:
     query = (
         select(users_t, departments_t.c.name.label("department"))
         .select_from(users_t.outerjoin(departments_t))
         .order_by(users_t.c.id)
+        .limit(limit)
+        .offset(offset)
     )
+    if where is not None:
+        query = query.where(where)
     return [
         {
             "id": int(r.id),

@@ -15,7 +15,7 @@ from cxloop.analytics.lake import LakeError, export_parquet
 from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.analytics.sql import EngineUnsupported
-from cxloop.web.api import Secret
+from cxloop.web.auth import Analyst, Caller
 from cxloop.web.errors import ApiError
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
@@ -39,7 +39,7 @@ def _answer(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 @router.post("/funnel")
-def funnel(state: Secret, spec: FunnelSpec) -> dict[str, Any]:
+def funnel(state: Caller, spec: FunnelSpec) -> dict[str, Any]:
     """Customers per step of an ordered, strict or unordered funnel, with times to convert
     and an optional breakdown. Steps are numbered from 0."""
     project = state.project
@@ -55,7 +55,7 @@ class FunnelCustomersIn(BaseModel):
 
 
 @router.post("/funnel/customers")
-def funnel_people(state: Secret, body: FunnelCustomersIn) -> dict[str, Any]:
+def funnel_people(state: Caller, body: FunnelCustomersIn) -> dict[str, Any]:
     """The customers who dropped off after a step (or reached it), for follow-ups."""
     project = state.project
     return _answer(
@@ -73,14 +73,14 @@ def funnel_people(state: Secret, body: FunnelCustomersIn) -> dict[str, Any]:
 
 
 @router.post("/trends")
-def trends(state: Secret, spec: TrendsSpec) -> dict[str, Any]:
+def trends(state: Caller, spec: TrendsSpec) -> dict[str, Any]:
     """Events and unique customers per day, week or month, with an optional breakdown."""
     project = state.project
     return _answer(lambda: run_trends(spec, project.events, project.engine, project.settings.zone))
 
 
 @router.post("/retention")
-def retention(state: Secret, spec: RetentionSpec) -> dict[str, Any]:
+def retention(state: Caller, spec: RetentionSpec) -> dict[str, Any]:
     """Cohorts by the period of their first start event, and who returned in each period."""
     project = state.project
     return _answer(
@@ -89,7 +89,7 @@ def retention(state: Secret, spec: RetentionSpec) -> dict[str, Any]:
 
 
 @router.post("/paths")
-def paths(state: Secret, spec: PathsSpec) -> dict[str, Any]:
+def paths(state: Caller, spec: PathsSpec) -> dict[str, Any]:
     """The most common paths after (or before) an event, where customers exit included."""
     project = state.project
     return _answer(lambda: run_paths(spec, project.events, project.settings.zone))
@@ -103,7 +103,7 @@ class LakeExportIn(BaseModel):
 
 
 @export_router.post("/parquet")
-def export_lake(state: Secret, body: LakeExportIn) -> dict[str, Any]:
+def export_lake(state: Analyst, body: LakeExportIn) -> dict[str, Any]:
     """Write the Parquet lake (events by month, customers) to the project's lake directory
     (``CXLOOP_LAKE_DIR``), which Spark reads with ``--engine spark``. The server writes
     only there: no caller chooses where the server's files go."""

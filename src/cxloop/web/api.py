@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from cxloop.customers import service
@@ -28,32 +28,15 @@ from cxloop.ingest.pipeline import IngestResult, merge_customers
 from cxloop.lifecycle.schemas import CustomerWithStages, with_stages
 from cxloop.store.database import session_scope
 from cxloop.store.keys import KeyInfo, create_key, list_keys, revoke_key
+from cxloop.web.auth import Admin, Analyst, Caller
 from cxloop.web.errors import ApiError
-from cxloop.web.state import ServerState, bearer_token, state_of
 
-
-async def require_secret(request: Request) -> ServerState:
-    """Check the secret key, then wait until every acknowledged message is applied, so a
-    client that got a 200 from the tracking API reads what it sent."""
-    state = state_of(request)
-    token = bearer_token(request.headers.get("authorization"))
-    if token is None or state.check_key(token, "secret") is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "a secret key is required as 'Authorization: Bearer KEY'",
-        )
-    await state.writer.settled()
-    return state
-
-
-Secret = Annotated[ServerState, Depends(require_secret)]
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
 
 @router.get("/customers", response_model=CustomerPage)
 def customers(
-    state: Secret,
+    state: Caller,
     search: Annotated[str | None, Query(max_length=200, description="Name, e-mail or id")] = None,
     gender: str | None = None,
     age_band: str | None = None,
@@ -91,7 +74,7 @@ def customers(
 
 @router.get("/customers/{ref}", response_model=CustomerWithStages)
 def customer(
-    state: Secret, ref: str, timeline: Annotated[int, Query(ge=0, le=500)] = 50
+    state: Caller, ref: str, timeline: Annotated[int, Query(ge=0, le=500)] = 50
 ) -> CustomerWithStages:
     """One customer by id, userId, anonymousId or e-mail: identities, timeline, stages."""
     with state.project.engine.connect() as conn:
@@ -101,7 +84,7 @@ def customer(
 
 @router.get("/customers/{ref}/events", response_model=EventPage)
 def customer_events(
-    state: Secret,
+    state: Caller,
     ref: str,
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -120,7 +103,7 @@ class MergeIn(BaseModel):
 
 
 @router.post("/customers/{ref}/merge", response_model=MergeOut)
-async def merge(state: Secret, ref: str, body: MergeIn) -> MergeOut:
+async def merge(state: Analyst, ref: str, body: MergeIn) -> MergeOut:
     """Merge another customer into this one: identities, traits and events move."""
     project = state.project
 
@@ -144,7 +127,7 @@ async def merge(state: Secret, ref: str, body: MergeIn) -> MergeOut:
 
 @router.get("/events", response_model=EventPage)
 def events(
-    state: Secret,
+    state: Caller,
     customer: Annotated[str | None, Query(description="Id, userId, anonymousId or e-mail")] = None,
     event: Annotated[str | None, Query(max_length=200)] = None,
     type: Literal["track", "identify", "page", "screen", "group", "alias"] | None = None,
@@ -169,7 +152,7 @@ def events(
 
 
 @router.get("/stats", response_model=Stats)
-def stats(state: Secret, days: Annotated[int, Query(ge=1, le=3660)] = 90) -> Stats:
+def stats(state: Caller, days: Annotated[int, Query(ge=1, le=3660)] = 90) -> Stats:
     """Totals, and events per day (project time zone) over the last ``days`` days."""
     with state.project.engine.connect() as conn:
         return service.stats(
@@ -179,7 +162,7 @@ def stats(state: Secret, days: Annotated[int, Query(ge=1, le=3660)] = 90) -> Sta
 
 @router.get("/rejected-messages", response_model=RejectedPage)
 def rejected(
-    state: Secret,
+    state: Caller,
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RejectedPage:
@@ -220,20 +203,20 @@ def _key(info: KeyInfo) -> dict[str, Any]:
 
 
 @router.get("/keys", response_model=list[KeyOut])
-def keys(state: Secret, include_revoked: bool = False) -> list[KeyOut]:
+def keys(state: Admin, include_revoked: bool = False) -> list[KeyOut]:
     with session_scope(state.project.sessions) as session:
         return [KeyOut(**_key(k)) for k in list_keys(session, include_revoked=include_revoked)]
 
 
 @router.post("/keys", response_model=KeyCreated, status_code=201)
-def new_key(state: Secret, body: KeyIn) -> KeyCreated:
+def new_key(state: Admin, body: KeyIn) -> KeyCreated:
     with session_scope(state.project.sessions) as session:
         plain, info = create_key(session, body.kind, body.name)
     return KeyCreated(**_key(info), key=plain)
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut)
-def delete_key(state: Secret, key_id: int) -> KeyOut:
+def delete_key(state: Admin, key_id: int) -> KeyOut:
     try:
         with session_scope(state.project.sessions) as session:
             info = revoke_key(session, key_id)
@@ -269,7 +252,7 @@ class MessagesIn(BaseModel):
 
 
 @router.post("/import/messages", response_model=ImportSummary)
-async def import_messages(state: Secret, body: MessagesIn) -> ImportSummary:
+async def import_messages(state: Analyst, body: MessagesIn) -> ImportSummary:
     """Bulk Segment messages (no batch size limit), as `cxloop import` sends them."""
     messages, rejected = decode_messages(body.messages, datetime.now(UTC))
     project = state.project
@@ -307,7 +290,7 @@ _ARROW_BODY: dict[str, Any] = {
 
 @router.post("/import/customers", response_model=CustomersSummary, openapi_extra=_ARROW_BODY)
 async def import_customers(
-    state: Secret, request: Request, source: str = "import"
+    state: Analyst, request: Request, source: str = "import"
 ) -> CustomersSummary:
     """Customer rows (the import's canonical columns) as an Arrow IPC stream."""
     table = await _arrow_body(request)
@@ -324,7 +307,7 @@ async def import_customers(
 
 
 @router.post("/import/events", response_model=ImportSummary, openapi_extra=_ARROW_BODY)
-async def import_events(state: Secret, request: Request, source: str = "import") -> ImportSummary:
+async def import_events(state: Analyst, request: Request, source: str = "import") -> ImportSummary:
     """Bulk track events as an Arrow IPC stream, as `cxloop import events` sends them."""
     table = await _arrow_body(request)
     project = state.project

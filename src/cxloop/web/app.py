@@ -16,8 +16,18 @@ from cxloop.ingest.writer import GroupCommitWriter
 from cxloop.project import Project, open_project, register_server, unregister_server
 from cxloop.service.worker import Worker, WorkerThread
 from cxloop.settings import Settings
-from cxloop.web import analytics, api, feedback, lifecycle, service, survey_page, tracking
+from cxloop.web import (
+    analytics,
+    api,
+    feedback,
+    lifecycle,
+    reports,
+    service,
+    survey_page,
+    tracking,
+)
 from cxloop.web.errors import install_error_handlers
+from cxloop.web.pages import install_pages
 from cxloop.web.state import ServerState
 
 log = logging.getLogger(__name__)
@@ -105,6 +115,8 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     app.include_router(survey_page.router)
     app.include_router(analytics.router)
     app.include_router(analytics.export_router)
+    app.include_router(reports.router)
+    install_pages(app)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

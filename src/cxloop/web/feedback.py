@@ -24,31 +24,31 @@ from cxloop.feedback.responses import (
 from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
 from cxloop.feedback.themes import MAX_TOP, ThemesBy, themes_report
 from cxloop.service.followups import scan_detractors
-from cxloop.web.api import Secret
+from cxloop.web.auth import Admin, Analyst, Caller
 from cxloop.web.state import written as _written
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
 
 
 @router.post("/surveys", status_code=201)
-async def create(state: Secret, body: SurveyIn) -> dict[str, Any]:
+async def create(state: Analyst, body: SurveyIn) -> dict[str, Any]:
     return await _written(state, lambda conn: create_survey(conn, body))
 
 
 @router.get("/surveys")
-def surveys(state: Secret) -> list[dict[str, Any]]:
+def surveys(state: Caller) -> list[dict[str, Any]]:
     with state.project.engine.connect() as conn:
         return list_surveys(conn)
 
 
 @router.get("/surveys/{survey_id}")
-def survey(state: Secret, survey_id: int) -> dict[str, Any]:
+def survey(state: Caller, survey_id: int) -> dict[str, Any]:
     with state.project.engine.connect() as conn:
         return get_survey(conn, survey_id)
 
 
 @router.post("/surveys/{survey_id}/responses", status_code=201)
-async def respond(state: Secret, survey_id: int, body: ResponseIn) -> dict[str, Any]:
+async def respond(state: Analyst, survey_id: int, body: ResponseIn) -> dict[str, Any]:
     """Record an answer given elsewhere (in an app, by an agent)."""
 
     def write(conn: Connection) -> dict[str, Any]:
@@ -60,21 +60,21 @@ async def respond(state: Secret, survey_id: int, body: ResponseIn) -> dict[str, 
 
 
 @router.get("/feedback/benchmarks")
-def benchmarks(state: Secret, measure: str | None = None) -> list[dict[str, Any]]:
+def benchmarks(state: Caller, measure: str | None = None) -> list[dict[str, Any]]:
     """Published scores to read ours against (cxloop ships none)."""
     with state.project.engine.connect() as conn:
         return list_benchmarks(conn, measure)
 
 
 @router.post("/feedback/benchmarks", status_code=201)
-async def add_benchmark(state: Secret, body: BenchmarkIn) -> dict[str, Any]:
+async def add_benchmark(state: Admin, body: BenchmarkIn) -> dict[str, Any]:
     """Add a benchmark, or replace the one of the same measure, scope and name."""
     return await _written(state, lambda conn: save_benchmark(conn, body))
 
 
 @router.get("/feedback/comments")
 def comments(
-    state: Secret,
+    state: Caller,
     survey: Annotated[int | None, Query(description="One survey's id")] = None,
     by: Annotated[GroupBy | None, Query(description="touchpoint, stage, department or month")] = (
         None
@@ -91,7 +91,7 @@ def comments(
 
 @router.get("/feedback/themes")
 def themes(
-    state: Secret,
+    state: Caller,
     survey: Annotated[int | None, Query(description="One survey's id")] = None,
     by: Annotated[ThemesBy | None, Query(description="touchpoint or stage")] = None,
     start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
@@ -108,7 +108,7 @@ def themes(
 
 @router.get("/feedback/enps/departments")
 def enps_departments(
-    state: Secret,
+    state: Caller,
     start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
 ) -> dict[str, Any]:
@@ -122,7 +122,7 @@ def enps_departments(
 
 @router.get("/feedback/{measure}")
 def score(
-    state: Secret,
+    state: Caller,
     measure: Measure,
     survey: Annotated[int | None, Query(description="One survey's id")] = None,
     by: Annotated[

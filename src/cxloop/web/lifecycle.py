@@ -17,7 +17,7 @@ from cxloop.domain.values import parse_pairs
 from cxloop.lifecycle import report, service
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.lifecycle.spec import ModelFileError, preset, presets, validate_model
-from cxloop.web.api import Secret
+from cxloop.web.auth import Admin, Caller
 from cxloop.web.errors import ApiError
 from cxloop.web.state import written
 
@@ -52,7 +52,7 @@ def model_error(exc: ModelFileError) -> ApiError:
 
 
 @router.get("/lifecycle/presets")
-def list_presets(state: Secret) -> list[dict[str, Any]]:
+def list_presets(state: Caller) -> list[dict[str, Any]]:
     """The lifecycle models cxloop ships, ready to install."""
     return [
         {"key": p.key, "name": p.name, "description": p.description, "stages": list(p.stages)}
@@ -61,14 +61,14 @@ def list_presets(state: Secret) -> list[dict[str, Any]]:
 
 
 @router.get("/lifecycle/models")
-def list_models(state: Secret) -> list[dict[str, Any]]:
+def list_models(state: Caller) -> list[dict[str, Any]]:
     """Installed models, each stage with its owner and how many customers stand in it."""
     with state.project.engine.connect() as conn:
         return service.list_models(conn)
 
 
 @router.get("/lifecycle/models/{key}")
-def get_model(state: Secret, key: str) -> dict[str, Any]:
+def get_model(state: Caller, key: str) -> dict[str, Any]:
     """One installed model as it was validated (the format model files use)."""
     with state.project.engine.connect() as conn:
         _id, model, version = service.get_model(conn, key)
@@ -76,7 +76,7 @@ def get_model(state: Secret, key: str) -> dict[str, Any]:
 
 
 @router.post("/lifecycle/models", status_code=201)
-async def apply_model(state: Secret, body: ApplyIn) -> dict[str, Any]:
+async def apply_model(state: Admin, body: ApplyIn) -> dict[str, Any]:
     """Install (or replace) a model and build its stage histories from stored events."""
     if (body.preset is None) == (body.model is None):
         raise ApiError(422, "invalid_request", "give either preset or model", field="preset")
@@ -103,7 +103,7 @@ async def apply_model(state: Secret, body: ApplyIn) -> dict[str, Any]:
 
 
 @router.delete("/lifecycle/models/{key}", status_code=204)
-async def delete_model(state: Secret, key: str) -> None:
+async def delete_model(state: Admin, key: str) -> None:
     """Uninstall a model and its stage histories."""
 
     project = state.project
@@ -111,9 +111,7 @@ async def delete_model(state: Secret, key: str) -> None:
 
 
 @router.post("/lifecycle/rebuild")
-async def rebuild(
-    state: Secret, body: Annotated[RebuildIn, Body()] = RebuildIn()
-) -> dict[str, Any]:
+async def rebuild(state: Admin, body: Annotated[RebuildIn, Body()] = RebuildIn()) -> dict[str, Any]:
     """Fold every customer's stored events again (after changing rules by hand, say)."""
 
     def run() -> dict[str, Any]:
@@ -129,7 +127,7 @@ async def rebuild(
 
 @router.get("/lifecycle/{key}/report")
 def stage_flow(
-    state: Secret,
+    state: Caller,
     key: str,
     start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day (exclusive)")] = None,
@@ -152,7 +150,7 @@ def stage_flow(
 
 @router.get("/lifecycle/{key}/stalled")
 def stalled(
-    state: Secret,
+    state: Caller,
     key: str,
     stage: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
@@ -163,14 +161,14 @@ def stalled(
 
 
 @router.get("/departments")
-def departments(state: Secret) -> list[dict[str, Any]]:
+def departments(state: Caller) -> list[dict[str, Any]]:
     """Departments and the stages they own."""
     with state.project.engine.connect() as conn:
         return service.list_departments(conn)
 
 
 @router.post("/departments", status_code=201)
-async def create_department(state: Secret, body: DepartmentIn) -> dict[str, Any]:
+async def create_department(state: Admin, body: DepartmentIn) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         with state.project.engine.begin() as conn:
             return service.create_department(conn, body.name)
@@ -179,7 +177,7 @@ async def create_department(state: Secret, body: DepartmentIn) -> dict[str, Any]
 
 
 @router.patch("/departments/{name}")
-async def rename_department(state: Secret, name: str, body: DepartmentRename) -> dict[str, Any]:
+async def rename_department(state: Admin, name: str, body: DepartmentRename) -> dict[str, Any]:
     """Rename a department; the stages it owns follow."""
 
     def run() -> dict[str, Any]:
@@ -197,6 +195,6 @@ class DepartmentSla(BaseModel):
 
 
 @router.put("/departments/{name}/sla")
-async def department_sla(state: Secret, name: str, body: DepartmentSla) -> dict[str, Any]:
+async def department_sla(state: Admin, name: str, body: DepartmentSla) -> dict[str, Any]:
     """Set how many hours the department has to act on a follow-up."""
     return await written(state, lambda conn: service.set_followup_sla(conn, name, body.hours))

@@ -5,7 +5,7 @@ applier thread, the one writer."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +16,7 @@ from cxloop.feedback.triggers import TriggerIn, create_trigger, list_triggers, s
 from cxloop.service import cases, followups
 from cxloop.service.timeline import KINDS, NoteIn, add_note, timeline
 from cxloop.store import jobs
-from cxloop.web.api import Secret
+from cxloop.web.auth import Admin, Analyst, Caller, Who
 from cxloop.web.errors import ApiError
 from cxloop.web.state import written as _written
 
@@ -39,7 +39,7 @@ class InviteRequest(BaseModel):
 
 
 @router.post("/surveys/{survey_id}/invites", status_code=201)
-async def invite(state: Secret, survey_id: int, body: InviteRequest) -> dict[str, Any]:
+async def invite(state: Analyst, survey_id: int, body: InviteRequest) -> dict[str, Any]:
     """Create a link; the ``url`` (with its token) is shown only in this answer."""
     base = state.project.settings.effective_public_url
 
@@ -59,13 +59,13 @@ async def invite(state: Secret, survey_id: int, body: InviteRequest) -> dict[str
 
 
 @router.get("/survey-triggers")
-def triggers(state: Secret) -> list[dict[str, Any]]:
+def triggers(state: Caller) -> list[dict[str, Any]]:
     with state.project.engine.connect() as conn:
         return list_triggers(conn)
 
 
 @router.post("/survey-triggers", status_code=201)
-async def add_trigger(state: Secret, body: TriggerIn) -> dict[str, Any]:
+async def add_trigger(state: Admin, body: TriggerIn) -> dict[str, Any]:
     """Send a survey some time after an event, a stage entry or a resolved case."""
     return await _written(state, lambda conn: create_trigger(conn, body))
 
@@ -76,7 +76,7 @@ class TriggerPatch(BaseModel):
 
 
 @router.patch("/survey-triggers/{trigger_id}")
-async def patch_trigger(state: Secret, trigger_id: int, body: TriggerPatch) -> dict[str, Any]:
+async def patch_trigger(state: Admin, trigger_id: int, body: TriggerPatch) -> dict[str, Any]:
     return await _written(state, lambda conn: set_active(conn, trigger_id, body.active))
 
 
@@ -84,13 +84,26 @@ async def patch_trigger(state: Secret, trigger_id: int, body: TriggerPatch) -> d
 
 
 @router.post("/cases", status_code=201)
-async def open_case(state: Secret, body: cases.CaseIn) -> dict[str, Any]:
+async def open_case(state: Caller, who: Who, body: cases.CaseIn) -> dict[str, Any]:
+    body = _own_department(who, body)
     return await _written(state, lambda conn: cases.open_case(conn, body, source="api"))
+
+
+BodyT = TypeVar("BodyT", cases.CaseIn, followups.FollowUpIn)
+
+
+def _own_department(who: Who, body: BodyT) -> BodyT:
+    """A member's new case or follow-up goes to its department unless it names one,
+    which must then be its own."""
+    if body.department is None and not who.at_least("analyst"):
+        body = body.model_copy(update={"department": who.department})
+    who.check_may_work(body.department)
+    return body
 
 
 @router.get("/cases")
 def list_cases(
-    state: Secret,
+    state: Caller,
     department: str | None = None,
     status: str | None = None,
     customer: str | None = None,
@@ -105,7 +118,7 @@ def list_cases(
 
 
 @router.get("/cases/metrics")
-def case_metrics(state: Secret) -> dict[str, Any]:
+def case_metrics(state: Caller) -> dict[str, Any]:
     """Cases per stage, times to first response and resolution, positive-resolution rate,
     and NPS and churn after a case against without."""
     with state.project.engine.connect() as conn:
@@ -113,15 +126,22 @@ def case_metrics(state: Secret) -> dict[str, Any]:
 
 
 @router.get("/cases/{case_id}")
-def get_case(state: Secret, case_id: int) -> dict[str, Any]:
+def get_case(state: Caller, case_id: int) -> dict[str, Any]:
     with state.project.engine.connect() as conn:
         return cases.get_case(conn, case_id)
 
 
 @router.patch("/cases/{case_id}")
-async def update_case(state: Secret, case_id: int, body: cases.CaseUpdate) -> dict[str, Any]:
+async def update_case(
+    state: Caller, who: Who, case_id: int, body: cases.CaseUpdate
+) -> dict[str, Any]:
     """Assign, record the first response, resolve with an outcome and a note."""
-    return await _written(state, lambda conn: cases.update_case(conn, case_id, body))
+
+    def write(conn: Any) -> dict[str, Any]:
+        who.check_may_work(cases.get_case(conn, case_id)["department"])
+        return cases.update_case(conn, case_id, body)
+
+    return await _written(state, write)
 
 
 # -- follow-ups ----------------------------------------------------------------------------
@@ -129,7 +149,7 @@ async def update_case(state: Secret, case_id: int, body: cases.CaseUpdate) -> di
 
 @router.get("/followups")
 def list_followups(
-    state: Secret,
+    state: Caller,
     department: str | None = None,
     status: str | None = None,
     reason: str | None = None,
@@ -151,29 +171,35 @@ def list_followups(
 
 
 @router.post("/followups", status_code=201)
-async def add_followup(state: Secret, body: followups.FollowUpIn) -> dict[str, Any]:
+async def add_followup(state: Caller, who: Who, body: followups.FollowUpIn) -> dict[str, Any]:
+    body = _own_department(who, body)
     return await _written(state, lambda conn: followups.create_followup(conn, body))
 
 
 @router.get("/followups/metrics")
-def followup_metrics(state: Secret) -> dict[str, Any]:
+def followup_metrics(state: Caller) -> dict[str, Any]:
     """Share of detractors followed up, median time to close, overdue count."""
     with state.project.engine.connect() as conn:
         return followups.followup_metrics(conn)
 
 
 @router.get("/followups/{followup_id}")
-def get_followup(state: Secret, followup_id: int) -> dict[str, Any]:
+def get_followup(state: Caller, followup_id: int) -> dict[str, Any]:
     with state.project.engine.connect() as conn:
         return followups.get_followup(conn, followup_id)
 
 
 @router.patch("/followups/{followup_id}")
 async def update_followup(
-    state: Secret, followup_id: int, body: followups.FollowUpUpdate
+    state: Caller, who: Who, followup_id: int, body: followups.FollowUpUpdate
 ) -> dict[str, Any]:
     """Change status (open, in_progress, done: needs a resolution note) or assignee."""
-    return await _written(state, lambda conn: followups.update_followup(conn, followup_id, body))
+
+    def write(conn: Any) -> dict[str, Any]:
+        who.check_may_work(followups.get_followup(conn, followup_id)["department"])
+        return followups.update_followup(conn, followup_id, body)
+
+    return await _written(state, write)
 
 
 # -- timeline and notes --------------------------------------------------------------------
@@ -181,7 +207,7 @@ async def update_followup(
 
 @router.get("/customers/{ref}/timeline")
 def customer_timeline(
-    state: Secret,
+    state: Caller,
     ref: str,
     before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -195,7 +221,7 @@ def customer_timeline(
 
 
 @router.post("/customers/{ref}/notes", status_code=201)
-async def note(state: Secret, ref: str, body: NoteIn) -> dict[str, Any]:
+async def note(state: Caller, ref: str, body: NoteIn) -> dict[str, Any]:
     """A note for the customer's timeline, from any department."""
     return await _written(state, lambda conn: add_note(conn, ref, body))
 
@@ -205,7 +231,7 @@ async def note(state: Secret, ref: str, body: NoteIn) -> dict[str, Any]:
 
 @router.get("/jobs")
 def list_jobs(
-    state: Secret, status: str | None = None, kind: str | None = None, limit: Limit = 100
+    state: Caller, status: str | None = None, kind: str | None = None, limit: Limit = 100
 ) -> dict[str, Any]:
     """The job queue: counts per status and the newest jobs (failed ones with their error)."""
     with state.project.engine.connect() as conn:
@@ -216,7 +242,7 @@ def list_jobs(
 
 
 @router.post("/jobs/{job_id}/retry")
-async def retry_job(state: Secret, job_id: int) -> dict[str, Any]:
+async def retry_job(state: Admin, job_id: int) -> dict[str, Any]:
     before = await _written(state, lambda conn: {"status": jobs.retry(conn, job_id)})
     if before["status"] is None:
         raise ApiError(404, "not_found", f"job: no job with id {job_id}", field="job")

@@ -1,0 +1,1 @@
+"""Reports that combine several features into one answer (the overview, for now)."""
