@@ -235,7 +235,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     proc = ServerProcess(settings, free_port(), home.parent / "server.log")
     proc.start(timeout=60)
     try:
-        yield Site(proc.url, settings, key_from(output, "secret key"), key_from(output, "write key"))
+        secret, write = key_from(output, "secret key"), key_from(output, "write key")
+        yield Site(proc.url, settings, secret, write)
     finally:
         proc.stop()
 

@@ -111,7 +111,7 @@ def test_the_api_accepts_a_session_but_changes_need_its_csrf_token(site: Site) -
     ],
 )
 def test_roles_are_checked_on_the_api(site: Site, role: str, path: str, allowed: bool) -> None:
-    client, csrf = _signed_in(site, role)
+    client, _csrf = _signed_in(site, role)
     with closing(client):
         answer = client.get(path)
         assert (answer.status_code == 200) is allowed, answer.text
