@@ -73,9 +73,7 @@ def launch_chromium(playwright: Any) -> Any:
     executable = shutil.which("chromium")
     if executable is None:
         raise RuntimeError("Debian's chromium is missing: `make test` installs it")
-    return playwright.chromium.launch(
-        executable_path=executable, headless=True, args=CHROMIUM_ARGS
-    )
+    return playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
 
 
 def sign_in(page: Any, site: Site, role: str) -> None:

@@ -16,7 +16,6 @@ def _client(site: Site) -> httpx.Client:
     return httpx.Client(base_url=site.url, follow_redirects=False, timeout=30)
 
 
-
 def _signed_in(site: Site, role: str) -> tuple[httpx.Client, str]:
     """A client with a session cookie, and the session's CSRF token."""
     client = httpx.Client(base_url=site.url, follow_redirects=False, timeout=30)
@@ -148,9 +147,10 @@ def test_failed_sign_ins_are_rate_limited(site: Site) -> None:
         ]
         assert codes[:5] == [401] * 5
         assert codes[5] == 429
-        assert "Too many failed sign-ins" in client.post(
-            "/login", data={"email": email, "password": "again"}
-        ).text
+        assert (
+            "Too many failed sign-ins"
+            in client.post("/login", data={"email": email, "password": "again"}).text
+        )
 
 
 def test_sign_in_form_names_the_missing_fields_and_never_leaves_the_site(site: Site) -> None:
