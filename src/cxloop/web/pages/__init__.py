@@ -15,11 +15,35 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from cxloop.web.auth import session_user
-from cxloop.web.pages import overview, signin
+from cxloop.web.pages import (
+    customers,
+    feedback,
+    funnels,
+    inbox,
+    journey,
+    lifecycle,
+    overview,
+    paths,
+    retention,
+    settings,
+    signin,
+)
 from cxloop.web.pages.base import LoginRequired, PageForbidden, render
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
-ROUTERS = [signin.router, overview.router]
+ROUTERS = [
+    signin.router,
+    overview.router,
+    lifecycle.router,
+    journey.router,
+    funnels.router,
+    retention.router,
+    paths.router,
+    customers.router,
+    inbox.router,
+    feedback.router,
+    settings.router,
+]
 
 # Scripts only from this site (no inline script anywhere); ECharts and htmx set inline
 # styles, and the journey map's PNG export makes a data: URL.
