@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres java chromium venv bench-ingest bench-import bench-lifecycle bench-feedback bench-funnel bench-analytics-api clean
+.PHONY: demo test lint typecheck unit postgres java chromium venv bench-ingest bench-import bench-lifecycle bench-feedback bench-pages bench-funnel bench-analytics-api clean
 
 venv: $(STAMP)
 
@@ -58,6 +58,9 @@ bench-lifecycle: venv
 
 bench-feedback: venv
 	$(BIN)/python bench/feedback.py
+
+bench-pages: venv
+	$(BIN)/python bench/pages.py
 
 clean:
 	rm -rf $(VENV) .cxloop .pytest_cache .mypy_cache .ruff_cache

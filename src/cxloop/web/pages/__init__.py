@@ -7,12 +7,15 @@ security headers every answer carries.
 
 from __future__ import annotations
 
+import inspect
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cxloop.web.auth import session_user
 from cxloop.web.pages import (
@@ -64,6 +67,22 @@ def install_pages(app: FastAPI) -> None:
 
         return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
 
+    json_http = app.exception_handlers[StarletteHTTPException]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: Exception) -> Response:
+        """A browser asking for a page that is not there gets a page; API clients keep
+        the JSON error shape."""
+        assert isinstance(exc, StarletteHTTPException)
+        api = request.url.path.startswith(("/api/", "/v1/", "/static/", "/s/"))
+        if exc.status_code == 404 and not api and "text/html" in request.headers.get("accept", ""):
+            return render(
+                request, "pages/error.html", user=session_user(request), status_code=404,
+                title="Page not found", message=f"There is no page at {request.url.path}.",
+            )  # fmt: skip
+        answer = json_http(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
+
     @app.exception_handler(PageForbidden)
     async def _forbidden(request: Request, exc: PageForbidden) -> HTMLResponse:
         return render(
@@ -72,10 +91,13 @@ def install_pages(app: FastAPI) -> None:
         )  # fmt: skip
 
     @app.middleware("http")
-    async def _headers(
+    async def _headers(  # security headers, and the server time of every answer
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        started = time.perf_counter()
         response = await call_next(request)
+        spent_ms = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = f"app;dur={spent_ms:.1f}"
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if response.headers.get("content-type", "").startswith("text/html"):
