@@ -164,10 +164,10 @@ def demo(
     console.print(
         f"[bold]cxloop demo[/bold]: {summary.customers:,} customers, {summary.events:,} events"
     )
-    console.print(f"  URL:        {url}   (API docs: {url}/docs)")
+    console.print(f"  web app:    {url}   (API docs: {url}/docs)")
     console.print(f"  write key:  {summary.write_key}")
     console.print(f"  secret key: {summary.secret_key}")
-    console.print(f"  sign in:    {summary.admin_email} / {summary.admin_password}")
+    console.print(f"  sign in:    {summary.admin_email} / {summary.admin_password}  ({url}/login)")
     console.print(
         f"  try:        curl -H 'Authorization: Bearer {summary.secret_key}' {url}/api/v1/stats",
         soft_wrap=True,
