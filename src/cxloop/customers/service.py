@@ -25,12 +25,19 @@ from cxloop.domain.traits import TYPED_FIELDS
 from cxloop.domain.values import as_utc
 from cxloop.events.base import EventQuery, EventStore
 from cxloop.ingest.identity import EMAIL, USER
-from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, RejectedMessage
+from cxloop.store.models import (
+    Customer,
+    CustomerIdentity,
+    CustomerMerge,
+    LifecycleState,
+    RejectedMessage,
+)
 
 customers_t = cast(Table, Customer.__table__)
 identities_t = cast(Table, CustomerIdentity.__table__)
 merges_t = cast(Table, CustomerMerge.__table__)
 rejected_t = cast(Table, RejectedMessage.__table__)
+states_t = cast(Table, LifecycleState.__table__)
 
 FILTER_FIELDS = tuple(f for f in TYPED_FIELDS if f not in ("name", "email"))
 SORTS = {
@@ -277,3 +284,108 @@ def list_rejected(conn: Connection, *, limit: int = 100, offset: int = 0) -> Rej
         RejectedOut(**{**row._asdict(), "received_at": as_utc(row.received_at)}) for row in rows
     ]
     return RejectedPage(items=items, total=total, limit=limit, offset=offset)
+
+
+# -- for the web app's customer list ---------------------------------------------------------
+
+
+def _list_conditions(
+    search: str | None, filters: Mapping[str, str] | None, traits: Mapping[str, str] | None
+) -> list[ColumnElement[bool]]:
+    """The conditions ``list_customers`` applies, for lists that add their own."""
+    where: list[ColumnElement[bool]] = [customers_t.c.merged_into_id.is_(None)]
+    for field, value in (filters or {}).items():
+        if field not in FILTER_FIELDS:
+            raise ValueError(f"{field}: not a filterable field ({', '.join(FILTER_FIELDS)})")
+        if field == "birth_year":
+            try:
+                where.append(customers_t.c[field] == int(value))
+            except ValueError:
+                raise ValueError(f"{field}: {value!r} is not a year") from None
+        else:
+            where.append(customers_t.c[field] == value)
+    for key, value in (traits or {}).items():
+        where.append(customers_t.c.traits[key].as_string() == value)
+    if search:
+        literal = search.strip().lower().replace("\\", "\\\\")
+        pattern = "%" + literal.replace("%", "\\%").replace("_", "\\_") + "%"
+        owners = select(identities_t.c.customer_id).where(identities_t.c.value == search.strip())
+        where.append(
+            or_(
+                func.lower(customers_t.c.name).like(pattern, escape="\\"),
+                func.lower(customers_t.c.email).like(pattern, escape="\\"),
+                customers_t.c.id.in_(owners),
+            )
+        )
+    return where
+
+
+def list_customers_at_stage(
+    conn: Connection,
+    *,
+    model_id: int,
+    stage: str,
+    search: str | None = None,
+    filters: Mapping[str, str] | None = None,
+    traits: Mapping[str, str] | None = None,
+    sort: str = "-last_seen",
+    limit: int = 50,
+    offset: int = 0,
+) -> CustomerPage:
+    """``list_customers`` narrowed to the customers standing in one stage of one model now
+    (the lifecycle state's index on model and stage finds them), one page at a time."""
+    if sort not in SORTS:
+        raise ValueError(f"sort: must be one of {', '.join(SORTS)}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit: must be between 1 and {MAX_LIMIT}")
+    if offset < 0:
+        raise ValueError("offset: must not be negative")
+    where = _list_conditions(search, filters, traits)
+    standing = select(states_t.c.customer_id).where(
+        states_t.c.model_id == model_id, states_t.c.stage == stage
+    )
+    where.append(customers_t.c.id.in_(standing))
+    total = conn.execute(select(func.count()).select_from(customers_t).where(*where)).scalar_one()
+    rows = conn.execute(
+        select(customers_t)
+        .where(*where)
+        .order_by(SORTS[sort], customers_t.c.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    users = user_ids(conn, [r.id for r in rows])
+    return CustomerPage(
+        items=[_customer(r, users.get(r.id)) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+def customer_labels(conn: Connection, customer_ids: list[int]) -> dict[int, str]:
+    """What a list shows for each customer: the name, else the e-mail, else the userId,
+    else ``#id``; one query for a page of ids."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(customers_t.c.id, customers_t.c.name, customers_t.c.email).where(
+            customers_t.c.id.in_(ids)
+        )
+    ).all()
+    users = user_ids(conn, ids)
+    found = {int(r.id): r.name or r.email or users.get(int(r.id)) for r in rows}
+    return {i: found.get(i) or f"#{i}" for i in ids}
+
+
+def field_values(conn: Connection, field: str, *, limit: int = 200) -> list[str]:
+    """The distinct values of a profile field (most customers first), for pick lists;
+    at most ``limit`` of them."""
+    if field not in FILTER_FIELDS:
+        raise ValueError(f"{field}: not a filterable field ({', '.join(FILTER_FIELDS)})")
+    column = customers_t.c[field]
+    rows = conn.execute(
+        select(column, func.count().label("n"))
+        .where(customers_t.c.merged_into_id.is_(None), column.is_not(None))
+        .group_by(column)
+        .order_by(func.count().desc(), column)
+        .limit(limit)
+    ).all()
+    return [str(r[0]) for r in rows]

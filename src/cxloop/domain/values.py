@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+# The largest integer the stores hold (SQLite's INTEGER, PostgreSQL's and DuckDB's BIGINT).
+# The drivers refuse to send a larger one, so ids, offsets and counts past it are refused
+# where a request brings them, as invalid input rather than as a crash in the query.
+MAX_INT = 2**63 - 1
+
 
 def as_utc(value: datetime | None) -> datetime | None:
     """An aware UTC datetime; naive ones (SQLite hands them back so) are taken as UTC."""

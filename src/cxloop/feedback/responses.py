@@ -606,3 +606,186 @@ def comments_report(
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
+
+
+# -- for the web app's feedback pages: the distribution beside a score, comments a page at a
+# time, and how many answers each survey has ---------------------------------------------
+
+
+def _answer_filters(
+    start: datetime | None, end: datetime | None, where: Mapping[str, str] | None
+) -> list[Any]:
+    kept: list[Any] = []
+    if where:
+        members = select(customers_t.c.id).where(*segment_conditions(where))
+        kept.append(responses_t.c.customer_id.in_(members))
+    if start is not None:
+        kept.append(responses_t.c.submitted_at >= as_utc(start))
+    if end is not None:
+        kept.append(responses_t.c.submitted_at < as_utc(end))
+    return kept
+
+
+def answer_counts(
+    conn: Connection,
+    *,
+    measure: Measure | None = None,
+    survey_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    where: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """How many answers gave each score (or choice), every point of the scale listed even
+    when nobody gave it: ``[{"answer", "responses"}]``. With a ``measure`` it reads the
+    answers ``score_report`` reads for the same arguments, so the bars add up to its count;
+    without one, ``survey_id`` names the survey (a custom one, say)."""
+    r = responses_t.c
+    choices: list[str] | None = None
+    if measure is not None:
+        kind, audience = _SURVEYS[measure]
+        ids, _span = _surveys_read(conn, kind, audience, survey_id, span=False)
+        low, high = SCALES[kind]
+        scale: tuple[int, int] | None = (low, high)
+    elif survey_id is not None:
+        survey = get_survey(conn, survey_id)
+        ids = [survey_id]
+        scale = None if survey["scale"] is None else (survey["scale"][0], survey["scale"][1])
+        choices = survey["choices"]
+    else:
+        raise ValueError("survey: name a measure or a survey")
+    kept = _answer_filters(start, end, where)
+    if scale is not None:
+        kept.append(r.score.in_([literal_column(str(s)) for s in range(scale[0], scale[1] + 1)]))
+    counted: dict[Any, int] = {}
+    if ids:
+        answer = r.score if scale is not None else r.choice
+        query = (
+            select(answer.label("answer"), func.count().label("answers"))
+            .where(r.survey_id.in_([literal_column(str(i)) for i in ids]), *kept)
+            .group_by(answer)
+        )
+        for row in conn.execute(query):
+            key = int(row.answer) if scale is not None else row.answer
+            counted[key] = counted.get(key, 0) + int(row.answers)
+    values: list[Any] = (
+        list(range(scale[0], scale[1] + 1)) if scale is not None else list(choices or [])
+    )
+    values += sorted((k for k in counted if k not in values), key=str)
+    return [{"answer": v, "responses": counted.get(v, 0)} for v in values]
+
+
+def list_comments(
+    conn: Connection,
+    *,
+    survey_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    where: Mapping[str, str] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """Comments newest first, a page at a time, each with its sentiment (-1 to +1), score,
+    survey and place in the journey: ``{"total", "comments": [...]}``."""
+    if not 1 <= limit <= 500:
+        raise ValueError(f"limit: give 1 to 500, not {limit}")
+    if offset < 0:
+        raise ValueError(f"offset: give 0 or more, not {offset}")
+    r = responses_t.c
+    kept = [r.comment.is_not(None), *_answer_filters(start, end, where)]
+    if survey_id is not None:
+        get_survey(conn, survey_id)
+        kept.append(r.survey_id == survey_id)
+    total = conn.execute(select(func.count()).select_from(responses_t).where(*kept)).scalar_one()
+    query = (
+        select(
+            r.id,
+            r.survey_id,
+            surveys_t.c.name.label("survey"),
+            surveys_t.c.kind,
+            r.score,
+            r.choice,
+            r.comment,
+            r.sentiment,
+            r.touchpoint,
+            r.stage_model,
+            r.stage,
+            r.customer_id,
+            r.submitted_at,
+        )
+        .select_from(responses_t.join(surveys_t, surveys_t.c.id == r.survey_id))
+        .where(*kept)
+        .order_by(r.submitted_at.desc(), r.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    comments = [
+        {
+            "id": int(row.id),
+            "survey_id": int(row.survey_id),
+            "survey": row.survey,
+            "kind": row.kind,
+            "score": row.score,
+            "choice": row.choice,
+            "comment": row.comment,
+            "sentiment": row.sentiment,
+            "touchpoint": row.touchpoint,
+            "stage": f"{row.stage_model}:{row.stage}" if row.stage_model else None,
+            "customer_id": row.customer_id,
+            "submitted_at": as_utc(row.submitted_at),
+        }
+        for row in conn.execute(query)
+    ]
+    return {"total": int(total), "comments": comments}
+
+
+def answers_per_survey(
+    conn: Connection, *, start: datetime | None = None, end: datetime | None = None
+) -> dict[int, int]:
+    """How many answers each survey has (surveys without any left out)."""
+    query = (
+        select(responses_t.c.survey_id, func.count())
+        .where(*_answer_filters(start, end, None))
+        .group_by(responses_t.c.survey_id)
+    )
+    return {int(survey): int(n) for survey, n in conn.execute(query)}
+
+
+def touchpoints_by_stage(
+    conn: Connection,
+    model_key: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    where: Mapping[str, str] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per stage of a model, the touchpoints customers answered surveys at while in it,
+    most answered first: ``{stage: [{"touchpoint", "responses"}]}``. A journey map puts
+    each touchpoint's score in the stage it happens in; the score itself stays
+    ``score_report(by="touchpoint")``'s. One grouped count, customer surveys only."""
+    r = responses_t.c
+    kept: list[Any] = [
+        r.stage_model == model_key,
+        r.stage.is_not(None),
+        r.touchpoint.is_not(None),
+        surveys_t.c.audience == "customers",
+    ]
+    if where:
+        kept.append(r.customer_id.in_(select(customers_t.c.id).where(*segment_conditions(where))))
+    if start is not None:
+        kept.append(r.submitted_at >= as_utc(start))
+    if end is not None:
+        kept.append(r.submitted_at < as_utc(end))
+    query = (
+        select(r.stage, r.touchpoint, func.count().label("answers"))
+        .select_from(responses_t.join(surveys_t, surveys_t.c.id == r.survey_id))
+        .where(*kept)
+        .group_by(r.stage, r.touchpoint)
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in conn.execute(query):
+        found.setdefault(str(row.stage), []).append(
+            {"touchpoint": row.touchpoint, "responses": int(row.answers)}
+        )
+    for items in found.values():
+        items.sort(key=lambda item: (-item["responses"], str(item["touchpoint"])))
+    return found

@@ -348,3 +348,89 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else float(round(float(value)))
+
+
+_ACTIVITY = """
+WITH stays AS (
+  SELECT customer_id, list_position($stages, to_stage)::UTINYINT AS stage, "at" AS began,
+    coalesce(next_at, 'infinity'::TIMESTAMPTZ) AS ended
+  FROM stage_moves
+  WHERE model_id = $model AND to_stage IS NOT NULL {members}
+    AND "at" < $end AND (next_at IS NULL OR next_at > $start)
+)
+SELECT s.stage, coalesce(e.event, e.name) AS label, e.event IS NULL AS page, e.channel,
+  count(*) AS events
+FROM events e JOIN stays s ON e.customer_id = s.customer_id
+  AND e."timestamp" >= s.began AND e."timestamp" < s.ended
+WHERE e.type IN ('track', 'page') AND e."timestamp" >= $start AND e."timestamp" < $end
+GROUP BY ALL
+"""
+ACTIVITY_TOP = 20
+
+
+def stage_activity(
+    conn: Connection,
+    model_key: str,
+    *,
+    store: MovesStore | None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    where: dict[str, str] | None = None,
+    top: int = 5,
+) -> dict[str, dict[str, Any]] | None:
+    """What customers do while they stand in each stage: the events stored within
+    ``[start, end)`` that fell inside a stay in the stage, the most frequent ``top``
+    tracked actions, pages viewed and channels of each stage. ``{stage: {"events",
+    "actions": [{"label", "events"}], "pages", "channels"}}``; None where the event store
+    keeps no copy of the stage history (only DuckDB does): joining events to stays
+    elsewhere would read every event row by row.
+
+    Counted are events, not distinct customers: counting customers per phrase and
+    channel costs the join's hash aggregation twice over (strings and customer ids as
+    keys), which a journey map, read against the stage's own customer figures, can spare."""
+    if store is None:
+        return None
+    if not 1 <= top <= ACTIVITY_TOP:
+        raise ValueError(f"top: give 1 to {ACTIVITY_TOP}, not {top}")
+    if start is not None and end is not None and end <= start:
+        raise ValueError("to: must be after from")
+    model_id, model, _version = get_model(conn, model_key)
+    keys = [s.key for s in model.stages]
+    tables: dict[str, pa.Table] = {}
+    clause = ""
+    if where:
+        ids = conn.execute(select(customers_t.c.id).where(*segment_conditions(where))).scalars()
+        tables["members"] = pa.table({"id": pa.array(list(ids), pa.int64())})
+        clause = "AND customer_id IN (SELECT id FROM members)"
+    params = {
+        "model": model_id,
+        "stages": keys,
+        "start": start or _EPOCH,
+        "end": end or datetime.now(UTC),
+    }
+    rows = store.sql(_ACTIVITY.format(members=clause), params, **tables).to_pylist()
+    named: list[Counter[str]] = [Counter() for _ in keys]
+    pages: list[Counter[str]] = [Counter() for _ in keys]
+    channels: list[Counter[str]] = [Counter() for _ in keys]
+    for row in rows:
+        if row["stage"] is None:  # a stage the model no longer has
+            continue
+        at = int(row["stage"]) - 1  # list_position counts from 1
+        n = int(row["events"])
+        channels[at][row["channel"] or "unknown"] += n
+        if row["label"] is not None:
+            (pages if row["page"] else named)[at][row["label"]] += n
+
+    def ranked(counts: Counter[str]) -> list[dict[str, Any]]:
+        best = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
+        return [{"label": label, "events": n} for label, n in best]
+
+    return {
+        key: {
+            "events": sum(channels[i].values()),
+            "actions": ranked(named[i]),
+            "pages": ranked(pages[i]),
+            "channels": ranked(channels[i]),
+        }
+        for i, key in enumerate(keys)
+    }

@@ -440,3 +440,36 @@ def stage_at(
         owner = next((s.owner for s in model.stages if s.key == last.to_stage), None)
         return model.key, last.to_stage, owner
     return None, None, None
+
+
+def current_stages(conn: Connection, customer_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Where each of a page of customers stands now, per installed model (models where the
+    customer has no current stage are left out): one query for the page, not one per
+    customer and model."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    models = {model_id: model for model_id, model in installed_with_ids(conn)}
+    rows = conn.execute(
+        select(states_t.c.customer_id, states_t.c.model_id, states_t.c.stage, states_t.c.entered_at)
+        .where(states_t.c.customer_id.in_(ids), states_t.c.stage.is_not(None))
+        .order_by(states_t.c.customer_id)
+    ).all()
+    found: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    for row in rows:
+        model = models.get(int(row.model_id))
+        if model is None:
+            continue
+        names = {s.key: s.name for s in model.stages}
+        found[int(row.customer_id)].append(
+            {
+                "model": model.key,
+                "model_name": model.name,
+                "stage": row.stage,
+                "stage_name": names.get(row.stage, row.stage),
+                "entered_at": as_utc(row.entered_at),
+            }
+        )
+    for stages in found.values():
+        stages.sort(key=lambda s: str(s["model"]))
+    return found

@@ -476,3 +476,85 @@ def restage(conn: Connection, *, model: str | None = None) -> int:
         )
         placed += 1
     return placed
+
+
+def case_figures_by_department(conn: Connection) -> dict[str, Any]:
+    """The figures ``case_metrics`` gives overall and per stage, overall and per
+    department (``departments``, cases without one last), for an inbox that is worked per
+    department. One pass over the cases; the NPS and churn comparison is left out."""
+    rows = conn.execute(
+        select(
+            cases_t.c.status,
+            cases_t.c.outcome,
+            cases_t.c.opened_at,
+            cases_t.c.first_response_at,
+            cases_t.c.resolved_at,
+            departments_t.c.name.label("department"),
+        ).select_from(cases_t.outerjoin(departments_t))
+    ).all()
+    groups: dict[str | None, list[Any]] = {}
+    for row in rows:
+        groups.setdefault(row.department, []).append(row)
+    return {
+        **_case_figures(list(rows)),
+        "departments": [
+            {"department": name, **_case_figures(items)}
+            for name, items in sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
+        ],
+    }
+
+
+def cases_page(
+    conn: Connection,
+    *,
+    statuses: tuple[str, ...] = STATUSES,
+    department: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """``list_cases`` for an inbox: any set of statuses (open and in progress, say),
+    newest first, one page and the count of all that match."""
+    unknown = [x for x in statuses if x not in STATUSES]
+    if unknown or not statuses:
+        raise ValueError(f"status: must be among {', '.join(STATUSES)}, not {unknown or 'none'}")
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise ValueError("limit: must be between 1 and 1000 (and offset at least 0)")
+    where: list[Any] = [cases_t.c.status.in_(statuses)]
+    if department is not None:
+        department_id(conn, department)
+        where.append(departments_t.c.name == department)
+    joined = cases_t.outerjoin(departments_t)
+    total = conn.execute(select(func.count()).select_from(joined).where(*where)).scalar_one()
+    query = (
+        select(cases_t, departments_t.c.name.label("department"))
+        .select_from(joined)
+        .where(*where)
+        .order_by(cases_t.c.opened_at.desc(), cases_t.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [_shown(row) for row in conn.execute(query).mappings()], int(total)
+
+
+def open_cases_by_stage(
+    conn: Connection, model_key: str, *, where: dict[str, str] | None = None
+) -> dict[str, int]:
+    """How many cases not yet resolved each stage of a model has (the stage the customer
+    stood in when the case was opened), for a lifecycle page that shows where support
+    work piles up: one grouped count, never the cases themselves. ``where`` keeps the
+    cases of customers in a segment, as the reports' segments do."""
+    from cxloop.customers.service import customers_t, segment_conditions
+
+    query = (
+        select(cases_t.c.stage, func.count())
+        .where(
+            cases_t.c.stage_model == model_key,
+            cases_t.c.stage.is_not(None),
+            cases_t.c.status != "resolved",
+        )
+        .group_by(cases_t.c.stage)
+    )
+    if where:
+        members = select(customers_t.c.id).where(*segment_conditions(where))
+        query = query.where(cases_t.c.customer_id.in_(members))
+    return {str(stage): int(n) for stage, n in conn.execute(query).all()}

@@ -447,3 +447,65 @@ def _figures(rows: list[Any], now: datetime) -> dict[str, Any]:
 
 def _clean(text: str | None) -> str | None:
     return (text or "").strip() or None
+
+
+def detractors_by_department(conn: Connection) -> dict[str | None, dict[str, Any]]:
+    """Per department: its detractor follow-ups, how many are done, and that share in
+    percent; ``followup_metrics`` gives the share only over all departments."""
+    rows = conn.execute(
+        select(
+            departments_t.c.name.label("department"),
+            func.count().label("detractors"),
+            func.count().filter(followups_t.c.status == "done").label("done"),
+        )
+        .select_from(followups_t.outerjoin(departments_t))
+        .where(followups_t.c.reason == "detractor")
+        .group_by(departments_t.c.name)
+    ).all()
+    return {
+        r.department: {
+            "detractors": int(r.detractors),
+            "detractors_followed_up": int(r.done or 0),
+            "detractors_followed_up_share": round(100 * int(r.done or 0) / int(r.detractors), 1)
+            if r.detractors
+            else None,
+        }
+        for r in rows
+    }
+
+
+def followups_page(
+    conn: Connection,
+    *,
+    statuses: tuple[str, ...] = STATUSES,
+    department: str | None = None,
+    overdue: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+    now: datetime | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """``list_followups`` for an inbox: any set of statuses (open and in progress, say),
+    earliest due first, one page and the count of all that match."""
+    unknown = [x for x in statuses if x not in STATUSES]
+    if unknown or not statuses:
+        raise ValueError(f"status: must be among {', '.join(STATUSES)}, not {unknown or 'none'}")
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise ValueError("limit: must be between 1 and 1000 (and offset at least 0)")
+    now = now or datetime.now(UTC)
+    where: list[Any] = [followups_t.c.status.in_(statuses)]
+    if department is not None:
+        department_id(conn, department)
+        where.append(departments_t.c.name == department)
+    if overdue:
+        where += [followups_t.c.status != "done", followups_t.c.due_at < now]
+    joined = followups_t.outerjoin(departments_t)
+    total = conn.execute(select(func.count()).select_from(joined).where(*where)).scalar_one()
+    query = (
+        select(followups_t, departments_t.c.name.label("department"))
+        .select_from(joined)
+        .where(*where)
+        .order_by(followups_t.c.due_at, followups_t.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [_shown(row, now) for row in conn.execute(query).mappings()], int(total)

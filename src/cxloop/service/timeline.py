@@ -271,3 +271,47 @@ def _notes(
         }
         for n in _page(conn, query, notes_t.c.created_at, before, limit)
     ]
+
+
+def customer_scores(
+    conn: Connection, customer: str | int, *, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Per survey the customer answered: its latest score (or choice) and when, how many
+    answers, and their mean score; read from the customer's newest ``limit`` answers, so a
+    profile costs the same for a customer who answers every week."""
+    customer_id = resolve_customer_id(conn, customer)
+    rows = conn.execute(
+        select(
+            responses_t.c.survey_id,
+            responses_t.c.score,
+            responses_t.c.choice,
+            responses_t.c.submitted_at,
+            surveys_t.c.name.label("survey"),
+            surveys_t.c.kind.label("kind"),
+        )
+        .select_from(responses_t.join(surveys_t))
+        .where(responses_t.c.customer_id == customer_id)
+        .order_by(responses_t.c.submitted_at.desc(), responses_t.c.id.desc())
+        .limit(limit)
+    ).all()
+    found: dict[int, dict[str, Any]] = {}
+    scores: dict[int, list[int]] = {}
+    for r in rows:
+        key = int(r.survey_id)
+        if key not in found:
+            found[key] = {
+                "survey_id": key,
+                "survey": r.survey,
+                "kind": r.kind,
+                "latest_score": r.score,
+                "latest_choice": r.choice,
+                "latest_at": utc(r.submitted_at).isoformat(),
+                "answers": 0,
+                "mean_score": None,
+            }
+        found[key]["answers"] += 1
+        if r.score is not None:
+            scores.setdefault(key, []).append(int(r.score))
+    for key, values in scores.items():
+        found[key]["mean_score"] = round(sum(values) / len(values), 1)
+    return sorted(found.values(), key=lambda s: (str(s["kind"]), str(s["survey"])))
