@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cxloop.domain.values import iso_utc
 from cxloop.store.models import Department, User
+from cxloop.store.sessions import end_user_sessions
 
 users_t = cast(Table, User.__table__)
 departments_t = cast(Table, Department.__table__)
@@ -146,3 +147,76 @@ def _users(conn: Connection, where: Any, *, limit: int, offset: int) -> list[dic
         }
         for r in conn.execute(query)
     ]
+
+
+def count_users(conn: Connection) -> int:
+    """All users, for paging the list."""
+    return int(conn.execute(select(func.count()).select_from(users_t)).scalar_one())
+
+
+def _enabled_admins_besides(conn: Connection, user_id: int) -> int:
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(users_t)
+            .where(
+                users_t.c.role == "admin",
+                users_t.c.disabled_at.is_(None),
+                users_t.c.id != user_id,
+            )
+        ).scalar_one()
+    )
+
+
+def set_role(
+    conn: Connection, user_id: int, role: str, department: str | None = None
+) -> dict[str, Any]:
+    """Change a user's role and department (a member needs one). The last enabled admin
+    keeps the role, so that someone can still change settings afterwards. Sessions read
+    the role on every request, so the change holds at once."""
+    user = get_user(conn, user_id)
+    if role not in ROLES:
+        raise UserError(f"role: must be one of {', '.join(ROLES)}, not {role!r}")
+    department_id = None
+    if department is not None and department.strip():
+        found = conn.execute(
+            select(departments_t.c.id).where(
+                func.lower(departments_t.c.name) == " ".join(department.split()).lower()
+            )
+        ).first()
+        if found is None:
+            raise UserError(f"department: no department named {department!r}")
+        department_id = int(found.id)
+    if role == "member" and department_id is None:
+        raise UserError("department: a member belongs to a department")
+    if (
+        user["role"] == "admin"
+        and role != "admin"
+        and not user["disabled"]
+        and _enabled_admins_besides(conn, user_id) == 0
+    ):
+        raise UserError("role: this is the only enabled admin; make another admin first")
+    conn.execute(
+        update(users_t)
+        .where(users_t.c.id == user_id)
+        .values(role=role, department_id=department_id)
+    )
+    return get_user(conn, user_id)
+
+
+def set_disabled(conn: Connection, user_id: int, disabled: bool) -> dict[str, Any]:
+    """Disable (or enable again) a user. Disabling ends the user's sessions at once, so a
+    browser still signed in is signed out on its next request; the last enabled admin
+    cannot be disabled."""
+    user = get_user(conn, user_id)
+    if disabled:
+        if user["role"] == "admin" and _enabled_admins_besides(conn, user_id) == 0:
+            raise UserError("user: this is the only enabled admin; make another admin first")
+        if not user["disabled"]:
+            conn.execute(
+                update(users_t).where(users_t.c.id == user_id).values(disabled_at=datetime.now(UTC))
+            )
+        end_user_sessions(conn, user_id)
+    else:
+        conn.execute(update(users_t).where(users_t.c.id == user_id).values(disabled_at=None))
+    return get_user(conn, user_id)
