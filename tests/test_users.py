@@ -9,7 +9,15 @@ from cxloop.lifecycle.service import create_department
 from cxloop.project import open_database
 from cxloop.settings import Settings
 from cxloop.store.models import User
-from cxloop.store.users import UserError, authenticate, create_user, list_users, set_password
+from cxloop.store.sessions import find_session, start_session
+from cxloop.store.users import (
+    UserError,
+    authenticate,
+    create_user,
+    list_users,
+    set_password,
+    user_id_by_email,
+)
 from tests.test_cli import cx, cx_json
 
 
@@ -85,3 +93,33 @@ def test_the_cli_creates_users_and_prints_the_generated_password(
         check=False,
     )
     assert bad.returncode != 0 and "role" in bad.stderr and bad.stdout == ""
+
+
+def test_the_cli_changes_passwords_roles_and_disables_and_sessions_end(
+    embedded_settings: Settings,
+) -> None:
+    cx(embedded_settings, "users", "create", "--email", "kim@example.com", "--role", "admin")
+    cx(embedded_settings, "users", "create", "--email", "jo@example.com", "--role", "analyst")
+    engine = open_database(embedded_settings)
+    try:
+        with engine.begin() as conn:
+            jo = user_id_by_email(conn, "jo@example.com")
+            token = start_session(conn, jo)
+        fresh = cx(embedded_settings, "users", "set-password", "--email", "jo@example.com")
+        with engine.begin() as conn:
+            assert find_session(conn, token) is None  # signed out everywhere
+            assert authenticate(conn, "jo@example.com", fresh.stdout.strip()) is not None
+        cx(embedded_settings, "users", "role", "--email", "jo@example.com", "--role", "admin")
+        cx(embedded_settings, "users", "disable", "--email", "kim@example.com")
+        with engine.begin() as conn:
+            assert authenticate(conn, "jo@example.com", fresh.stdout.strip())["role"] == "admin"
+        # the only enabled admin left cannot be disabled
+        last = cx(embedded_settings, "users", "disable", "--email", "jo@example.com", check=False)
+        assert last.returncode != 0 and "only enabled admin" in last.stderr
+        cx(embedded_settings, "users", "enable", "--email", "kim@example.com")
+        users = {u["email"]: u for u in cx_json(embedded_settings, "users", "list")}
+        assert users["kim@example.com"]["disabled"] is False
+        missing = cx(embedded_settings, "users", "disable", "--email", "x@example.com", check=False)
+        assert missing.returncode != 0 and "email: no user" in missing.stderr
+    finally:
+        engine.dispose()

@@ -83,15 +83,23 @@ def create_user(
 
 
 def set_password(conn: Connection, email: str, password: str) -> None:
+    """A new password; the user's sessions end, so a stolen one stops working too."""
     if len(password) < MIN_PASSWORD:
         raise UserError(f"password: at least {MIN_PASSWORD} characters")
-    changed = conn.execute(
-        update(users_t)
-        .where(users_t.c.email == email.strip().lower())
-        .values(password_hash=_hasher.hash(password))
-    ).rowcount
-    if not changed:
+    user_id = user_id_by_email(conn, email)
+    conn.execute(
+        update(users_t).where(users_t.c.id == user_id).values(password_hash=_hasher.hash(password))
+    )
+    end_user_sessions(conn, user_id)
+
+
+def user_id_by_email(conn: Connection, email: str) -> int:
+    found = conn.execute(
+        select(users_t.c.id).where(users_t.c.email == email.strip().lower())
+    ).scalar()
+    if found is None:
         raise UserError(f"email: no user {email!r}")
+    return int(found)
 
 
 def authenticate(conn: Connection, email: str, password: str) -> dict[str, Any] | None:
