@@ -123,3 +123,31 @@ def test_the_cli_changes_passwords_roles_and_disables_and_sessions_end(
         assert missing.returncode != 0 and "email: no user" in missing.stderr
     finally:
         engine.dispose()
+
+
+def test_sessions_keep_only_a_hash_expire_and_end(settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cxloop.store.models import UserSession
+    from cxloop.store.sessions import SESSION_HOURS, end_session, extend_session
+
+    engine = open_database(settings)
+    try:
+        with engine.begin() as conn:
+            user = create_user(conn, email="s@example.com", role="analyst", password="p" * 12)
+            start = datetime(2026, 12, 1, 9, tzinfo=UTC)
+            token = start_session(conn, user["id"], now=start)
+            stored = conn.execute(select(UserSession.__table__.c.token_hash)).scalar_one()
+            assert token not in stored and len(stored) == 64
+            found = find_session(conn, token, now=start + timedelta(hours=1))
+            assert found is not None and (found.email, found.role) == ("s@example.com", "analyst")
+            assert len(found.csrf_token) >= 32
+            late = start + timedelta(hours=SESSION_HOURS, minutes=1)
+            assert find_session(conn, token, now=late) is None
+            extend_session(conn, token, now=start + timedelta(hours=SESSION_HOURS - 1))
+            assert find_session(conn, token, now=late) is not None
+            assert find_session(conn, token + "x", now=start) is None
+            end_session(conn, token)
+            assert find_session(conn, token, now=start) is None
+    finally:
+        engine.dispose()
