@@ -241,8 +241,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         proc.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Per module, not per session: while Playwright's sync API runs, its event loop is
+    the thread's running loop, and tests that call asyncio.run() would fail beside it."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
