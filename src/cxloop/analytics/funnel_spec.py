@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cxloop.domain.values import FIRST_DAY, LAST_DAY
+
 Op = Literal["eq", "neq", "contains", "gt", "lt", "in"]
 Order = Literal["ordered", "strict", "unordered"]
 Attribution = Literal["first_touch", "last_touch", "step"]
@@ -286,11 +288,19 @@ def date_range(
 
 def check_dates(date_from: str | None, date_to: str | None) -> list[SpecProblem]:
     """Both bounds readable, and in order."""
-    problems = [
-        SpecProblem("bad_date", name, "use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]")
-        for name, text in (("date_from", date_from), ("date_to", date_to))
-        if text is not None and _parse_moment(text) is None
-    ]
+    problems: list[SpecProblem] = []
+    for name, text in (("date_from", date_from), ("date_to", date_to)):
+        parsed = None if text is None else _parse_moment(text)
+        if text is not None and parsed is None:
+            problems.append(
+                SpecProblem("bad_date", name, "use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]")
+            )
+        elif parsed is not None:
+            day = parsed.date() if isinstance(parsed, datetime) else parsed
+            if not FIRST_DAY <= day <= LAST_DAY:  # a zone or a day more would leave the calendar
+                problems.append(
+                    SpecProblem("bad_date", name, f"must be a day from {FIRST_DAY} to {LAST_DAY}")
+                )
     if not problems and date_from and date_to:
         start, end = date_range(date_from, date_to, ZoneInfo("UTC"))
         if start is not None and end is not None and start >= end:

@@ -184,6 +184,13 @@ def _as_id(value: Id | None, field: str) -> str | None:
     return text
 
 
+def _in_utc(value: datetime | None, field: str) -> datetime | None:
+    try:
+        return as_utc(value)
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise InvalidMessage(field, "is outside the calendar in UTC") from None
+
+
 def corrected_timestamp(
     timestamp: datetime | None, sent_at: datetime | None, received_at: datetime
 ) -> datetime:
@@ -205,6 +212,7 @@ class _ChannelOnly(msgspec.Struct):
 
 _channel_decoder = msgspec.json.Decoder(_ChannelOnly)
 _encode = msgspec.json.Encoder().encode
+_log_encode = msgspec.msgpack.Encoder().encode
 
 
 def _channel_in(text: str | None) -> str | None:
@@ -292,9 +300,20 @@ def normalise(
     _no_nul(msg.channel, "channel")
     if msg.traits and _NUL_ESCAPE.search(_encode(msg.traits).decode()):
         raise InvalidMessage("traits", _NUL_REASON)
-    original = as_utc(msg.timestamp or msg.originalTimestamp)
-    sent_at = as_utc(msg.sentAt) or as_utc(batch_sent_at)
-    timestamp = corrected_timestamp(original, sent_at, received_at)
+    if msg.traits:
+        try:
+            _log_encode(msg.traits)  # the ingestion log keeps traits as msgpack
+        except OverflowError:
+            raise InvalidMessage("traits", "holds a whole number beyond 64 bits") from None
+    original = _in_utc(msg.timestamp or msg.originalTimestamp, "timestamp")
+    sent_at = _in_utc(msg.sentAt, "sentAt") or _in_utc(batch_sent_at, "sentAt")
+    try:
+        timestamp = corrected_timestamp(original, sent_at, received_at)
+    except OverflowError:
+        # Corrected past year 1 or 9999: as out of range as the checks below refuse.
+        past = original is not None and sent_at is not None and sent_at > original
+        reason = "is before 1970" if past else "is more than 2 days in the future"
+        raise InvalidMessage("timestamp", reason) from None
     if timestamp > received_at + MAX_FUTURE:
         raise InvalidMessage("timestamp", "is more than 2 days in the future")
     if timestamp < EARLIEST:

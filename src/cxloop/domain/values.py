@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 # The largest integer the stores hold (SQLite's INTEGER, PostgreSQL's and DuckDB's BIGINT).
 # The drivers refuse to send a larger one, so ids, offsets and counts past it are refused
 # where a request brings them, as invalid input rather than as a crash in the query.
 MAX_INT = 2**63 - 1
+
+# The days and instants a request may name: wide enough for any real data, and far enough
+# inside the calendar (years 1 to 9999) that moving them by a time zone, a day or a month
+# never falls off it.
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+
+
+def check_day(day: date | None, field: str) -> date | None:
+    """``day``, if it lies from FIRST_DAY to LAST_DAY; else a ValueError naming ``field``."""
+    if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"{field}: must be a day from {FIRST_DAY} to {LAST_DAY}")
+    return day
+
+
+def utc_within(value: datetime | None, field: str) -> datetime | None:
+    """``as_utc(value)``, if it falls on a day from FIRST_DAY to LAST_DAY; else a
+    ValueError naming ``field`` (far-off offsets cannot even be moved to UTC)."""
+    if value is None:
+        return None
+    try:
+        found = utc(value)
+    except OverflowError:
+        found = None
+    if found is None or not FIRST_DAY <= found.date() <= LAST_DAY:
+        raise ValueError(f"{field}: must be a time from {FIRST_DAY} to {LAST_DAY}")
+    return found
 
 
 def as_utc(value: datetime | None) -> datetime | None:

@@ -38,7 +38,7 @@ from cxloop.customers.service import (
     segment_conditions,
 )
 from cxloop.domain.scores import Mean, Nps, Proportion, check_score, compare, nps_kind
-from cxloop.domain.values import as_utc
+from cxloop.domain.values import as_utc, check_day
 from cxloop.feedback.benchmarks import against
 from cxloop.feedback.surveys import SCALES, departments_t, get_survey, surveys_t
 from cxloop.feedback.text import sentiment
@@ -466,6 +466,8 @@ def days_window(
     """The half-open range of whole days ``first``..``last`` (both included) in the zone,
     as UTC instants: SQLite keeps times as UTC text, so a zone's wall time would compare
     wrong there by the zone's offset."""
+    check_day(first, "from")
+    check_day(last, "to")
     start = datetime.combine(first, time(), zone) if first else None
     end = datetime.combine(last + timedelta(days=1), time(), zone) if last else None
     return as_utc(start), as_utc(end)

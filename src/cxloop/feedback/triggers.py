@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 
-from cxloop.domain.values import utc
+from cxloop.domain.values import MAX_INT, utc
 from cxloop.feedback.invites import create_invite, get_invite, invites_t, mark_sent
 from cxloop.feedback.surveys import get_survey
 from cxloop.lifecycle.service import NotFound, get_model
@@ -46,7 +46,7 @@ class TriggerIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    survey: int
+    survey: int = Field(ge=1, le=MAX_INT, description="a survey's id")
     on: str = Field(description="event, stage or case_resolved")
     event: str | None = Field(default=None, max_length=200)
     stage: str | None = Field(default=None, max_length=127)

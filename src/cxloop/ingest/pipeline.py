@@ -517,10 +517,10 @@ class IngestPipeline:
                     "received_at": now,
                     "source": source,
                     "batch_index": r.error.index,
-                    "message_id": r.error.message_id,
-                    "field": r.error.field,
-                    "reason": r.error.reason,
-                    "payload": r.payload[:65536],
+                    "message_id": _no_nul(r.error.message_id),
+                    "field": _no_nul(r.error.field),
+                    "reason": _no_nul(r.error.reason),
+                    "payload": _no_nul(r.payload[:65536]),
                 }
                 for r in rejects
             ],
@@ -954,3 +954,9 @@ __all__ = [
     "Rejected",
     "merge_customers",
 ]
+
+
+def _no_nul(text: str | None) -> str | None:
+    """Text PostgreSQL can store: a refused body may hold NUL characters (a raw 0x00 byte
+    decoded), which a text column refuses; they are kept visible as U+FFFD instead."""
+    return None if text is None else text.replace("\x00", "\ufffd")

@@ -253,14 +253,22 @@ class GroupCommitWriter:
     def _apply_one_by_one(self, batch: list[tuple[int, LogRecord]]) -> int:
         applied = 0
         for _, record in batch:
-            self.pipeline.ingest([], record.rejects, source=record.source)
+            # Past this point nothing may raise: an exception would end the applier thread,
+            # and every later write and read would wait for it forever.
+            try:
+                self.pipeline.ingest([], record.rejects, source=record.source)
+            except Exception:
+                log.exception("%d refused messages could not be kept", len(record.rejects))
             for message in record.messages:
                 try:
                     self.pipeline.ingest([message], source=record.source)
                     applied += 1
                 except Exception as exc:
                     log.error("message %s cannot be stored: %s", message.message_id, exc)
-                    self.pipeline.quarantine([message], [], source=record.source, why=str(exc))
+                    try:
+                        self.pipeline.quarantine([message], [], source=record.source, why=str(exc))
+                    except Exception:
+                        log.exception("message %s is lost", message.message_id)
         return applied
 
     def _apply(self, batch: list[tuple[int, LogRecord]]) -> int:

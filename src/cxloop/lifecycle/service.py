@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, func, select, update
+from sqlalchemy import Connection, Engine, Table, func, or_, select, update
 
 from cxloop.customers.service import user_ids
 from cxloop.domain.lifecycle import LifecycleModel
@@ -148,8 +148,16 @@ def ensure_departments(conn: Connection, names: set[str]) -> list[str]:
 
 def _department_id(conn: Connection, name: str) -> int | None:
     cleaned = " ".join(name.split())
+    # SQLite's lower() folds only ASCII letters: the exact name must match there too.
     row = conn.execute(
-        select(departments_t.c.id).where(func.lower(departments_t.c.name) == cleaned.lower())
+        select(departments_t.c.id)
+        .where(
+            or_(
+                departments_t.c.name == cleaned,
+                func.lower(departments_t.c.name) == cleaned.lower(),
+            )
+        )
+        .order_by((departments_t.c.name == cleaned).desc())
     ).first()
     return int(row[0]) if row else None
 

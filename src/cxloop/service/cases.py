@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.customers.service import resolve_customer_id
 from cxloop.domain.scores import Nps
-from cxloop.domain.values import iso_utc, utc
+from cxloop.domain.values import iso_utc, utc, utc_within
 from cxloop.feedback.triggers import on_case_resolved
 from cxloop.lifecycle.service import NotFound, department_id, installed_with_ids, stage_at
 from cxloop.service.followups import for_negative_case
@@ -90,7 +90,7 @@ def open_case(
     if not subject:
         raise ValueError("subject: give the case a subject")
     who = customer_id if customer_id is not None else resolve_customer_id(conn, new.customer)
-    opened = utc(new.opened_at) if new.opened_at else datetime.now(UTC)
+    opened = utc_within(new.opened_at, "opened_at") or datetime.now(UTC)
     if opened > datetime.now(UTC):
         raise ValueError("opened_at: a case cannot be opened in the future")
     model, stage, owner = stage_at(conn, who, new.model, opened)

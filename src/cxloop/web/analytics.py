@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from cxloop.analytics.funnel import funnel_customers, run_funnel
@@ -16,9 +16,11 @@ from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.analytics.sql import EngineUnsupported
 from cxloop.web.auth import Analyst, Caller
-from cxloop.web.errors import ApiError
+from cxloop.web.errors import ApiError, refuse_nul
 
-router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
+router = APIRouter(
+    prefix="/api/v1/analytics", tags=["analytics"], dependencies=[Depends(refuse_nul)]
+)
 
 
 def spec_error(exc: SpecRejected) -> ApiError:
@@ -95,7 +97,9 @@ def paths(state: Caller, spec: PathsSpec) -> dict[str, Any]:
     return _answer(lambda: run_paths(spec, project.events, project.settings.zone))
 
 
-export_router = APIRouter(prefix="/api/v1/export", tags=["export"])
+export_router = APIRouter(
+    prefix="/api/v1/export", tags=["export"], dependencies=[Depends(refuse_nul)]
+)
 
 
 class LakeExportIn(BaseModel):

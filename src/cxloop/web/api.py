@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
-from fastapi import APIRouter, Query, Request
+import pyarrow.compute as pc
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from cxloop.customers import service
@@ -22,16 +23,19 @@ from cxloop.customers.schemas import (
     Stats,
 )
 from cxloop.domain.messages import MessageError
-from cxloop.domain.values import as_utc, parse_pairs
+from cxloop.domain.values import MAX_INT, as_utc, parse_pairs, utc_within
+from cxloop.ingest.files_model import CUSTOMERS_SCHEMA, EVENTS_SCHEMA
 from cxloop.ingest.importer import decode_messages
 from cxloop.ingest.pipeline import IngestResult, merge_customers
 from cxloop.lifecycle.schemas import CustomerWithStages, with_stages
 from cxloop.store.database import session_scope
 from cxloop.store.keys import KeyInfo, create_key, list_keys, revoke_key
 from cxloop.web.auth import Admin, Analyst, Caller
-from cxloop.web.errors import ApiError
+from cxloop.web.errors import NUL_REASON, ApiError, refuse_nul
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(refuse_nul)])
+# Past MAX_INT no row can be reached and the database drivers refuse the number.
+Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
 
 
 @router.get("/customers", response_model=CustomerPage)
@@ -40,7 +44,7 @@ def customers(
     search: Annotated[str | None, Query(max_length=200, description="Name, e-mail or id")] = None,
     gender: str | None = None,
     age_band: str | None = None,
-    birth_year: int | None = None,
+    birth_year: Annotated[int | None, Query(ge=1, le=9999)] = None,
     education: str | None = None,
     city: str | None = None,
     region: str | None = None,
@@ -54,7 +58,7 @@ def customers(
         "-last_seen"
     ),
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> CustomerPage:
     """Customers (merged ones hidden), filtered by demographics and traits."""
     values = dict(locals())
@@ -87,7 +91,7 @@ def customer_events(
     state: Caller,
     ref: str,
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> EventPage:
     """The customer's timeline, newest first, all merged identities together."""
     with state.project.engine.connect() as conn:
@@ -134,7 +138,7 @@ def events(
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> EventPage:
     """Events, newest first, by customer, name, type and time range ([from, to))."""
     with state.project.engine.connect() as conn:
@@ -144,8 +148,8 @@ def events(
             customer=customer,
             event=event,
             type=type,
-            start=as_utc(start),
-            end=as_utc(end),
+            start=utc_within(start, "from"),
+            end=utc_within(end, "to"),
             limit=limit,
             offset=offset,
         )
@@ -164,7 +168,7 @@ def stats(state: Caller, days: Annotated[int, Query(ge=1, le=3660)] = 90) -> Sta
 def rejected(
     state: Caller,
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> RejectedPage:
     """Messages refused by ingestion or import, newest first, with the reason."""
     with state.project.engine.connect() as conn:
@@ -216,7 +220,7 @@ def new_key(state: Admin, body: KeyIn) -> KeyCreated:
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut)
-def delete_key(state: Admin, key_id: int) -> KeyOut:
+def delete_key(state: Admin, key_id: Annotated[int, Path(ge=1, le=MAX_INT)]) -> KeyOut:
     try:
         with session_scope(state.project.sessions) as session:
             info = revoke_key(session, key_id)
@@ -268,12 +272,45 @@ class CustomersSummary(BaseModel):
     unchanged: int
 
 
-async def _arrow_body(request: Request) -> pa.Table:
+async def _arrow_body(request: Request, wanted: pa.Schema) -> pa.Table:
     body = await request.body()
     try:
-        return pa.ipc.open_stream(body).read_all()
+        table = pa.ipc.open_stream(body).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
         raise ApiError(400, "invalid_body", f"body: not an Arrow IPC stream ({exc})") from exc
+    return _conform(table, wanted)
+
+
+def _conform(table: pa.Table, wanted: pa.Schema) -> pa.Table:
+    """The table in the columns and types `cxloop import` sends: the pipeline takes them
+    as given, so a stream from any other client is checked here, one column at a time."""
+    columns: list[pa.ChunkedArray] = []
+    for fld in wanted:
+        found = table.schema.get_all_field_indices(fld.name)
+        if len(found) != 1:
+            problem = "the column is missing" if not found else "the column is given twice"
+            raise ApiError(422, "invalid_body", f"{fld.name}: {problem}", field=fld.name)
+        column = table.column(found[0])
+        if not fld.nullable and column.null_count:
+            raise ApiError(
+                422,
+                "invalid_body",
+                f"{fld.name}: must not be empty ({column.null_count} rows are)",
+                field=fld.name,
+            )
+        try:
+            column = column.cast(fld.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ApiError(
+                422,
+                "invalid_body",
+                f"{fld.name}: must be {fld.type}, not {column.type} ({exc})",
+                field=fld.name,
+            ) from exc
+        if pa.types.is_string(fld.type) and pc.any(pc.match_substring(column, "\x00")).as_py():
+            raise ApiError(422, "invalid_body", f"{fld.name}: {NUL_REASON}", field=fld.name)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=wanted)
 
 
 _ARROW_BODY: dict[str, Any] = {
@@ -293,7 +330,7 @@ async def import_customers(
     state: Analyst, request: Request, source: str = "import"
 ) -> CustomersSummary:
     """Customer rows (the import's canonical columns) as an Arrow IPC stream."""
-    table = await _arrow_body(request)
+    table = await _arrow_body(request, CUSTOMERS_SCHEMA)
     project = state.project
     result = await state.writer.call(
         lambda: project.pipeline.upsert_customers(table, source=source)
@@ -309,7 +346,7 @@ async def import_customers(
 @router.post("/import/events", response_model=ImportSummary, openapi_extra=_ARROW_BODY)
 async def import_events(state: Analyst, request: Request, source: str = "import") -> ImportSummary:
     """Bulk track events as an Arrow IPC stream, as `cxloop import events` sends them."""
-    table = await _arrow_body(request)
+    table = await _arrow_body(request, EVENTS_SCHEMA)
     project = state.project
     result = await state.writer.call(lambda: project.pipeline.ingest_table(table, source=source))
     return _summary(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,61 @@ class ApiError(Exception):
         self.body = error_body(code, message, **extra)
 
 
+NUL_REASON = "must not contain the NUL character (\\u0000)"
+# Bodies whose items are checked one at a time downstream, so that one bad message among
+# good ones is reported in the answer rather than refusing them all.
+_PER_ITEM = {"/api/v1/import/messages": "messages"}
+
+
+def _nul_at(value: Any, where: str) -> str | None:
+    """The dotted path of the first text holding NUL in decoded JSON, or None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where}.{key}" if where else str(key)
+            found = inner if "\x00" in key else _nul_at(item, inner)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{where}.{index}" if where else str(index))
+            if found is not None:
+                return found
+    return None
+
+
+def nul_error(field: str) -> ApiError:
+    return ApiError(422, "invalid_request", f"{field}: {NUL_REASON}", field=field)
+
+
+async def refuse_nul(request: Request) -> None:
+    """A router dependency: refuse NUL in path, query and JSON body values, naming the
+    field. PostgreSQL can neither store nor compare text holding NUL (its driver raises),
+    so every backend refuses it up front alike, as the tracking API does per message."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise nul_error(name)
+    for name, value in request.query_params.multi_items():
+        if "\x00" in value:
+            raise nul_error(name)
+    if "json" not in request.headers.get("content-type", ""):
+        return
+    body = await request.body()  # already read and kept by FastAPI for the body model
+    if b"\\u0000" not in body and b"\x00" not in body:
+        return
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return  # FastAPI answers malformed JSON itself
+    skip = _PER_ITEM.get(request.url.path)
+    if skip is not None and isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != skip}
+    found = _nul_at(data, "")
+    if found is not None:
+        raise nul_error(found or "body")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -33,7 +89,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
             {
-                "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body")),
+                "field": ".".join(
+                    str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body")
+                ),
                 "reason": e.get("msg", "invalid"),
             }
             for e in exc.errors()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy import Connection
 
-from cxloop.domain.values import parse_pairs
+from cxloop.domain.values import MAX_INT, parse_pairs
 from cxloop.feedback.benchmarks import BenchmarkIn, list_benchmarks, save_benchmark
 from cxloop.feedback.responses import (
     GroupBy,
@@ -25,9 +25,12 @@ from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_su
 from cxloop.feedback.themes import MAX_TOP, ThemesBy, themes_report
 from cxloop.service.followups import scan_detractors
 from cxloop.web.auth import Admin, Analyst, Caller
+from cxloop.web.errors import refuse_nul
 from cxloop.web.state import written as _written
 
-router = APIRouter(prefix="/api/v1", tags=["feedback"])
+router = APIRouter(prefix="/api/v1", tags=["feedback"], dependencies=[Depends(refuse_nul)])
+# Ids past MAX_INT name no record and the database drivers refuse them.
+SurveyId = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 
 @router.post("/surveys", status_code=201)
@@ -42,13 +45,13 @@ def surveys(state: Caller) -> list[dict[str, Any]]:
 
 
 @router.get("/surveys/{survey_id}")
-def survey(state: Caller, survey_id: int) -> dict[str, Any]:
+def survey(state: Caller, survey_id: SurveyId) -> dict[str, Any]:
     with state.project.engine.connect() as conn:
         return get_survey(conn, survey_id)
 
 
 @router.post("/surveys/{survey_id}/responses", status_code=201)
-async def respond(state: Analyst, survey_id: int, body: ResponseIn) -> dict[str, Any]:
+async def respond(state: Analyst, survey_id: SurveyId, body: ResponseIn) -> dict[str, Any]:
     """Record an answer given elsewhere (in an app, by an agent)."""
 
     def write(conn: Connection) -> dict[str, Any]:
@@ -75,7 +78,7 @@ async def add_benchmark(state: Admin, body: BenchmarkIn) -> dict[str, Any]:
 @router.get("/feedback/comments")
 def comments(
     state: Caller,
-    survey: Annotated[int | None, Query(description="One survey's id")] = None,
+    survey: Annotated[int | None, Query(ge=1, le=MAX_INT, description="One survey's id")] = None,
     by: Annotated[GroupBy | None, Query(description="touchpoint, stage, department or month")] = (
         None
     ),
@@ -92,7 +95,7 @@ def comments(
 @router.get("/feedback/themes")
 def themes(
     state: Caller,
-    survey: Annotated[int | None, Query(description="One survey's id")] = None,
+    survey: Annotated[int | None, Query(ge=1, le=MAX_INT, description="One survey's id")] = None,
     by: Annotated[ThemesBy | None, Query(description="touchpoint or stage")] = None,
     start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
@@ -124,7 +127,7 @@ def enps_departments(
 def score(
     state: Caller,
     measure: Measure,
-    survey: Annotated[int | None, Query(description="One survey's id")] = None,
+    survey: Annotated[int | None, Query(ge=1, le=MAX_INT, description="One survey's id")] = None,
     by: Annotated[
         ScoreGroupBy | None,
         Query(description="touchpoint, stage, department, month or segment (with `segment`)"),
@@ -137,9 +140,9 @@ def score(
     ] = None,
     start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
-    benchmark: Annotated[int | None, Query(description="A benchmark's id to read against")] = (
-        None
-    ),
+    benchmark: Annotated[
+        int | None, Query(ge=1, le=MAX_INT, description="A benchmark's id to read against")
+    ] = None,
 ) -> dict[str, Any]:
     """NPS (customers), eNPS (employees), CSAT or CES with its 95% margin of error, overall
     and per group."""

@@ -10,18 +10,18 @@ from datetime import date
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from cxloop.domain.values import parse_pairs
+from cxloop.domain.values import check_day, parse_pairs
 from cxloop.lifecycle import report, service
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.lifecycle.spec import ModelFileError, preset, presets, validate_model
 from cxloop.web.auth import Admin, Caller
-from cxloop.web.errors import ApiError
+from cxloop.web.errors import ApiError, refuse_nul
 from cxloop.web.state import written
 
-router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
+router = APIRouter(prefix="/api/v1", tags=["lifecycle"], dependencies=[Depends(refuse_nul)])
 
 
 class DepartmentIn(BaseModel):
@@ -141,8 +141,8 @@ def stage_flow(
         return report.stage_flow(
             conn,
             key,
-            start=report.day_start(start, zone),
-            end=report.day_start(end, zone),
+            start=report.day_start(check_day(start, "from"), zone),
+            end=report.day_start(check_day(end, "to"), zone),
             where=parse_pairs(where, "where"),
             store=moves_store(state.project.events),
         )

@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.reports.overview import overview
 from cxloop.web.auth import Caller
+from cxloop.web.errors import refuse_nul
 
-router = APIRouter(prefix="/api/v1", tags=["reports"])
+router = APIRouter(prefix="/api/v1", tags=["reports"], dependencies=[Depends(refuse_nul)])
 
 
 @router.get("/overview")

@@ -7,22 +7,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from cxloop.customers.service import resolve_customer_id
+from cxloop.domain.values import MAX_INT, utc_within
 from cxloop.feedback.invites import create_invite
 from cxloop.feedback.triggers import TriggerIn, create_trigger, list_triggers, set_active
 from cxloop.service import cases, followups
 from cxloop.service.timeline import KINDS, NoteIn, add_note, timeline
 from cxloop.store import jobs
 from cxloop.web.auth import Admin, Analyst, Caller, Who
-from cxloop.web.errors import ApiError
+from cxloop.web.errors import ApiError, refuse_nul
 from cxloop.web.state import written as _written
 
-router = APIRouter(prefix="/api/v1", tags=["closing the loop"])
+router = APIRouter(prefix="/api/v1", tags=["closing the loop"], dependencies=[Depends(refuse_nul)])
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+# Past MAX_INT no row can be reached and the database drivers refuse the number.
+Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
+Id = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 
 class InviteRequest(BaseModel):
@@ -39,7 +42,7 @@ class InviteRequest(BaseModel):
 
 
 @router.post("/surveys/{survey_id}/invites", status_code=201)
-async def invite(state: Analyst, survey_id: int, body: InviteRequest) -> dict[str, Any]:
+async def invite(state: Analyst, survey_id: Id, body: InviteRequest) -> dict[str, Any]:
     """Create a link; the ``url`` (with its token) is shown only in this answer."""
     base = state.project.settings.effective_public_url
 
@@ -76,7 +79,7 @@ class TriggerPatch(BaseModel):
 
 
 @router.patch("/survey-triggers/{trigger_id}")
-async def patch_trigger(state: Admin, trigger_id: int, body: TriggerPatch) -> dict[str, Any]:
+async def patch_trigger(state: Admin, trigger_id: Id, body: TriggerPatch) -> dict[str, Any]:
     return await _written(state, lambda conn: set_active(conn, trigger_id, body.active))
 
 
@@ -126,14 +129,14 @@ def case_metrics(state: Caller) -> dict[str, Any]:
 
 
 @router.get("/cases/{case_id}")
-def get_case(state: Caller, case_id: int) -> dict[str, Any]:
+def get_case(state: Caller, case_id: Id) -> dict[str, Any]:
     with state.project.engine.connect() as conn:
         return cases.get_case(conn, case_id)
 
 
 @router.patch("/cases/{case_id}")
 async def update_case(
-    state: Caller, who: Who, case_id: int, body: cases.CaseUpdate
+    state: Caller, who: Who, case_id: Id, body: cases.CaseUpdate
 ) -> dict[str, Any]:
     """Assign, record the first response, resolve with an outcome and a note."""
 
@@ -184,14 +187,14 @@ def followup_metrics(state: Caller) -> dict[str, Any]:
 
 
 @router.get("/followups/{followup_id}")
-def get_followup(state: Caller, followup_id: int) -> dict[str, Any]:
+def get_followup(state: Caller, followup_id: Id) -> dict[str, Any]:
     with state.project.engine.connect() as conn:
         return followups.get_followup(conn, followup_id)
 
 
 @router.patch("/followups/{followup_id}")
 async def update_followup(
-    state: Caller, who: Who, followup_id: int, body: followups.FollowUpUpdate
+    state: Caller, who: Who, followup_id: Id, body: followups.FollowUpUpdate
 ) -> dict[str, Any]:
     """Change status (open, in_progress, done: needs a resolution note) or assignee."""
 
@@ -217,7 +220,14 @@ def customer_timeline(
     ``next_before`` pages back."""
     chosen = KINDS if not kinds else tuple(k.strip() for k in kinds.split(",") if k.strip())
     with state.project.engine.connect() as conn:
-        return timeline(conn, state.project.events, ref, before=before, limit=limit, kinds=chosen)
+        return timeline(
+            conn,
+            state.project.events,
+            ref,
+            before=utc_within(before, "before"),
+            limit=limit,
+            kinds=chosen,
+        )
 
 
 @router.post("/customers/{ref}/notes", status_code=201)
@@ -242,7 +252,7 @@ def list_jobs(
 
 
 @router.post("/jobs/{job_id}/retry")
-async def retry_job(state: Admin, job_id: int) -> dict[str, Any]:
+async def retry_job(state: Admin, job_id: Id) -> dict[str, Any]:
     before = await _written(state, lambda conn: {"status": jobs.retry(conn, job_id)})
     if before["status"] is None:
         raise ApiError(404, "not_found", f"job: no job with id {job_id}", field="job")

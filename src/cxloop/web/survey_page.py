@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +28,7 @@ from cxloop.feedback.invites import (
 from cxloop.feedback.responses import MAX_COMMENT, ResponseIn
 from cxloop.feedback.surveys import get_survey
 from cxloop.service.followups import scan_detractors
-from cxloop.web.errors import ApiError
+from cxloop.web.errors import NUL_REASON, ApiError, refuse_nul
 from cxloop.web.state import ServerState, basic_user, state_of
 from cxloop.web.state import written as _written
 
@@ -126,6 +126,8 @@ async def submit(
     try:
         if score is not None and number is None:
             raise ValueError("score: choose one of the numbers")
+        if "\x00" in comment:  # PostgreSQL cannot keep it
+            raise ValueError(f"comment: {NUL_REASON}")
         await _written(state, write)
     except InviteRefused as exc:
         return _refused(request, exc)
@@ -169,7 +171,7 @@ class InAppAnswer(BaseModel):
     comment: str | None = None
 
 
-@router.get("/v1/surveys/pending", tags=["in-app surveys"])
+@router.get("/v1/surveys/pending", tags=["in-app surveys"], dependencies=[Depends(refuse_nul)])
 async def pending(
     request: Request,
     user_id: Annotated[str, Query(alias="userId", max_length=400)],
@@ -195,7 +197,7 @@ async def pending(
     return await _written(state, write)
 
 
-@router.post("/v1/surveys/answer", tags=["in-app surveys"])
+@router.post("/v1/surveys/answer", tags=["in-app surveys"], dependencies=[Depends(refuse_nul)])
 async def answer(request: Request, body: InAppAnswer) -> dict[str, Any]:
     """Answer an in-app survey with the token ``/v1/surveys/pending`` gave."""
     state = _write_key(request)
