@@ -50,9 +50,15 @@ _LOWEST, _HIGHEST = -(2**62), 2**62  # no date bound
 
 
 def run_funnel(
-    spec: FunnelSpec, events: EventStore, engine: Engine | None, zone: ZoneInfo
+    spec: FunnelSpec,
+    events: EventStore,
+    engine: Engine | None,
+    zone: ZoneInfo,
+    *,
+    among: Ints | None = None,
 ) -> dict[str, Any]:
-    """The funnel's steps (and breakdown groups), as the API and CLI return them."""
+    """The funnel's steps (and breakdown groups), as the API and CLI return them;
+    counting only the customers ``among`` when given (a segment)."""
     validate(spec)
     q, sql = query_for(events)
     dialect = q.dialect
@@ -62,6 +68,8 @@ def run_funnel(
     # A step no row matched may name an event that was never stored: say so.
     unseen = [s.event for n, s in enumerate(spec.steps) if not found.seen >> n & 1]
     warnings = _unknown_events(unseen, sql, dialect) if unseen else []
+    if among is not None:
+        found = _narrowed(found, among)
     result: dict[str, Any] = {"steps": _steps(spec, found.reached, found.times)}
     if spec.breakdown is not None:
         result["breakdown"] = _breakdown(spec, found, customers)
@@ -80,14 +88,17 @@ def funnel_customers(
     outcome: str = "dropped",
     limit: int = 100,
     offset: int = 0,
+    among: Ints | None = None,
 ) -> dict[str, Any]:
     """Who reached step ``step`` (``outcome="reached"``), or reached it and went no further
-    (``"dropped"``): the people a follow-up is for."""
+    (``"dropped"``): the people a follow-up is for; only those ``among`` when given."""
     validate(spec)
     if not 0 <= step < len(spec.steps) or (outcome == "dropped" and step == len(spec.steps) - 1):
         last = len(spec.steps) - (2 if outcome == "dropped" else 1)
         raise SpecRejected([SpecProblem("bad_step", "step", f"use a step within 0..{last}")])
     found = _found(spec, events, zone)
+    if among is not None:
+        found = _narrowed(found, among)
     chosen = found.reached > step if outcome == "reached" else found.reached == step + 1
     ids = sorted(found.customers[chosen].tolist())
     page = ids[offset : offset + limit]
@@ -115,6 +126,20 @@ class _Found:
     values: list[str | None]
     seen: int = 0
     groups: _Found | None = None  # step attribution: one entry per customer and value
+
+
+def _narrowed(found: _Found, among: Ints) -> _Found:
+    """Only the customers ``among``, attribution groups included."""
+    keep = np.isin(found.customers, among)
+    picked = np.flatnonzero(keep).tolist()
+    return _Found(
+        found.customers[keep],
+        found.reached[keep],
+        found.times[keep],
+        [found.values[i] for i in picked] if found.values else [],
+        found.seen,
+        None if found.groups is None else _narrowed(found.groups, among),
+    )
 
 
 def _found(spec: FunnelSpec, events: EventStore, zone: ZoneInfo) -> _Found:

@@ -104,36 +104,27 @@ def list_customers(
     search: str | None = None,
     filters: Mapping[str, str] | None = None,
     traits: Mapping[str, str] | None = None,
+    at_stage: tuple[int, str] | None = None,
     sort: str = "-last_seen",
     limit: int = 50,
     offset: int = 0,
 ) -> CustomerPage:
-    """Customers matching every filter; ``search`` looks in name, e-mail and identities."""
+    """Customers matching every filter; ``search`` looks in name, e-mail and identities;
+    ``at_stage`` (a model's id and a stage key) keeps those standing in that stage now
+    (the lifecycle state's index on model and stage finds them)."""
     if sort not in SORTS:
         raise ValueError(f"sort: must be one of {', '.join(SORTS)}")
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit: must be between 1 and {MAX_LIMIT}")
     if offset < 0:
         raise ValueError("offset: must not be negative")
-    where: list[ColumnElement[bool]] = [customers_t.c.merged_into_id.is_(None)]
-    for field, value in (filters or {}).items():
-        if field not in FILTER_FIELDS:
-            raise ValueError(f"{field}: not a filterable field ({', '.join(FILTER_FIELDS)})")
-        column = customers_t.c[field]
-        where.append(column == (int(value) if field == "birth_year" else value))
-    for key, value in (traits or {}).items():
-        where.append(customers_t.c.traits[key].as_string() == value)
-    if search:
-        literal = search.strip().lower().replace("\\", "\\\\")
-        pattern = "%" + literal.replace("%", "\\%").replace("_", "\\_") + "%"
-        owners = select(identities_t.c.customer_id).where(identities_t.c.value == search.strip())
-        where.append(
-            or_(
-                func.lower(customers_t.c.name).like(pattern, escape="\\"),
-                func.lower(customers_t.c.email).like(pattern, escape="\\"),
-                customers_t.c.id.in_(owners),
-            )
+    where = _list_conditions(search, filters, traits)
+    if at_stage is not None:
+        model_id, stage = at_stage
+        standing = select(states_t.c.customer_id).where(
+            states_t.c.model_id == model_id, states_t.c.stage == stage
         )
+        where.append(customers_t.c.id.in_(standing))
     total = conn.execute(select(func.count()).select_from(customers_t).where(*where)).scalar_one()
     rows = conn.execute(
         select(customers_t)
@@ -286,13 +277,10 @@ def list_rejected(conn: Connection, *, limit: int = 100, offset: int = 0) -> Rej
     return RejectedPage(items=items, total=total, limit=limit, offset=offset)
 
 
-# -- for the web app's customer list ---------------------------------------------------------
-
-
 def _list_conditions(
     search: str | None, filters: Mapping[str, str] | None, traits: Mapping[str, str] | None
 ) -> list[ColumnElement[bool]]:
-    """The conditions ``list_customers`` applies, for lists that add their own."""
+    """The conditions of ``list_customers``' filters and search."""
     where: list[ColumnElement[bool]] = [customers_t.c.merged_into_id.is_(None)]
     for field, value in (filters or {}).items():
         if field not in FILTER_FIELDS:
@@ -318,45 +306,6 @@ def _list_conditions(
             )
         )
     return where
-
-
-def list_customers_at_stage(
-    conn: Connection,
-    *,
-    model_id: int,
-    stage: str,
-    search: str | None = None,
-    filters: Mapping[str, str] | None = None,
-    traits: Mapping[str, str] | None = None,
-    sort: str = "-last_seen",
-    limit: int = 50,
-    offset: int = 0,
-) -> CustomerPage:
-    """``list_customers`` narrowed to the customers standing in one stage of one model now
-    (the lifecycle state's index on model and stage finds them), one page at a time."""
-    if sort not in SORTS:
-        raise ValueError(f"sort: must be one of {', '.join(SORTS)}")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit: must be between 1 and {MAX_LIMIT}")
-    if offset < 0:
-        raise ValueError("offset: must not be negative")
-    where = _list_conditions(search, filters, traits)
-    standing = select(states_t.c.customer_id).where(
-        states_t.c.model_id == model_id, states_t.c.stage == stage
-    )
-    where.append(customers_t.c.id.in_(standing))
-    total = conn.execute(select(func.count()).select_from(customers_t).where(*where)).scalar_one()
-    rows = conn.execute(
-        select(customers_t)
-        .where(*where)
-        .order_by(SORTS[sort], customers_t.c.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    users = user_ids(conn, [r.id for r in rows])
-    return CustomerPage(
-        items=[_customer(r, users.get(r.id)) for r in rows], total=total, limit=limit, offset=offset
-    )
 
 
 def customer_labels(conn: Connection, customer_ids: list[int]) -> dict[int, str]:

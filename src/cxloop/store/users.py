@@ -57,14 +57,7 @@ def create_user(
         raise UserError(f"password: at least {MIN_PASSWORD} characters")
     department_id = None
     if department is not None:
-        found = conn.execute(
-            select(departments_t.c.id).where(
-                func.lower(departments_t.c.name) == " ".join(department.split()).lower()
-            )
-        ).first()
-        if found is None:
-            raise UserError(f"department: no department named {department!r}")
-        department_id = int(found.id)
+        department_id = _department_id(conn, department)
     if role == "member" and department_id is None:
         raise UserError("department: a member belongs to a department")
     row = {
@@ -80,6 +73,17 @@ def create_user(
     except IntegrityError:
         raise UserError(f"email: a user {email!r} exists already") from None
     return get_user(conn, int(new_id))
+
+
+def _department_id(conn: Connection, department: str) -> int:
+    found = conn.execute(
+        select(departments_t.c.id).where(
+            func.lower(departments_t.c.name) == " ".join(department.split()).lower()
+        )
+    ).first()
+    if found is None:
+        raise UserError(f"department: no department named {department!r}")
+    return int(found.id)
 
 
 def set_password(conn: Connection, email: str, password: str) -> None:
@@ -187,14 +191,7 @@ def set_role(
         raise UserError(f"role: must be one of {', '.join(ROLES)}, not {role!r}")
     department_id = None
     if department is not None and department.strip():
-        found = conn.execute(
-            select(departments_t.c.id).where(
-                func.lower(departments_t.c.name) == " ".join(department.split()).lower()
-            )
-        ).first()
-        if found is None:
-            raise UserError(f"department: no department named {department!r}")
-        department_id = int(found.id)
+        department_id = _department_id(conn, department)
     if role == "member" and department_id is None:
         raise UserError("department: a member belongs to a department")
     if (

@@ -156,14 +156,9 @@ def _list(
     """One page of customers; a filter the service refuses is named next to its field
     and the list shows nothing rather than a page that ignores it."""
     try:
-        if stage is None:
-            return service.list_customers(
-                conn, search=search or None, filters=filters, traits=traits,
-                sort=sort, limit=PAGE_SIZE, offset=offset,
-            )  # fmt: skip
-        return service.list_customers_at_stage(
-            conn, model_id=stage[0], stage=stage[1], search=search or None, filters=filters,
-            traits=traits, sort=sort, limit=PAGE_SIZE, offset=offset,
+        return service.list_customers(
+            conn, search=search or None, filters=filters, traits=traits, at_stage=stage,
+            sort=sort, limit=PAGE_SIZE, offset=offset,
         )  # fmt: skip
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")

@@ -18,12 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
-from cxloop.analytics.explore import (
-    event_names,
-    funnel_customers_among,
-    run_funnel_among,
-    segment_customers,
-)
+from cxloop.analytics.explore import event_names, segment_customers
+from cxloop.analytics.funnel import funnel_customers, run_funnel
 from cxloop.analytics.funnel_spec import (
     Attribution,
     Breakdown,
@@ -268,10 +264,10 @@ def _funnel_page(
             form.errors["value"] = str(exc).split(": ", 1)[-1]
     if form.spec is not None and not form.errors:
         try:
-            result = run_funnel_among(form.spec, project.events, project.engine, page.zone, among)
+            result = run_funnel(form.spec, project.events, project.engine, page.zone, among=among)
             if dropped is not None:
-                people = funnel_customers_among(
-                    form.spec, project.events, project.engine, page.zone, among,
+                people = funnel_customers(
+                    form.spec, project.events, project.engine, page.zone, among=among,
                     step=dropped - 1, outcome="dropped", limit=PAGE_SIZE, offset=offset,
                 )  # fmt: skip
         except SpecRejected as exc:
@@ -415,8 +411,8 @@ async def funnel_followups(page: PageCtx) -> Response:
     among = segment_customers(project.engine, form.filters.where)
     limit, offset = (MAX_FOLLOWUPS, 0) if followup.scope == "all" else (PAGE_SIZE, _offset(params))
     try:
-        people = funnel_customers_among(
-            form.spec, project.events, project.engine, page.zone, among,
+        people = funnel_customers(
+            form.spec, project.events, project.engine, page.zone, among=among,
             step=dropped - 1, outcome="dropped", limit=limit, offset=offset,
         )  # fmt: skip
     except SpecRejected as exc:
