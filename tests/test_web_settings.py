@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.site import PASSWORD, Site, screenshot, sign_in
 
@@ -279,15 +280,16 @@ def test_a_model_definition_is_checked_and_its_stages_edited(site: Site, browser
     )
     page.get_by_label("The model:", exact=False).fill(broken)
     page.get_by_role("button", name="Install model").click()
-    problems = page.get_by_role("alert").inner_text()
-    assert "line 12: stages[1].target_days: Input should be greater than 0" in problems
+    expect(page.get_by_role("alert")).to_contain_text(
+        "line 12: stages[1].target_days: Input should be greater than 0"
+    )
     assert page.get_by_label("The model:", exact=False).input_value() == broken
     assert key not in [m["key"] for m in _api(site, "/api/v1/lifecycle/models")]
     screenshot(page, "settings-model-error")
     page.get_by_label("The model:", exact=False).fill(broken.replace("-3", "14"))
     page.get_by_role("button", name="Install model").click()
     page.wait_for_url(f"**/settings/models/{key}?done=model-installed")
-    assert "(version 1)" in page.get_by_role("heading", level=1).inner_text()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("(version 1)")
     # the structured form: names, owners and target days
     page.get_by_label("Name of stage second").fill("Bought")
     page.get_by_label("Target days of stage first").fill("abc")
@@ -299,7 +301,7 @@ def test_a_model_definition_is_checked_and_its_stages_edited(site: Site, browser
     page.get_by_label("Target days of stage first").fill("7")
     page.get_by_role("button", name="Save stages").click()
     page.wait_for_url(f"**/settings/models/{key}?done=model-installed")
-    assert "(version 2)" in page.get_by_role("heading", level=1).inner_text()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("(version 2)")
     stored = _api(site, f"/api/v1/lifecycle/models/{key}")
     assert [(s["name"], s["target_days"]) for s in stored["stages"]] == [
         ("First", 7.0),
@@ -311,7 +313,7 @@ def test_a_model_definition_is_checked_and_its_stages_edited(site: Site, browser
     text = page.get_by_label("The model:", exact=False).input_value()
     page.get_by_label("The model:", exact=False).fill(text.replace(key, "zz-other"))
     page.get_by_role("button", name="Save and rebuild").click()
-    assert f"key: must stay '{key}'" in page.get_by_role("alert").inner_text()
+    expect(page.get_by_role("alert")).to_contain_text(f"key: must stay '{key}'")
     screenshot(page, "settings-model")
     page.set_viewport_size({"width": 360, "height": 800})
     page.goto(f"{site.url}/settings/models/{key}")

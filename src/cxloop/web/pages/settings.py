@@ -82,10 +82,6 @@ def shipped_presets() -> tuple[Preset, ...]:
     return tuple(presets())
 
 
-def _admin(page: Page) -> None:
-    page.require("admin")
-
-
 def _done(page: Page) -> str | None:
     return DONE.get(page.request.query_params.get("done", ""))
 
@@ -115,7 +111,7 @@ def _back(section: str, done: str, anchor: str = "") -> RedirectResponse:
 
 @router.get("/settings", response_class=HTMLResponse)
 def settings_page(page: PageCtx) -> HTMLResponse:
-    _admin(page)
+    page.require("admin")
     project = page.state.project
     with project.engine.connect() as conn:
         counts = {
@@ -163,7 +159,7 @@ async def _install(page: Page, model: LifecycleModel) -> dict[str, Any]:
 
 @router.get("/settings/models", response_class=HTMLResponse)
 def models_page(page: PageCtx) -> HTMLResponse:
-    _admin(page)
+    page.require("admin")
     return _models(page)
 
 
@@ -184,7 +180,7 @@ def _models(
 
 @router.post("/settings/models/preset", response_class=HTMLResponse)
 async def install_preset(page: PageCtx) -> Response:
-    _admin(page)
+    page.require("admin")
     data = await page.form()
     found = next((p for p in shipped_presets() if p.key == data.get("preset")), None)
     if found is None:
@@ -252,13 +248,13 @@ stages:
 
 @router.get("/settings/models/new", response_class=HTMLResponse)
 def new_model_page(page: PageCtx) -> HTMLResponse:
-    _admin(page)
+    page.require("admin")
     return _model_page(page, None)
 
 
 @router.post("/settings/models/new", response_class=HTMLResponse)
 async def new_model(page: PageCtx) -> Response:
-    _admin(page)
+    page.require("admin")
     data = await page.form()
     text = data.get("definition", "")
     try:
@@ -278,14 +274,14 @@ async def new_model(page: PageCtx) -> Response:
 
 @router.get("/settings/models/{key}", response_class=HTMLResponse)
 def model_page(page: PageCtx, key: str) -> HTMLResponse:
-    _admin(page)
+    page.require("admin")
     return _model_page(page, key)
 
 
 @router.post("/settings/models/{key}", response_class=HTMLResponse)
 async def edit_model(page: PageCtx, key: str) -> Response:
     """Replace a model by its full definition (YAML or JSON: JSON is YAML too)."""
-    _admin(page)
+    page.require("admin")
     data = await page.form()
     text = data.get("definition", "")
     try:
@@ -308,7 +304,7 @@ _STAGE_LOC = re.compile(r"^stages\[(\d+)\]\.(name|owner|target_days)$")
 async def edit_stages(page: PageCtx, key: str) -> Response:
     """The stages' names, owners and target days from the structured form; entry rules
     and everything else stay as they are."""
-    _admin(page)
+    page.require("admin")
     data = await page.form()
     with page.state.project.engine.connect() as conn:
         try:
@@ -375,13 +371,13 @@ def _department_name(conn: Connection, department_id: int) -> str:
 
 @router.get("/settings/departments", response_class=HTMLResponse)
 def departments_page(page: PageCtx) -> HTMLResponse:
-    _admin(page)
+    page.require("admin")
     return _departments(page)
 
 
 @router.post("/settings/departments", response_class=HTMLResponse)
 async def create_department(page: PageCtx) -> Response:
-    _admin(page)
+    page.require("admin")
     data = await page.form()
     name = data.get("name", "")
     try:
@@ -394,7 +390,7 @@ async def create_department(page: PageCtx) -> Response:
 
 @router.post("/settings/departments/{department_id}/rename", response_class=HTMLResponse)
 async def rename_department(page: PageCtx, department_id: int) -> Response:
-    _admin(page)
+    page.require("admin")
     record_id(department_id, "department")
     data = await page.form()
     new_name = data.get("new_name", "")
@@ -422,7 +418,7 @@ async def rename_department(page: PageCtx, department_id: int) -> Response:
 
 @router.post("/settings/departments/{department_id}/sla", response_class=HTMLResponse)
 async def department_sla(page: PageCtx, department_id: int) -> Response:
-    _admin(page)
+    page.require("admin")
     record_id(department_id, "department")
     data = await page.form()
     text = data.get("hours", "").strip()
@@ -480,7 +476,7 @@ def _users(
 
 @router.get("/settings/users", response_class=HTMLResponse)
 def users_page(page: PageCtx) -> HTMLResponse:
-    _admin(page)
+    page.require("admin")
     return _users(page)
 
 
@@ -488,7 +484,7 @@ def users_page(page: PageCtx) -> HTMLResponse:
 async def add_user(page: PageCtx) -> HTMLResponse:
     """A new user; the password (typed, or generated when left empty) is shown in this
     answer only: it cannot be read back later, only replaced."""
-    _admin(page)
+    page.require("admin")
     data = await page.form()
     values = {k: data.get(k, "") for k in USER_FIELDS}
     password = values["password"] or new_password()
@@ -527,7 +523,7 @@ async def _user_change(
 
 @router.post("/settings/users/{user_id}/role", response_class=HTMLResponse)
 async def change_role(page: PageCtx, user_id: int) -> Response:
-    _admin(page)
+    page.require("admin")
     record_id(user_id, "user")
     data = await page.form()
     role, department = data.get("role", ""), data.get("department", "").strip() or None
@@ -542,7 +538,7 @@ async def change_role(page: PageCtx, user_id: int) -> Response:
 
 @router.post("/settings/users/{user_id}/disable", response_class=HTMLResponse)
 async def disable_user(page: PageCtx, user_id: int) -> Response:
-    _admin(page)
+    page.require("admin")
     record_id(user_id, "user")
     await page.form()
     if user_id == page.user.user_id:
@@ -558,7 +554,7 @@ async def disable_user(page: PageCtx, user_id: int) -> Response:
 
 @router.post("/settings/users/{user_id}/enable", response_class=HTMLResponse)
 async def enable_user(page: PageCtx, user_id: int) -> Response:
-    _admin(page)
+    page.require("admin")
     record_id(user_id, "user")
     await page.form()
     return await _user_change(
@@ -595,14 +591,14 @@ def _keys(
 
 @router.get("/settings/keys", response_class=HTMLResponse)
 def keys_page(page: PageCtx) -> HTMLResponse:
-    _admin(page)
+    page.require("admin")
     return _keys(page)
 
 
 @router.post("/settings/keys", response_class=HTMLResponse)
 async def add_key(page: PageCtx) -> HTMLResponse:
     """A new key, shown in full in this answer only (only its hash is kept)."""
-    _admin(page)
+    page.require("admin")
     data = await page.form()
     values = {"kind": data.get("kind", ""), "name": data.get("name", "")}
     sessions = page.state.project.sessions
@@ -621,7 +617,7 @@ async def add_key(page: PageCtx) -> HTMLResponse:
 
 @router.post("/settings/keys/{key_id}/revoke", response_class=HTMLResponse)
 async def revoke(page: PageCtx, key_id: int) -> Response:
-    _admin(page)
+    page.require("admin")
     record_id(key_id, "key")
     await page.form()
     sessions = page.state.project.sessions
@@ -675,13 +671,13 @@ def _triggers(
 
 @router.get("/settings/triggers", response_class=HTMLResponse)
 def triggers_page(page: PageCtx) -> HTMLResponse:
-    _admin(page)
+    page.require("admin")
     return _triggers(page)
 
 
 @router.post("/settings/triggers", response_class=HTMLResponse)
 async def add_trigger(page: PageCtx) -> Response:
-    _admin(page)
+    page.require("admin")
     data = await page.form()
     values = {k: data.get(k, "").strip() for k in TRIGGER_FIELDS}
     on = values["on"]
@@ -706,7 +702,7 @@ async def add_trigger(page: PageCtx) -> Response:
 
 @router.post("/settings/triggers/{trigger_id}/active", response_class=HTMLResponse)
 async def trigger_active(page: PageCtx, trigger_id: int) -> Response:
-    _admin(page)
+    page.require("admin")
     record_id(trigger_id, "trigger")
     data = await page.form()
     active = data.get("active") == "1"
@@ -745,13 +741,13 @@ def _benchmarks(
 
 @router.get("/settings/benchmarks", response_class=HTMLResponse)
 def benchmarks_page(page: PageCtx) -> HTMLResponse:
-    _admin(page)
+    page.require("admin")
     return _benchmarks(page)
 
 
 @router.post("/settings/benchmarks", response_class=HTMLResponse)
 async def add_benchmark(page: PageCtx) -> Response:
-    _admin(page)
+    page.require("admin")
     data = await page.form()
     values = {k: data.get(k, "").strip() for k in BENCHMARK_FIELDS}
     fields = {k: v for k, v in values.items() if v or k in ("name", "source", "value")}
