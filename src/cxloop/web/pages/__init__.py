@@ -31,7 +31,7 @@ from cxloop.web.pages import (
     settings,
     signin,
 )
-from cxloop.web.pages.base import LoginRequired, PageForbidden, render
+from cxloop.web.pages.base import LoginRequired, PageBadInput, PageForbidden, render
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 ROUTERS = [
@@ -83,12 +83,18 @@ def install_pages(app: FastAPI) -> None:
         answer = json_http(request, exc)
         return await answer if inspect.isawaitable(answer) else answer
 
-    @app.exception_handler(PageForbidden)
-    async def _forbidden(request: Request, exc: PageForbidden) -> HTMLResponse:
+    async def _refused(request: Request, exc: Exception) -> HTMLResponse:
+        """A page the role may not see (403), or input no form of ours sends (400)."""
+        bad_input = isinstance(exc, PageBadInput)
         return render(
-            request, "pages/error.html", user=session_user(request), status_code=403,
-            title="You don't have permission", message=str(exc),
+            request, "pages/error.html", user=session_user(request),
+            status_code=400 if bad_input else 403,
+            title="That input can't be used" if bad_input else "You don't have permission",
+            message=str(exc),
         )  # fmt: skip
+
+    app.add_exception_handler(PageForbidden, _refused)
+    app.add_exception_handler(PageBadInput, _refused)
 
     @app.middleware("http")
     async def _headers(  # security headers, and the server time of every answer

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from cxloop.domain.values import as_utc
 from cxloop.feedback.responses import days_window
 from cxloop.store.sessions import SignedIn
 from cxloop.web.auth import CSRF_FIELD, CSRF_HEADER, Principal, csrf_ok, session_user
+from cxloop.web.errors import NUL_REASON
 from cxloop.web.state import ServerState, state_of
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -44,6 +46,22 @@ class LoginRequired(Exception):
 
 class PageForbidden(Exception):
     """Signed in, but the role does not allow this page or action."""
+
+
+class PageBadInput(Exception):
+    """A value no form or link of ours can send (the NUL character): answered with a 400
+    page naming the field, before it reaches a service. PostgreSQL cannot store or compare
+    text holding NUL, so every backend refuses it alike, as the REST API does."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field}: {NUL_REASON}")
+        self.field = field
+
+
+def _refuse_nul(values: Iterable[tuple[str, str]]) -> None:
+    for name, value in values:
+        if "\x00" in name or "\x00" in value:
+            raise PageBadInput(name.replace("\x00", "\\u0000"))
 
 
 @dataclass
@@ -78,6 +96,7 @@ class Page:
         sent = data.get(CSRF_FIELD) or self.request.headers.get(CSRF_HEADER)
         if not csrf_ok(self.user, str(sent) if sent is not None else None):
             raise PageForbidden("the form's security token is missing or stale; reload the page")
+        _refuse_nul((k, v) for k, v in data.multi_items() if isinstance(v, str))
         return {k: str(v) for k, v in data.items() if k != CSRF_FIELD and isinstance(v, str)}
 
 
@@ -86,6 +105,8 @@ async def page_context(request: Request) -> Page:
     if user is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
+    _refuse_nul(request.query_params.multi_items())
+    _refuse_nul((k, v) for k, v in request.path_params.items() if isinstance(v, str))
     state = state_of(request)
     await state.writer.settled()
     return Page(request=request, state=state, user=user)

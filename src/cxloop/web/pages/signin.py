@@ -61,6 +61,8 @@ def login(
     errors: dict[str, str] = {}
     if not email.strip():
         errors["email"] = "Enter your e-mail address."
+    elif "\x00" in email:
+        errors["email"] = "An e-mail address can't contain the NUL character."
     if not password:
         errors["password"] = "Enter your password."
     if errors:
