@@ -48,6 +48,7 @@ PAGES: list[tuple[str, str | None]] = [
     ("/", "/api/v1/overview"),
     ("/lifecycle?model=buyer", "/api/v1/lifecycle/buyer/report"),
     ("/journey?model=buyer", "/api/v1/lifecycle/buyer/report"),
+    ("/insights/gaps?model=client-experience", "/api/v1/insights/gaps/client-experience"),
     ("/funnels", None),
     ("/retention", None),
     ("/paths", None),

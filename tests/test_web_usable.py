@@ -15,6 +15,7 @@ PAGES = [
     "/",
     "/lifecycle",
     "/journey",
+    "/insights/gaps",
     "/funnels",
     "/retention",
     "/paths",

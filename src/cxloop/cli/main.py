@@ -8,7 +8,17 @@ from typing import Annotated, Any
 import typer
 
 from cxloop import __version__
-from cxloop.cli import analytics, data, feedback, imports, keys, lifecycle, service, users
+from cxloop.cli import (
+    analytics,
+    data,
+    feedback,
+    imports,
+    insights,
+    keys,
+    lifecycle,
+    service,
+    users,
+)
 from cxloop.cli.context import CliError, handle_errors, load_settings, local_project, remote_server
 from cxloop.cli.output import Format, console, err_console, key_values
 
@@ -29,6 +39,7 @@ app.add_typer(data.rejected_app, name="rejected")
 app.add_typer(imports.app, name="import")
 app.add_typer(lifecycle.app, name="lifecycle")
 app.add_typer(lifecycle.departments_app, name="departments")
+app.add_typer(insights.app, name="insights")
 app.add_typer(feedback.surveys_app, name="surveys")
 app.add_typer(feedback.benchmarks_app, name="benchmarks")
 app.add_typer(service.triggers_app, name="triggers")

@@ -468,6 +468,8 @@ def days_window(
     wrong there by the zone's offset."""
     check_day(first, "from")
     check_day(last, "to")
+    if first is not None and last is not None and last < first:
+        raise ValueError("to: must not be before from")
     start = datetime.combine(first, time(), zone) if first else None
     end = datetime.combine(last + timedelta(days=1), time(), zone) if last else None
     return as_utc(start), as_utc(end)
@@ -791,3 +793,29 @@ def touchpoints_by_stage(
     for items in found.values():
         items.sort(key=lambda item: (-item["responses"], str(item["touchpoint"])))
     return found
+
+
+def stage_scores(
+    conn: Connection,
+    model_key: str,
+    *,
+    zone: ZoneInfo,
+    start: datetime | None,
+    end: datetime | None,
+    where: dict[str, str],
+) -> dict[str, dict[str, Any]]:
+    """NPS and CSAT per stage of one model, as ``GET /api/v1/feedback/{m}?by=stage``
+    reports them for all models: ``{stage: {"nps": group, "csat": group}}``, a stage
+    without answers of a measure lacking its key."""
+    out: dict[str, dict[str, Any]] = {}
+    measures: tuple[Measure, ...] = ("nps", "csat")
+    for measure in measures:
+        found = score_report(
+            conn, measure, by="stage", zone=zone, start=start, end=end, where=where
+        )
+        prefix = f"{model_key}:"
+        for group in found["groups"]:
+            key = group["key"]
+            if isinstance(key, str) and key.startswith(prefix):
+                out.setdefault(key[len(prefix) :], {})[measure] = group
+    return out

@@ -20,6 +20,7 @@ from cxloop.web import (
     analytics,
     api,
     feedback,
+    insights,
     lifecycle,
     reports,
     service,
@@ -116,6 +117,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(analytics.export_router)
     app.include_router(reports.router)
+    app.include_router(insights.router)
     install_pages(app)
 
     @app.get("/healthz", tags=["meta"])

@@ -23,6 +23,7 @@ from cxloop.web.pages import (
     feedback,
     funnels,
     inbox,
+    insights,
     journey,
     lifecycle,
     overview,
@@ -45,6 +46,7 @@ ROUTERS = [
     customers.router,
     inbox.router,
     feedback.router,
+    insights.router,
     settings.router,
 ]
 

@@ -243,6 +243,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("/retention", "Retention", "member"),
     ("/paths", "Paths", "member"),
     ("/journey", "Journey map", "member"),
+    ("/insights", "Insights", "member"),
     ("/customers", "Customers", "member"),
     ("/feedback", "Feedback", "member"),
     ("/inbox", "Cases & follow-ups", "member"),

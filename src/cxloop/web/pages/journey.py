@@ -19,7 +19,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection
 
-from cxloop.feedback.responses import Measure, score_report, touchpoints_by_stage
+from cxloop.feedback.responses import Measure, score_report, stage_scores, touchpoints_by_stage
 from cxloop.feedback.themes import themes_report
 from cxloop.lifecycle import report
 from cxloop.lifecycle.mirror import MovesStore, moves_store
@@ -30,7 +30,6 @@ from cxloop.web.pages.lifecycle import (
     choose_model,
     model_choices,
     service_errors,
-    stage_scores,
 )
 
 router = APIRouter(include_in_schema=False)

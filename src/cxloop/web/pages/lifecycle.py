@@ -10,15 +10,13 @@ a number on the page is the API's number.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection
 
-from cxloop.feedback.responses import Measure, score_report
+from cxloop.feedback.responses import stage_scores
 from cxloop.lifecycle import report, service
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.service.cases import open_cases_by_stage
@@ -65,31 +63,6 @@ def service_errors(exc: Exception) -> dict[str, str]:
     if sep:
         return {"value": text}
     return {"form": text}
-
-
-def stage_scores(
-    conn: Connection,
-    model_key: str,
-    *,
-    zone: ZoneInfo,
-    start: datetime | None,
-    end: datetime | None,
-    where: dict[str, str],
-) -> dict[str, dict[str, Any]]:
-    """NPS and CSAT per stage of the model, as ``GET /api/v1/feedback/{m}?by=stage``:
-    ``{stage: {"nps": group, "csat": group}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    measures: tuple[Measure, ...] = ("nps", "csat")
-    for measure in measures:
-        found = score_report(
-            conn, measure, by="stage", zone=zone, start=start, end=end, where=where
-        )
-        prefix = f"{model_key}:"
-        for group in found["groups"]:
-            key = group["key"]
-            if isinstance(key, str) and key.startswith(prefix):
-                out.setdefault(key[len(prefix) :], {})[measure] = group
-    return out
 
 
 def funnel_option(stages: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Insights: turning the measurements into decisions (gaps, drivers, segments, risk)."""

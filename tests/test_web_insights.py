@@ -1,0 +1,97 @@
+"""The gaps page in a real browser: per stage the REST API's ranking, figures and sample
+sizes for the same model and filters, the priority chart, and the formula beside them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.site import Site, screenshot, sign_in
+from tests.test_web_lifecycle import api, first_line, surveyed_model, window
+
+# The drawn bar chart's categories and values, once app.js has drawn it.
+BARS = """() => { const el = document.querySelector('.card .chart');
+  const chart = el && window.echarts && window.echarts.getInstanceByDom(el);
+  if (!chart) return null; const o = chart.getOption();
+  return {labels: o.yAxis[0].data, values: o.series[0].data}; }"""
+ROWS = """() => [...document.querySelectorAll('[data-testid=gaps] tr[data-stage]')].map(tr =>
+  [tr.dataset.stage, Object.fromEntries([...tr.querySelectorAll('[data-col]')]
+    .map(td => [td.dataset.col, td.innerText.trim()]))])"""
+
+
+def check_rows(rows: list[list[Any]], found: dict[str, Any]) -> None:
+    """The table lists the API's stages in its order, each row with its figures."""
+    assert [key for key, _ in rows] == [s["key"] for s in found["stages"]]
+    for (_, row), stage in zip(rows, found["stages"], strict=True):
+        assert row["name"] == stage["name"] and row["owner"] == stage["owner"]
+        assert row["rank"] == (str(stage["rank"]) if stage["rank"] else "\u2013")
+        if stage["priority"] is None:
+            assert row["priority"] == stage["note"]
+        else:
+            assert row["priority"] == f"{stage['priority']:.1f}"
+        assert row["entered"] == f"{stage['entered']:,}"
+        drop = stage["drop_off_rate"]
+        assert first_line(row["drop_off_rate"]) == (
+            "\u2013" if drop is None else f"{drop * 100:.1f} %"
+        )
+        if stage["nps"] is None:
+            assert row["nps"] == "no answers"
+        else:
+            assert first_line(row["nps"]) == f"{stage['nps']:+.1f}"
+            assert f"{stage['nps_responses']:,} answers" in row["nps"]
+        assert f"{stage['cases_opened']:,} cases" in row["case_rate"]
+        for reason, n in stage["exits_by_reason"].items():
+            assert f"{reason} {n:,}" in row["exits"]
+
+
+def test_the_gaps_page_shows_the_apis_ranking(site: Site, browser_page: Any) -> None:
+    page = browser_page
+    key = surveyed_model(site)
+    sign_in(page, site, "member")
+    page.goto(f"{site.url}/insights")
+    page.wait_for_url("**/insights/gaps")
+    page.get_by_label("Lifecycle model").select_option(key)
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(f"**/insights/gaps?*model={key}*")
+    found = api(site, f"/api/v1/insights/gaps/{key}")
+    assert page.locator("h1").inner_text() == f"Gaps: {found['model_name']}"
+    rows = page.evaluate(ROWS)
+    check_rows(rows, found)
+    assert any(s["priority"] is not None for s in found["stages"])
+    assert page.get_by_test_id("formula").inner_text() == found["formula"]
+    # the chart draws the ranked stages, worst on top (ECharts lists categories bottom up)
+    page.wait_for_function(f"() => ({BARS})() !== null")
+    drawn = page.evaluate(BARS)
+    ranked = [s for s in found["stages"] if s["priority"] is not None]
+    assert drawn["values"][::-1] == [s["priority"] for s in ranked]
+    assert drawn["labels"][::-1] == [f"{s['name']} ({s['owner']})" for s in ranked]
+    # each stage's parts, with the reason a part was left out
+    worst = ranked[0]
+    details = page.locator(f"details[data-stage='{worst['key']}']")
+    details.locator("summary").click()
+    for part in worst["parts"]:
+        if not part["counted"]:
+            assert part["why_not"] in details.inner_text()
+    screenshot(page, "insights-gaps")
+
+
+def test_gaps_filters_give_the_apis_figures(site: Site, browser_page: Any) -> None:
+    page = browser_page
+    key = surveyed_model(site)
+    first, last = window(site)
+    sign_in(page, site, "analyst")
+    page.goto(
+        f"{site.url}/insights/gaps?model={key}&from={first}&to={last}&segment=channel&value=web"
+    )
+    found = api(
+        site, f"/api/v1/insights/gaps/{key}",
+        **{"from": first.isoformat(), "to": last.isoformat(), "where": "channel=web"},
+    )  # fmt: skip
+    check_rows(page.evaluate(ROWS), found)
+    everyone = api(site, f"/api/v1/insights/gaps/{key}")
+    assert [s["entered"] for s in found["stages"]] != [s["entered"] for s in everyone["stages"]]
+    # a bad date is said next to its field, and the page still answers
+    answer = page.goto(f"{site.url}/insights/gaps?model={key}&from=2026-02-30")
+    assert answer is not None and answer.status == 200
+    assert "is not a date" in page.locator("#e-from").inner_text()
+    assert page.locator("#f-from").get_attribute("aria-invalid") == "true"
+    assert page.get_by_test_id("gaps").is_visible()  # shown without the broken filter
