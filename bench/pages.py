@@ -49,6 +49,7 @@ PAGES: list[tuple[str, str | None]] = [
     ("/lifecycle?model=buyer", "/api/v1/lifecycle/buyer/report"),
     ("/journey?model=buyer", "/api/v1/lifecycle/buyer/report"),
     ("/insights/gaps?model=client-experience", "/api/v1/insights/gaps/client-experience"),
+    ("/insights/drivers", "/api/v1/insights/drivers"),
     ("/funnels", None),
     ("/retention", None),
     ("/paths", None),

@@ -16,6 +16,7 @@ PAGES = [
     "/lifecycle",
     "/journey",
     "/insights/gaps",
+    "/insights/drivers?outcome=churn&model=client-experience",
     "/funnels",
     "/retention",
     "/paths",

@@ -6,6 +6,7 @@ process otherwise; both print the same JSON.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 import typer
@@ -14,13 +15,37 @@ from cxloop.cli.context import call_project, day_option, handle_errors
 from cxloop.cli.output import Format, emit, err_console, percent
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
+from cxloop.insights.drivers import MIN_SAMPLE as DRIVERS_MIN_SAMPLE
+from cxloop.insights.drivers import RESAMPLES, Outcome, key_drivers
 from cxloop.insights.gaps import MIN_SAMPLE, stage_gaps
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.project import Project
 
-app = typer.Typer(help="Insights: gaps per stage and who owns them.", no_args_is_help=True)
+app = typer.Typer(
+    help="Insights: gaps per stage and who owns them; drivers of NPS and churn.",
+    no_args_is_help=True,
+)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
+FromOpt = Annotated[
+    str | None, typer.Option("--from", help="First day, YYYY-MM-DD (project time zone)")
+]
+ToOpt = Annotated[str | None, typer.Option("--to", help="Last day (included), YYYY-MM-DD")]
+WhereOpt = Annotated[
+    list[str] | None,
+    typer.Option("--where", help="Segment: profile field or trait NAME=VALUE (repeatable)"),
+]
+
+
+def _filter_params(
+    first: date | None, last: date | None, segment: dict[str, str]
+) -> dict[str, Any]:
+    """The filters as the REST API's query parameters."""
+    return {
+        "from": first.isoformat() if first else None,
+        "to": last.isoformat() if last else None,
+        "where": [f"{k}={v}" for k, v in segment.items()] or None,
+    }
 
 
 def _score(value: float | None, sample: int) -> str:
@@ -31,14 +56,9 @@ def _score(value: float | None, sample: int) -> str:
 @handle_errors
 def gaps(
     model: Annotated[str, typer.Argument(help="Lifecycle model key")],
-    start: Annotated[
-        str | None, typer.Option("--from", help="First day, YYYY-MM-DD (project time zone)")
-    ] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last day (included), YYYY-MM-DD")] = None,
-    where: Annotated[
-        list[str] | None,
-        typer.Option("--where", help="Segment: profile field or trait NAME=VALUE (repeatable)"),
-    ] = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    where: WhereOpt = None,
     min_sample: Annotated[
         int,
         typer.Option("--min-sample", min=1, help="Customers or answers a part needs to count"),
@@ -59,9 +79,7 @@ def gaps(
             )  # fmt: skip
 
     params = {
-        "from": first.isoformat() if first else None,
-        "to": last.isoformat() if last else None,
-        "where": [f"{k}={v}" for k, v in segment.items()] or None,
+        **_filter_params(first, last, segment),
         "min_sample": min_sample,
     }
     data = call_project("GET", f"/api/v1/insights/gaps/{model}", local, params=params)
@@ -93,3 +111,82 @@ def gaps(
             why = s["note"] or (f"not counted: {', '.join(left_out)}" if left_out else "")
             if why:
                 err_console.print(f"{s['name']}: {why}", highlight=False)
+
+
+@app.command("drivers")
+@handle_errors
+def drivers(
+    outcome: Annotated[
+        Outcome, typer.Option("--outcome", help="nps (overall NPS) or churn (needs --model)")
+    ] = "nps",
+    model: Annotated[
+        str | None, typer.Option("--model", help="Lifecycle model whose exits are churn")
+    ] = None,
+    survey: Annotated[
+        int | None, typer.Option("--survey", min=1, help="The NPS survey that is the outcome")
+    ] = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    where: WhereOpt = None,
+    min_sample: Annotated[
+        int, typer.Option("--min-sample", min=3, help="Customers a driver must be measured for")
+    ] = DRIVERS_MIN_SAMPLE,
+    resamples: Annotated[
+        int, typer.Option("--resamples", min=20, max=2000, help="Bootstrap resamples")
+    ] = RESAMPLES,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """What most moves NPS or churn: importance with 95% intervals, direction, performance."""
+    first, last = day_option(start, "--from"), day_option(end, "--to")
+    segment = parse_pairs(where, "--where")
+
+    def local(project: Project) -> Any:
+        since, until = days_window(first, last, project.settings.zone)
+        with project.engine.connect() as conn:
+            return key_drivers(
+                conn, project.events, outcome=outcome, model=model, survey_id=survey,
+                start=since, end=until, where=segment, min_sample=min_sample,
+                resamples=resamples,
+            )  # fmt: skip
+
+    params = {
+        **_filter_params(first, last, segment),
+        "outcome": outcome,
+        "model": model,
+        "survey": survey,
+        "min_sample": min_sample,
+        "resamples": resamples,
+    }
+    data = call_project("GET", "/api/v1/insights/drivers", local, params=params)
+    if fmt is Format.csv:
+        emit(data["drivers"], fmt, rows=data["drivers"])
+        return
+    rows = [
+        {
+            "#": d["rank"],
+            "driver": d["label"],
+            "n": d["measured"],
+            "importance": f"{d['importance']:.1f}%",
+            "95% interval": f"{d['importance_ci'][0]:.1f}-{d['importance_ci'][1]:.1f}",
+            "effect": d["direction"] + ("" if d["significant"] else " (not significant)"),
+            "performance": f"{d['performance']:.0f}",
+            "quadrant": d["quadrant"],
+        }
+        for d in data["drivers"]
+    ]
+    emit(data, fmt, rows=rows, title=f"drivers of {data['outcome']}")
+    if fmt is not Format.table:
+        return
+    who = f"outcome: {data['outcome_is']}; {data['customers']:,} customers"
+    err_console.print(who, highlight=False)
+    if data["note"]:
+        err_console.print(data["note"], highlight=False)
+    else:
+        low, high = data["r_squared_ci"]
+        err_console.print(
+            f"R² {data['r_squared']:.3f} (95% {low:.3f}-{high:.3f}, adjusted "
+            f"{data['r_squared_adjusted']}); {data['method']}",
+            highlight=False,
+        )
+    for left in data["left_out"]:
+        err_console.print(f"left out: {left['label']} ({left['why']})", highlight=False)

@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, case, func, select
 
-from cxloop.customers.service import customers_t, segment_conditions
 from cxloop.feedback.responses import stage_scores
+from cxloop.insights.filters import in_window, segment_members
 from cxloop.lifecycle.mirror import MovesStore
 from cxloop.lifecycle.report import stage_flow, transitions_t
 from cxloop.lifecycle.service import get_model
@@ -108,19 +108,6 @@ def stage_gaps(
     }
 
 
-def _window(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
-    kept = []
-    if start is not None:
-        kept.append(column >= start)
-    if end is not None:
-        kept.append(column < end)
-    return kept
-
-
-def _members(where: dict[str, str]) -> Any:
-    return select(customers_t.c.id).where(*segment_conditions(where))
-
-
 def _cases_by_stage(
     conn: Connection,
     model_key: str,
@@ -141,11 +128,12 @@ def _cases_by_stage(
                 case(((c.status == "resolved") & (c.outcome == "positive"), 1), else_=0)
             ).label("positive"),
         )
-        .where(c.stage_model == model_key, c.stage.is_not(None), *_window(c.opened_at, start, end))
+        .where(c.stage_model == model_key, c.stage.is_not(None))
+        .where(*in_window(c.opened_at, start, end))
         .group_by(c.stage)
     )
     if where:
-        query = query.where(c.customer_id.in_(_members(where)))
+        query = query.where(c.customer_id.in_(segment_members(where)))
     return {
         str(row.stage): {
             "opened": int(row.opened),
@@ -170,11 +158,11 @@ def _exits_by_stage(
     reason = func.coalesce(t.reason, "unknown")
     query = (
         select(t.from_stage, reason.label("reason"), func.count().label("exits"))
-        .where(t.model_id == model_id, t.kind == "exit", *_window(t.at, start, end))
+        .where(t.model_id == model_id, t.kind == "exit", *in_window(t.at, start, end))
         .group_by(t.from_stage, reason)
     )
     if where:
-        query = query.where(t.customer_id.in_(_members(where)))
+        query = query.where(t.customer_id.in_(segment_members(where)))
     out: dict[str, dict[str, int]] = {}
     for row in conn.execute(query):
         if row.from_stage is not None:

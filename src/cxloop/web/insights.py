@@ -1,4 +1,5 @@
-"""REST API for insights: the stages that fail their customers most, with their owners."""
+"""REST API for insights: the stages that fail their customers most, with their owners,
+and what drives overall NPS and churn."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ from fastapi import APIRouter, Depends, Query
 
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
+from cxloop.insights.drivers import MIN_SAMPLE as DRIVERS_MIN_SAMPLE
+from cxloop.insights.drivers import RESAMPLES, Outcome, key_drivers
 from cxloop.insights.gaps import MIN_SAMPLE, stage_gaps
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.web.auth import Caller
 from cxloop.web.errors import refuse_nul
 
+FromDay = Annotated[date | None, Query(alias="from", description="First day (inclusive)")]
+ToDay = Annotated[date | None, Query(alias="to", description="Last day (inclusive)")]
+Segment = Annotated[
+    list[str] | None, Query(description="Segment: profile field or trait NAME=VALUE")
+]
 router = APIRouter(prefix="/api/v1", tags=["insights"], dependencies=[Depends(refuse_nul)])
 
 
@@ -21,11 +29,9 @@ router = APIRouter(prefix="/api/v1", tags=["insights"], dependencies=[Depends(re
 def gaps(
     state: Caller,
     model: str,
-    start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
-    end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
-    where: Annotated[
-        list[str] | None, Query(description="Segment: profile field or trait NAME=VALUE")
-    ] = None,
+    start: FromDay = None,
+    end: ToDay = None,
+    where: Segment = None,
     min_sample: Annotated[
         int,
         Query(ge=1, le=1_000_000, description="Customers or answers a part needs to count"),
@@ -47,3 +53,37 @@ def gaps(
             store=moves_store(project.events),
             min_sample=min_sample,
         )
+
+
+@router.get("/insights/drivers")
+def drivers(
+    state: Caller,
+    outcome: Annotated[Outcome, Query(description="nps (overall NPS) or churn")] = "nps",
+    model: Annotated[
+        str | None, Query(max_length=120, description="Lifecycle model (needed for churn)")
+    ] = None,
+    survey: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="The NPS survey that is the outcome")
+    ] = None,
+    start: FromDay = None,
+    end: ToDay = None,
+    where: Segment = None,
+    min_sample: Annotated[
+        int, Query(ge=3, le=1_000_000, description="Customers a driver needs to be measured for")
+    ] = DRIVERS_MIN_SAMPLE,
+    resamples: Annotated[int, Query(ge=20, le=2000, description="Bootstrap resamples")] = (
+        RESAMPLES
+    ),
+) -> dict[str, Any]:
+    """What most moves overall NPS or churn: satisfaction per touchpoint and stage, case
+    experiences and behaviours, each with its share of the explained variance (relative
+    weights, 95 % bootstrap intervals), direction, performance and quadrant, and the
+    number of customers it rests on."""
+    project = state.project
+    first, last = days_window(start, end, project.settings.zone)
+    with project.engine.connect() as conn:
+        return key_drivers(
+            conn, project.events, outcome=outcome, model=model, survey_id=survey,
+            start=first, end=last, where=parse_pairs(where, "where"),
+            min_sample=min_sample, resamples=resamples,
+        )  # fmt: skip

@@ -1,8 +1,10 @@
 """The insights pages. Gaps: a lifecycle model's stages ranked by how badly they fail their
 customers, each with its owner, its figures, the sample sizes and the parts of its score.
+Drivers: what most moves overall NPS or churn, as an importance-performance quadrant.
 
-The page calls ``stage_gaps``, the function behind ``GET /api/v1/insights/gaps/{model}``,
-with the same window and segment, so a number on the page is the API's number.
+The pages call ``stage_gaps`` and ``key_drivers``, the functions behind
+``GET /api/v1/insights/gaps/{model}`` and ``GET /api/v1/insights/drivers``, with the same
+window and segment, so a number on a page is the API's number.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from cxloop.insights.drivers import OUTCOMES, Outcome, key_drivers
 from cxloop.insights.gaps import MIN_SAMPLE, PARTS, stage_gaps
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.web.pages.base import Filters, PageCtx
@@ -79,5 +82,92 @@ def gaps_page(page: PageCtx, model: str | None = None) -> HTMLResponse:
         option=option,
         parts=PARTS,
         min_sample=MIN_SAMPLE,
+        is_admin=page.at_least("admin"),
+    )
+
+
+QUADRANT_COLOURS = {
+    "concentrate here": "#b00020",
+    "keep up the good work": "#1b7f3b",
+    "low priority": "#7b8794",
+    "possible overkill": "#0b5cad",
+}
+
+
+def quadrant_option(found: dict[str, Any]) -> dict[str, Any]:
+    """Importance (up) against performance (right), split at the medians, one point per
+    driver coloured by its quadrant."""
+    lines = found["quadrant_lines"]
+    points = [
+        {
+            "name": d["label"],
+            "value": [d["performance"], d["importance"]],
+            "itemStyle": {"color": QUADRANT_COLOURS[d["quadrant"]]},
+            # the more important half is named on the chart; every point in the tooltip
+            "label": {"show": d["importance"] >= lines["importance"]},
+        }
+        for d in found["drivers"]
+    ]
+    return {
+        "grid": {"left": 8, "right": 24, "top": 24, "bottom": 36, "containLabel": True},
+        "xAxis": {"type": "value", "name": "performance", "nameLocation": "middle",
+                  "nameGap": 24, "min": 0, "max": 100},
+        "yAxis": {"type": "value", "name": "importance (% of R²)", "nameLocation": "middle",
+                  "nameGap": 36, "min": 0},
+        "tooltip": {"trigger": "item"},
+        "series": [
+            {
+                "type": "scatter",
+                "symbolSize": 12,
+                "data": points,
+                "label": {"show": True, "position": "right", "formatter": "{b}",
+                          "fontSize": 11},
+                "markLine": {
+                    "silent": True,
+                    "symbol": "none",
+                    "lineStyle": {"type": "dashed", "color": MUTED},
+                    "label": {"show": False},
+                    "data": [{"xAxis": lines["performance"]}, {"yAxis": lines["importance"]}],
+                },
+            }
+        ],
+    }  # fmt: skip
+
+
+@router.get("/insights/drivers", response_class=HTMLResponse)
+def drivers_page(page: PageCtx, outcome: str = "nps", model: str | None = None) -> HTMLResponse:
+    filters = Filters.parse(page.request)
+    errors = dict(filters.errors)
+    project = page.state.project
+    start, end = filters.window(page.zone)
+    chosen_outcome: Outcome = "churn" if outcome == "churn" else "nps"
+    if outcome not in OUTCOMES:
+        errors["outcome"] = f"choose NPS or churn, not {outcome!r}"
+    found: dict[str, Any] | None = None
+    with project.engine.connect() as conn:
+        models = model_choices(conn)
+        chosen, problem = choose_model(models, model)
+        errors.update(problem)
+        if chosen_outcome == "nps" or chosen is not None:
+            try:
+                found = key_drivers(
+                    conn, project.events, outcome=chosen_outcome,
+                    model=chosen["key"] if chosen and chosen_outcome == "churn" else None,
+                    start=start, end=end, where=filters.where,
+                )  # fmt: skip
+            except (ValueError, LookupError) as exc:
+                errors.update(service_errors(exc))
+    option = quadrant_option(found) if found and found["drivers"] else None
+    filters.errors = errors
+    return page.render(
+        "pages/insights_drivers.html",
+        filters=filters,
+        errors=errors,
+        models=models,
+        model=chosen,
+        outcome=chosen_outcome,
+        found=found,
+        option=option,
+        colours=QUADRANT_COLOURS,
         is_admin=page.at_least("admin"),
     )
