@@ -50,6 +50,7 @@ PAGES: list[tuple[str, str | None]] = [
     ("/journey?model=buyer", "/api/v1/lifecycle/buyer/report"),
     ("/insights/gaps?model=client-experience", "/api/v1/insights/gaps/client-experience"),
     ("/insights/drivers", "/api/v1/insights/drivers"),
+    ("/insights/retarget?model=buyer", "/api/v1/insights/retarget/buyer"),
     ("/funnels", None),
     ("/retention", None),
     ("/paths", None),

@@ -147,3 +147,46 @@ def test_the_drivers_page_shows_the_apis_drivers_and_quadrant(
         [d["label"], d["performance"], d["importance"]] for d in found["drivers"]
     ]
     screenshot(page, "insights-drivers")
+
+
+VALUE_ROWS = """() => [...document.querySelectorAll('[data-testid=values] tr[data-value]')]
+  .map(tr => [tr.dataset.value, Object.fromEntries([...tr.querySelectorAll('[data-col]')]
+    .map(td => [td.dataset.col, td.innerText.trim()]))])"""
+
+
+def test_the_retarget_page_shows_the_apis_segments(site: Site, browser_page: Any) -> None:
+    page = browser_page
+    sign_in(page, site, "analyst")
+    page.goto(f"{site.url}/insights/retarget?model=buyer")
+    found = api(site, "/api/v1/insights/retarget/buyer")
+    groups = page.get_by_test_id("groups").inner_text()
+    assert f"{found['targeted']:,} customers entered the model" in groups
+    assert f"{found['converted']:,} {found['goal_is']}" in groups
+    assert found["attributes"], found["note"]
+    listed = page.locator("[data-testid=attributes] tr[data-attribute]").evaluate_all(
+        "rows => rows.map(r => r.dataset.attribute)"
+    )
+    assert listed == [a["attribute"] for a in found["attributes"]]
+    # the strongest attribute is shown value by value; a link shows another
+    for attribute in (found["attributes"][0], found["attributes"][-1]):
+        if attribute is not found["attributes"][0]:
+            name = attribute["attribute"].removeprefix("trait:")
+            page.get_by_role("link", name=name, exact=True).click()
+            page.wait_for_url("**attribute=**")
+        rows = page.evaluate(VALUE_ROWS)
+        assert [value for value, _ in rows] == [v["value"] for v in attribute["values"]]
+        for (_, row), value in zip(rows, attribute["values"], strict=True):
+            assert row["targeted"] == f"{value['targeted']:,}"
+            assert row["converted"] == f"{value['converted']:,}"
+            assert row["lift"] == f"{value['lift']:.2f}"
+            if value["significant"] is None:
+                assert row["significant"] == "too few to test"
+            else:
+                assert row["significant"].startswith("yes" if value["significant"] else "no")
+    best = page.get_by_test_id("best")
+    if found["best"]:
+        assert best.locator("tbody tr").count() == len(found["best"])
+    screenshot(page, "insights-retarget")
+    # a goal that is not a stage is said next to the goal field
+    page.goto(f"{site.url}/insights/retarget?model=buyer&goal=nowhere")
+    assert "is not a stage" in page.locator("#err-goal").inner_text()

@@ -17,6 +17,7 @@ PAGES = [
     "/journey",
     "/insights/gaps",
     "/insights/drivers?outcome=churn&model=client-experience",
+    "/insights/retarget",
     "/funnels",
     "/retention",
     "/paths",

@@ -6,10 +6,12 @@ process otherwise; both print the same JSON.
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy import Connection
 
 from cxloop.cli.context import call_project, day_option, handle_errors
 from cxloop.cli.output import Format, emit, err_console, percent
@@ -18,6 +20,8 @@ from cxloop.feedback.responses import days_window
 from cxloop.insights.drivers import MIN_SAMPLE as DRIVERS_MIN_SAMPLE
 from cxloop.insights.drivers import RESAMPLES, Outcome, key_drivers
 from cxloop.insights.gaps import MIN_SAMPLE, stage_gaps
+from cxloop.insights.retarget import MIN_SAMPLE as RETARGET_MIN_SAMPLE
+from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.project import Project
 
@@ -37,15 +41,34 @@ WhereOpt = Annotated[
 ]
 
 
-def _filter_params(
-    first: date | None, last: date | None, segment: dict[str, str]
-) -> dict[str, Any]:
-    """The filters as the REST API's query parameters."""
-    return {
+Compute = Callable[[Project, Connection, datetime | None, datetime | None], Any]
+
+
+def _ask(
+    path: str,
+    start: str | None,
+    end: str | None,
+    where: list[str] | None,
+    params: dict[str, Any],
+    compute: Compute,
+) -> Any:
+    """An insight from the running server, or computed here: the filters checked, the
+    days turned into the project's window, and ``compute(project, conn, since, until)``
+    called with them; the segment goes to both as ``where``."""
+    first, last = day_option(start, "--from"), day_option(end, "--to")
+    segment = parse_pairs(where, "--where")
+
+    def local(project: Project) -> Any:
+        since, until = days_window(first, last, project.settings.zone)
+        with project.engine.connect() as conn:
+            return compute(project, conn, since, until)
+
+    filters = {
         "from": first.isoformat() if first else None,
         "to": last.isoformat() if last else None,
         "where": [f"{k}={v}" for k, v in segment.items()] or None,
     }
+    return call_project("GET", path, local, params={**filters, **params})
 
 
 def _score(value: float | None, sample: int) -> str:
@@ -66,23 +89,14 @@ def gaps(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Stages ranked by a priority score: drop-off, time vs target, NPS/CSAT, cases."""
-    first, last = day_option(start, "--from"), day_option(end, "--to")
     segment = parse_pairs(where, "--where")
-
-    def local(project: Project) -> Any:
-        since, until = days_window(first, last, project.settings.zone)
-        with project.engine.connect() as conn:
-            return stage_gaps(
-                conn, model, start=since, end=until, where=segment,
-                zone=project.settings.zone, store=moves_store(project.events),
-                min_sample=min_sample,
-            )  # fmt: skip
-
-    params = {
-        **_filter_params(first, last, segment),
-        "min_sample": min_sample,
-    }
-    data = call_project("GET", f"/api/v1/insights/gaps/{model}", local, params=params)
+    data = _ask(
+        f"/api/v1/insights/gaps/{model}", start, end, where, {"min_sample": min_sample},
+        lambda project, conn, since, until: stage_gaps(
+            conn, model, start=since, end=until, where=segment, zone=project.settings.zone,
+            store=moves_store(project.events), min_sample=min_sample,
+        ),
+    )  # fmt: skip
     if fmt is Format.csv:
         flat = [{k: v for k, v in s.items() if k != "parts"} for s in data["stages"]]
         emit(flat, fmt, rows=flat)
@@ -137,27 +151,21 @@ def drivers(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """What most moves NPS or churn: importance with 95% intervals, direction, performance."""
-    first, last = day_option(start, "--from"), day_option(end, "--to")
     segment = parse_pairs(where, "--where")
-
-    def local(project: Project) -> Any:
-        since, until = days_window(first, last, project.settings.zone)
-        with project.engine.connect() as conn:
-            return key_drivers(
-                conn, project.events, outcome=outcome, model=model, survey_id=survey,
-                start=since, end=until, where=segment, min_sample=min_sample,
-                resamples=resamples,
-            )  # fmt: skip
-
     params = {
-        **_filter_params(first, last, segment),
         "outcome": outcome,
         "model": model,
         "survey": survey,
         "min_sample": min_sample,
         "resamples": resamples,
     }
-    data = call_project("GET", "/api/v1/insights/drivers", local, params=params)
+    data = _ask(
+        "/api/v1/insights/drivers", start, end, where, params,
+        lambda project, conn, since, until: key_drivers(
+            conn, project.events, outcome=outcome, model=model, survey_id=survey,
+            start=since, end=until, where=segment, min_sample=min_sample, resamples=resamples,
+        ),
+    )  # fmt: skip
     if fmt is Format.csv:
         emit(data["drivers"], fmt, rows=data["drivers"])
         return
@@ -190,3 +198,74 @@ def drivers(
         )
     for left in data["left_out"]:
         err_console.print(f"left out: {left['label']} ({left['why']})", highlight=False)
+
+
+def _segment_rows(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "attribute": v["attribute"].removeprefix("trait:"),
+            "value": v["value"],
+            "customers": v["targeted"],
+            "converted": v["converted"],
+            "rate": percent(v["conversion_rate"]),
+            "lift": f"{v['lift']:.2f}",
+            "p (adjusted)": f"{v['p_adjusted']:.2g}",
+        }
+        for v in values
+    ]
+
+
+@app.command("retarget")
+@handle_errors
+def retarget_command(
+    model: Annotated[str, typer.Argument(help="Lifecycle model key")],
+    goal: Annotated[
+        str | None,
+        typer.Option("--goal", help="Stage reached (or a later one), or 'exit'; default last"),
+    ] = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    where: WhereOpt = None,
+    min_sample: Annotated[
+        int, typer.Option("--min-sample", min=5, help="Customers a value needs to be tested")
+    ] = RETARGET_MIN_SAMPLE,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Who converts: each attribute's values among the targeted and the converted, lift."""
+    segment = parse_pairs(where, "--where")
+    data = _ask(
+        f"/api/v1/insights/retarget/{model}", start, end, where,
+        {"goal": goal, "min_sample": min_sample},
+        lambda _project, conn, since, until: retarget(
+            conn, model, goal=goal, start=since, end=until, where=segment,
+            min_sample=min_sample,
+        ),
+    )  # fmt: skip
+    if fmt is Format.csv:
+        flat = [{"attribute": a["attribute"], **v} for a in data["attributes"] for v in a["values"]]
+        emit(flat, fmt, rows=flat)
+        return
+    rows = [
+        {
+            "attribute": a["attribute"].removeprefix("trait:"),
+            "Cramér's V": f"{a['cramers_v']:.3f}",
+            "p": f"{a['p_value']:.2g}",
+            "values": len(a["values"]),
+            "converts best": max(a["values"], key=lambda v: v["lift"])["value"],
+        }
+        for a in data["attributes"]
+    ]
+    title = f"{data['model_name']}: who {data['goal_is']}"
+    emit(data, fmt, rows=rows, title=title)
+    if fmt is not Format.table:
+        return
+    rate = percent(data["conversion_rate"])
+    err_console.print(
+        f"{data['targeted']:,} targeted, {data['converted']:,} {data['goal_is']} ({rate})",
+        highlight=False,
+    )
+    if data["note"]:
+        err_console.print(data["note"], highlight=False)
+        return
+    emit(_segment_rows(data["best"]), fmt, title="converts best (significant)")
+    emit(_segment_rows(data["worst"]), fmt, title="converts worst (significant)")

@@ -1,5 +1,5 @@
 """REST API for insights: the stages that fail their customers most, with their owners,
-and what drives overall NPS and churn."""
+what drives overall NPS and churn, and which segments convert."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from cxloop.feedback.responses import days_window
 from cxloop.insights.drivers import MIN_SAMPLE as DRIVERS_MIN_SAMPLE
 from cxloop.insights.drivers import RESAMPLES, Outcome, key_drivers
 from cxloop.insights.gaps import MIN_SAMPLE, stage_gaps
+from cxloop.insights.retarget import MIN_SAMPLE as RETARGET_MIN_SAMPLE
+from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.web.auth import Caller
 from cxloop.web.errors import refuse_nul
@@ -86,4 +88,32 @@ def drivers(
             conn, project.events, outcome=outcome, model=model, survey_id=survey,
             start=first, end=last, where=parse_pairs(where, "where"),
             min_sample=min_sample, resamples=resamples,
+        )  # fmt: skip
+
+
+@router.get("/insights/retarget/{model}")
+def retarget_report(
+    state: Caller,
+    model: str,
+    goal: Annotated[
+        str | None,
+        Query(max_length=63, description="A stage key (reached it or later), or exit; last stage"),
+    ] = None,
+    start: FromDay = None,
+    end: ToDay = None,
+    where: Segment = None,
+    min_sample: Annotated[
+        int, Query(ge=5, le=1_000_000, description="Customers a value needs to be tested")
+    ] = RETARGET_MIN_SAMPLE,
+) -> dict[str, Any]:
+    """The customers who entered the model against those who reached the goal, attribute
+    by attribute (profile fields and traits): each value's share in both, conversion rate,
+    lift and chi-square significance (Benjamini-Hochberg adjusted); attributes ordered by
+    Cramér's V; the segments that convert best and worst."""
+    project = state.project
+    first, last = days_window(start, end, project.settings.zone)
+    with project.engine.connect() as conn:
+        return retarget(
+            conn, model, goal=goal, start=first, end=last, where=parse_pairs(where, "where"),
+            min_sample=min_sample,
         )  # fmt: skip

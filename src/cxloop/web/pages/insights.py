@@ -1,6 +1,7 @@
 """The insights pages. Gaps: a lifecycle model's stages ranked by how badly they fail their
 customers, each with its owner, its figures, the sample sizes and the parts of its score.
 Drivers: what most moves overall NPS or churn, as an importance-performance quadrant.
+Retarget: which segments reach a model's goal, value by value, and which to target.
 
 The pages call ``stage_gaps`` and ``key_drivers``, the functions behind
 ``GET /api/v1/insights/gaps/{model}`` and ``GET /api/v1/insights/drivers``, with the same
@@ -16,7 +17,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from cxloop.insights.drivers import OUTCOMES, Outcome, key_drivers
 from cxloop.insights.gaps import MIN_SAMPLE, PARTS, stage_gaps
+from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
+from cxloop.lifecycle.service import get_model
 from cxloop.web.pages.base import Filters, PageCtx
 from cxloop.web.pages.lifecycle import choose_model, model_choices, service_errors
 
@@ -169,5 +172,72 @@ def drivers_page(page: PageCtx, outcome: str = "nps", model: str | None = None) 
         found=found,
         option=option,
         colours=QUADRANT_COLOURS,
+        is_admin=page.at_least("admin"),
+    )
+
+
+def shares_option(attribute: dict[str, Any], goal: str) -> dict[str, Any]:
+    """One attribute's values: their share among the targeted beside their share among
+    those who reached the goal (a value that converts well has the second bar longer)."""
+    values = [v for v in attribute["values"]][::-1]
+    return {
+        "grid": {"left": 8, "right": 24, "top": 32, "bottom": 8, "containLabel": True},
+        "legend": {"top": 0},
+        "tooltip": {"trigger": "axis"},
+        "xAxis": {"type": "value", "axisLabel": {"formatter": "{value} %"}},
+        "yAxis": {"type": "category", "data": [v["value"] for v in values]},
+        "series": [
+            {"type": "bar", "name": "of the targeted", "itemStyle": {"color": MUTED},
+             "data": [round(100 * v["share_targeted"], 1) for v in values]},
+            {"type": "bar", "name": f"of those who {goal}", "itemStyle": {"color": BRAND},
+             "data": [round(100 * v["share_converted"], 1) for v in values]},
+        ],
+    }  # fmt: skip
+
+
+@router.get("/insights/retarget", response_class=HTMLResponse)
+def retarget_page(
+    page: PageCtx, model: str | None = None, goal: str | None = None, attribute: str = ""
+) -> HTMLResponse:
+    filters = Filters.parse(page.request)
+    errors = dict(filters.errors)
+    project = page.state.project
+    start, end = filters.window(page.zone)
+    found: dict[str, Any] | None = None
+    stages: list[dict[str, str]] = []
+    with project.engine.connect() as conn:
+        models = model_choices(conn)
+        chosen, problem = choose_model(models, model)
+        errors.update(problem)
+        if chosen is not None:
+            _id, definition, _version = get_model(conn, chosen["key"])
+            stages = [{"key": s.key, "name": s.name} for s in definition.stages]
+            try:
+                found = retarget(
+                    conn, chosen["key"], goal=goal or None, start=start, end=end,
+                    where=filters.where,
+                )  # fmt: skip
+            except ValueError as exc:
+                errors.update(service_errors(exc) if not str(exc).startswith("goal") else
+                              {"goal": str(exc).partition(": ")[2]})  # fmt: skip
+    shown = None
+    if found and found["attributes"]:
+        named = [a for a in found["attributes"] if a["attribute"] == attribute]
+        shown = named[0] if named else found["attributes"][0]
+        if attribute and not named:
+            errors["attribute"] = f"no attribute {attribute!r} here; showing the strongest"
+    option = shares_option(shown, found["goal_is"]) if found and shown else None
+    filters.errors = errors
+    return page.render(
+        "pages/insights_retarget.html",
+        filters=filters,
+        errors=errors,
+        models=models,
+        model=chosen,
+        stages=stages,
+        goal=goal or "",
+        found=found,
+        shown=shown,
+        option=option,
         is_admin=page.at_least("admin"),
     )
