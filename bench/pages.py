@@ -51,6 +51,7 @@ PAGES: list[tuple[str, str | None]] = [
     ("/insights/gaps?model=client-experience", "/api/v1/insights/gaps/client-experience"),
     ("/insights/drivers", "/api/v1/insights/drivers"),
     ("/insights/retarget?model=buyer", "/api/v1/insights/retarget/buyer"),
+    ("/insights/purchases", "/api/v1/insights/purchases"),
     ("/funnels", None),
     ("/retention", None),
     ("/paths", None),

@@ -190,3 +190,31 @@ def test_the_retarget_page_shows_the_apis_segments(site: Site, browser_page: Any
     # a goal that is not a stage is said next to the goal field
     page.goto(f"{site.url}/insights/retarget?model=buyer&goal=nowhere")
     assert "is not a stage" in page.locator("#err-goal").inner_text()
+
+
+def test_the_purchases_page_shows_the_apis_figures(site: Site, browser_page: Any) -> None:
+    page = browser_page
+    sign_in(page, site, "member")
+    page.goto(f"{site.url}/insights/gaps")
+    page.get_by_role("link", name="Purchases", exact=True).click()
+    page.wait_for_url("**/insights/purchases")
+    found = api(site, "/api/v1/insights/purchases")
+    assert found["buyers"] > 0
+    summary = page.get_by_test_id("summary").inner_text()
+    assert f"{found['buyers']:,}" in summary and f"{found['purchases']:,} purchases" in summary
+    assert f"{found['repeat_rate'] * 100:.1f} %" in summary
+    frequency = page.get_by_test_id("frequency").locator("tbody tr").all_inner_texts()
+    assert [line.split("\t") for line in frequency] == [
+        [f["purchases"], f"{f['buyers']:,}"] for f in found["frequency"]
+    ]
+    segments = page.locator("[data-testid=rfm] tr[data-segment]").evaluate_all(
+        "rows => rows.map(r => [r.dataset.segment, r.cells[1].innerText])"
+    )
+    assert segments == [[s["segment"], f"{s['buyers']:,}"] for s in found["rfm"]["segments"]]
+    channels = page.get_by_test_id("channels").locator("tbody th").all_inner_texts()
+    assert channels == [c["channel"] for c in found["channels"]]
+    assert page.get_by_test_id("repeat").locator("tbody tr").count() == len(found["repeat_curves"])
+    screenshot(page, "insights-purchases")
+    # an empty event name is said next to its field
+    page.goto(f"{site.url}/insights/purchases?event=")
+    assert "name the purchase event" in page.locator("#err-event").inner_text()

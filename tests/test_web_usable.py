@@ -18,6 +18,7 @@ PAGES = [
     "/insights/gaps",
     "/insights/drivers?outcome=churn&model=client-experience",
     "/insights/retarget",
+    "/insights/purchases",
     "/funnels",
     "/retention",
     "/paths",

@@ -14,12 +14,15 @@ import typer
 from sqlalchemy import Connection
 
 from cxloop.cli.context import call_project, day_option, handle_errors
-from cxloop.cli.output import Format, emit, err_console, percent
+from cxloop.cli.output import Format, emit, err_console, key_values, percent
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
 from cxloop.insights.drivers import MIN_SAMPLE as DRIVERS_MIN_SAMPLE
 from cxloop.insights.drivers import RESAMPLES, Outcome, key_drivers
+from cxloop.insights.filters import segment_members
 from cxloop.insights.gaps import MIN_SAMPLE, stage_gaps
+from cxloop.insights.purchases import AMOUNT, MONTHS, purchase_behaviour
+from cxloop.insights.purchases import EVENT as PURCHASE_EVENT
 from cxloop.insights.retarget import MIN_SAMPLE as RETARGET_MIN_SAMPLE
 from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
@@ -269,3 +272,56 @@ def retarget_command(
         return
     emit(_segment_rows(data["best"]), fmt, title="converts best (significant)")
     emit(_segment_rows(data["worst"]), fmt, title="converts worst (significant)")
+
+
+@app.command("purchases")
+@handle_errors
+def purchases_command(
+    event: Annotated[str, typer.Option("--event", help="The purchase event")] = PURCHASE_EVENT,
+    amount: Annotated[str, typer.Option("--amount", help="The amount's property")] = AMOUNT,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    where: WhereOpt = None,
+    months: Annotated[
+        int, typer.Option("--months", min=1, max=60, help="Months of repeat curves")
+    ] = MONTHS,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """How customers buy: frequency, spend, channels, RFM segments, lifetime value."""
+    segment = parse_pairs(where, "--where")
+
+    def compute(project: Project, conn: Connection, since: Any, until: Any) -> Any:
+        among = set(conn.execute(segment_members(segment)).scalars()) if segment else None
+        return purchase_behaviour(
+            project.events, event=event, amount=amount, start=since, end=until, among=among,
+            months=months,
+        )  # fmt: skip
+
+    params = {"event": event, "amount": amount, "months": months}
+    data = _ask("/api/v1/insights/purchases", start, end, where, params, compute)
+    if fmt is Format.csv:
+        emit(data.get("rfm", {}).get("segments", []), fmt)
+        return
+    if fmt is Format.json or "buyers" not in data:
+        key_values(data, fmt, title="purchases")
+        return
+    summary = {k: data[k] for k in ("buyers", "purchases", "revenue", "average_order_value",
+                                    "purchases_per_buyer", "median_days_between")}  # fmt: skip
+    summary["repeat_rate"] = percent(data["repeat_rate"])
+    key_values(summary, fmt, title=f"{event} purchases")
+    emit(data["frequency"], fmt, title="buyers by number of purchases")
+    channels = [{**c, "share": percent(c["share"])} for c in data["channels"]]
+    emit(channels, fmt, title="channel mix")
+    segments = [
+        {**s, "share": percent(s["share"]), "revenue_share": percent(s["revenue_share"])}
+        for s in data["rfm"]["segments"]
+    ]
+    emit(segments, fmt, title="RFM segments")
+    value = data["lifetime_value"]
+    key_values({k: v for k, v in value.items() if v is not None}, fmt, title="lifetime value")
+    curves = [
+        {"cohort": c["cohort"], "buyers": c["buyers"],
+         **{f"m{k}": percent(v) for k, v in enumerate(c["repeat_by_month"]) if k % 3 == 0}}
+        for c in data["repeat_curves"]
+    ]  # fmt: skip
+    emit(curves, fmt, title="bought again by month m after the first (share of the cohort)")

@@ -1,5 +1,5 @@
 """REST API for insights: the stages that fail their customers most, with their owners,
-what drives overall NPS and churn, and which segments convert."""
+what drives overall NPS and churn, which segments convert, and how customers buy."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
 from cxloop.insights.drivers import MIN_SAMPLE as DRIVERS_MIN_SAMPLE
 from cxloop.insights.drivers import RESAMPLES, Outcome, key_drivers
+from cxloop.insights.filters import segment_members
 from cxloop.insights.gaps import MIN_SAMPLE, stage_gaps
+from cxloop.insights.purchases import AMOUNT, MONTHS, purchase_behaviour
+from cxloop.insights.purchases import EVENT as PURCHASE_EVENT
 from cxloop.insights.retarget import MIN_SAMPLE as RETARGET_MIN_SAMPLE
 from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
@@ -117,3 +120,31 @@ def retarget_report(
             conn, model, goal=goal, start=first, end=last, where=parse_pairs(where, "where"),
             min_sample=min_sample,
         )  # fmt: skip
+
+
+@router.get("/insights/purchases")
+def purchases(
+    state: Caller,
+    event: Annotated[str, Query(min_length=1, max_length=200, description="Purchase event")] = (
+        PURCHASE_EVENT
+    ),
+    amount: Annotated[
+        str, Query(min_length=1, max_length=200, description="The amount's property")
+    ] = AMOUNT,
+    start: FromDay = None,
+    end: ToDay = None,
+    where: Segment = None,
+    months: Annotated[int, Query(ge=1, le=60, description="Months of repeat curves")] = MONTHS,
+) -> dict[str, Any]:
+    """Purchase behaviour: summary, purchases per buyer, spend and order-value
+    distributions, channel mix, RFM segments, lifetime value (historic and projected) and
+    repeat-purchase curves per cohort of first-purchase month."""
+    project = state.project
+    first, last = days_window(start, end, project.settings.zone)
+    segment = parse_pairs(where, "where")
+    with project.engine.connect() as conn:
+        among = set(conn.execute(segment_members(segment)).scalars()) if segment else None
+    return purchase_behaviour(
+        project.events, event=event, amount=amount, start=first, end=last, among=among,
+        months=months,
+    )  # fmt: skip

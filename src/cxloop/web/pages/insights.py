@@ -2,6 +2,7 @@
 customers, each with its owner, its figures, the sample sizes and the parts of its score.
 Drivers: what most moves overall NPS or churn, as an importance-performance quadrant.
 Retarget: which segments reach a model's goal, value by value, and which to target.
+Purchases: how often and how much customers buy, where, their RFM segments and value.
 
 The pages call ``stage_gaps`` and ``key_drivers``, the functions behind
 ``GET /api/v1/insights/gaps/{model}`` and ``GET /api/v1/insights/drivers``, with the same
@@ -10,21 +11,32 @@ window and segment, so a number on a page is the API's number.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from cxloop.insights.drivers import OUTCOMES, Outcome, key_drivers
+from cxloop.insights.filters import segment_members
 from cxloop.insights.gaps import MIN_SAMPLE, PARTS, stage_gaps
+from cxloop.insights.purchases import AMOUNT, purchase_behaviour
+from cxloop.insights.purchases import EVENT as PURCHASE_EVENT
 from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.lifecycle.service import get_model
-from cxloop.web.pages.base import Filters, PageCtx
+from cxloop.web.pages.base import Filters, Page, PageCtx
 from cxloop.web.pages.lifecycle import choose_model, model_choices, service_errors
 
 router = APIRouter(include_in_schema=False)
 BRAND, MUTED = "#0b5cad", "#7b8794"
+
+
+def _filtered(page: Page) -> tuple[Filters, dict[str, str], datetime | None, datetime | None]:
+    """The page's filters, their errors (to add to) and the window they give."""
+    filters = Filters.parse(page.request)
+    start, end = filters.window(page.zone)
+    return filters, dict(filters.errors), start, end
 
 
 @router.get("/insights")
@@ -54,10 +66,8 @@ def priority_option(stages: list[dict[str, Any]]) -> dict[str, Any]:
 
 @router.get("/insights/gaps", response_class=HTMLResponse)
 def gaps_page(page: PageCtx, model: str | None = None) -> HTMLResponse:
-    filters = Filters.parse(page.request)
-    errors = dict(filters.errors)
+    filters, errors, start, end = _filtered(page)
     project = page.state.project
-    start, end = filters.window(page.zone)
     found: dict[str, Any] | None = None
     with project.engine.connect() as conn:
         models = model_choices(conn)
@@ -139,10 +149,8 @@ def quadrant_option(found: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/insights/drivers", response_class=HTMLResponse)
 def drivers_page(page: PageCtx, outcome: str = "nps", model: str | None = None) -> HTMLResponse:
-    filters = Filters.parse(page.request)
-    errors = dict(filters.errors)
+    filters, errors, start, end = _filtered(page)
     project = page.state.project
-    start, end = filters.window(page.zone)
     chosen_outcome: Outcome = "churn" if outcome == "churn" else "nps"
     if outcome not in OUTCOMES:
         errors["outcome"] = f"choose NPS or churn, not {outcome!r}"
@@ -199,10 +207,8 @@ def shares_option(attribute: dict[str, Any], goal: str) -> dict[str, Any]:
 def retarget_page(
     page: PageCtx, model: str | None = None, goal: str | None = None, attribute: str = ""
 ) -> HTMLResponse:
-    filters = Filters.parse(page.request)
-    errors = dict(filters.errors)
+    filters, errors, start, end = _filtered(page)
     project = page.state.project
-    start, end = filters.window(page.zone)
     found: dict[str, Any] | None = None
     stages: list[dict[str, str]] = []
     with project.engine.connect() as conn:
@@ -240,4 +246,75 @@ def retarget_page(
         shown=shown,
         option=option,
         is_admin=page.at_least("admin"),
+    )
+
+
+def frequency_option(found: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "grid": {"left": 8, "right": 16, "top": 16, "bottom": 8, "containLabel": True},
+        "tooltip": {"trigger": "axis"},
+        "xAxis": {"type": "category", "data": [f["purchases"] for f in found["frequency"]],
+                  "name": "purchases"},
+        "yAxis": {"type": "value"},
+        "series": [{"type": "bar", "data": [f["buyers"] for f in found["frequency"]],
+                    "itemStyle": {"color": BRAND}}],
+    }  # fmt: skip
+
+
+CHARTED_COHORT = 30  # buyers a cohort needs to be drawn (the table lists every cohort)
+
+
+def repeat_option(found: dict[str, Any]) -> dict[str, Any]:
+    longest = max((len(c["repeat_by_month"]) for c in found["repeat_curves"]), default=0)
+    drawn = [c for c in found["repeat_curves"] if c["buyers"] >= CHARTED_COHORT]
+    return {
+        "grid": {"left": 8, "right": 16, "top": 36, "bottom": 8, "containLabel": True},
+        "legend": {"top": 0, "type": "scroll"},
+        "tooltip": {"trigger": "axis"},
+        "xAxis": {"type": "category", "data": list(range(longest)),
+                  "name": "months after the first purchase"},
+        "yAxis": {"type": "value", "axisLabel": {"formatter": "{value} %"}},
+        "series": [
+            {"type": "line", "name": c["cohort"],
+             "data": [round(100 * v, 1) for v in c["repeat_by_month"]]}
+            for c in drawn or found["repeat_curves"]
+        ],
+    }  # fmt: skip
+
+
+@router.get("/insights/purchases", response_class=HTMLResponse)
+def purchases_page(
+    page: PageCtx, event: str = PURCHASE_EVENT, amount: str = AMOUNT
+) -> HTMLResponse:
+    filters, errors, start, end = _filtered(page)
+    project = page.state.project
+    found: dict[str, Any] | None = None
+    event, amount = event.strip()[:200], amount.strip()[:200]
+    if not event:
+        errors["event"] = "name the purchase event"
+    if not amount:
+        errors["amount"] = "name the property that holds the amount"
+    if "event" not in errors and "amount" not in errors:
+        try:
+            with project.engine.connect() as conn:
+                where = filters.where
+                among = set(conn.execute(segment_members(where)).scalars()) if where else None
+            found = purchase_behaviour(
+                project.events, event=event, amount=amount, start=start, end=end, among=among
+            )
+        except ValueError as exc:
+            errors.update(service_errors(exc))
+    charts = {}
+    if found and found.get("buyers"):
+        charts = {"frequency": frequency_option(found), "repeat": repeat_option(found)}
+    filters.errors = errors
+    return page.render(
+        "pages/insights_purchases.html",
+        filters=filters,
+        errors=errors,
+        event=event,
+        amount=amount,
+        found=found,
+        charts=charts,
+        charted_cohort=CHARTED_COHORT,
     )
