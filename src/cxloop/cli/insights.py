@@ -13,10 +13,11 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Connection
 
-from cxloop.cli.context import call_project, day_option, handle_errors
+from cxloop.cli.context import CliError, call_project, day_option, handle_errors
 from cxloop.cli.output import Format, emit, err_console, key_values, percent
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
+from cxloop.insights.churn import HORIZON_DAYS, churn_risk, follow_up_at_risk
 from cxloop.insights.drivers import MIN_SAMPLE as DRIVERS_MIN_SAMPLE
 from cxloop.insights.drivers import RESAMPLES, Outcome, key_drivers
 from cxloop.insights.filters import segment_members
@@ -29,7 +30,7 @@ from cxloop.lifecycle.mirror import moves_store
 from cxloop.project import Project
 
 app = typer.Typer(
-    help="Insights: gaps per stage and who owns them; drivers of NPS and churn.",
+    help="Insights: gaps per stage, drivers of NPS and churn, retargeting, purchases, churn risk.",
     no_args_is_help=True,
 )
 
@@ -325,3 +326,82 @@ def purchases_command(
         for c in data["repeat_curves"]
     ]  # fmt: skip
     emit(curves, fmt, title="bought again by month m after the first (share of the cohort)")
+
+
+@app.command("churn")
+@handle_errors
+def churn_command(
+    model: Annotated[str, typer.Argument(help="Lifecycle model key")],
+    end: Annotated[
+        str | None, typer.Option("--to", help="The day scored (default today), YYYY-MM-DD")
+    ] = None,
+    horizon_days: Annotated[
+        int, typer.Option("--horizon-days", min=7, max=730, help="Days ahead the risk is for")
+    ] = HORIZON_DAYS,
+    where: WhereOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Customers listed")] = 20,
+    follow_up: Annotated[
+        float | None,
+        typer.Option(
+            "--follow-up",
+            min=0.01,
+            max=0.99,
+            help="Open a follow-up for each listed customer at or above this risk",
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Who is about to leave: risk per customer with its top reasons, and how good the
+    model is (AUC, calibration on held-out customers)."""
+    segment = parse_pairs(where, "--where")
+    if follow_up is not None:
+        body = {"threshold": follow_up, "limit": limit, "horizon_days": horizon_days,
+                "where": [f"{k}={v}" for k, v in segment.items()] or None}  # fmt: skip
+
+        def write(project: Project) -> Any:
+            with project.engine.connect() as conn:
+                found = churn_risk(conn, project.events, model, horizon_days=horizon_days,
+                                   where=segment, limit=limit)  # fmt: skip
+            if found["note"]:
+                raise CliError(found["note"])
+            with project.engine.begin() as conn:
+                made = follow_up_at_risk(conn, found, threshold=follow_up)
+            return {**made, "threshold": follow_up, "looked_at": len(found["at_risk"])}
+
+        made = call_project("POST", f"/api/v1/insights/churn/{model}/followups", write, body=body)
+        key_values(made, fmt, title="follow-ups for at-risk customers")
+        return
+    data = _ask(
+        f"/api/v1/insights/churn/{model}", None, end, where,
+        {"horizon_days": horizon_days, "limit": limit},
+        lambda project, conn, _since, until: churn_risk(
+            conn, project.events, model, end=until, horizon_days=horizon_days, where=segment,
+            limit=limit,
+        ),
+    )  # fmt: skip
+    if fmt is Format.csv:
+        flat = [{**{k: v for k, v in r.items() if k != "reasons"},
+                 "reasons": "; ".join(f"{x['label']}: {x['value']:g}" for x in r["reasons"])}
+                for r in data["at_risk"]]  # fmt: skip
+        emit(flat, fmt, rows=flat)
+        return
+    if fmt is Format.json:
+        emit(data, fmt)
+        return
+    if data["note"]:
+        err_console.print(data["note"], highlight=False)
+        return
+    ev = data["evaluation"]
+    err_console.print(
+        f"trained on {ev['train_customers']:,} customers in the lifecycle on "
+        f"{str(data['cutoff'])[:10]}, tested on {ev['test_customers']:,}: AUC {ev['auc']:.3f}, "
+        f"Brier {ev['brier']:.3f} (a constant guess: {ev['brier_if_constant']:.3f})",
+        highlight=False,
+    )
+    rows = [
+        {"customer": r["customer_id"], "risk": percent(r["risk"]), "stage": r["stage"],
+         "owner": r["owner"],
+         "top reasons": "; ".join(f"{x['label']}: {x['value']:g}" for x in r["reasons"])}
+        for r in data["at_risk"]
+    ]  # fmt: skip
+    emit(rows, fmt, title=f"churn risk within {data['horizon_days']} days: {data['model_name']}")

@@ -319,7 +319,8 @@ def followup_list(
         None
     ),
     reason: Annotated[
-        str | None, typer.Option("--reason", help="detractor, negative_case, stalled, manual")
+        str | None,
+        typer.Option("--reason", help="detractor, negative_case, stalled, churn_risk, manual"),
     ] = None,
     overdue: Annotated[bool, typer.Option("--overdue", help="only those past due")] = False,
     limit: LimitOpt = 100,

@@ -48,7 +48,7 @@ models_t = cast(Table, LifecycleModelRow.__table__)
 states_t = cast(Table, LifecycleState.__table__)
 STALLED_HORIZON_DAYS = 30
 STATUSES = ("open", "in_progress", "done")
-REASONS = ("detractor", "negative_case", "stalled", "manual")
+REASONS = ("detractor", "negative_case", "stalled", "churn_risk", "manual")
 DEFAULT_SLA_HOURS = 48
 _RESPONSES_CURSOR = "followups:responses"
 
@@ -140,6 +140,30 @@ def create_followup(conn: Connection, new: FollowUpIn) -> dict[str, Any]:
     )
     assert new_id is not None
     return get_followup(conn, new_id)
+
+
+def for_churn_risk(
+    conn: Connection,
+    *,
+    customer_id: int,
+    model_key: str,
+    stage: str,
+    owner: str | None,
+    since: datetime,
+    summary: str,
+) -> int | None:
+    """One follow-up per customer and stay the churn model flags: asking again while the
+    customer stands in the same stage adds nothing to the inbox."""
+    return _create(
+        conn,
+        customer_id=customer_id,
+        reason="churn_risk",
+        source_key=f"churn_risk:{model_key}:{customer_id}:{utc(since).isoformat()}",
+        summary=summary,
+        department_id=department_id(conn, owner) if owner else None,
+        since=datetime.now(UTC),
+        stage=(model_key, stage),
+    )
 
 
 def for_negative_case(conn: Connection, case: dict[str, Any]) -> int | None:

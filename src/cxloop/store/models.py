@@ -449,7 +449,8 @@ class FollowUp(Base):
     department_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("departments.id", ondelete="SET NULL")
     )
-    reason: Mapped[str] = mapped_column(String(20))  # detractor, negative_case, stalled, manual
+    # detractor, negative_case, stalled, churn_risk or manual
+    reason: Mapped[str] = mapped_column(String(20))
     # What caused it ("response:12", "case:3", "stalled:MODEL:CUSTOMER:ENTERED"): one each.
     source_key: Mapped[str] = mapped_column(String(200), unique=True)
     response_id: Mapped[int | None] = mapped_column(BigId)

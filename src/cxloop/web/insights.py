@@ -1,5 +1,6 @@
 """REST API for insights: the stages that fail their customers most, with their owners,
-what drives overall NPS and churn, which segments convert, and how customers buy."""
+what drives overall NPS and churn, which segments convert, how customers buy, and who
+is about to leave."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
+from cxloop.insights.churn import HORIZON_DAYS, churn_risk, follow_up_at_risk
 from cxloop.insights.drivers import MIN_SAMPLE as DRIVERS_MIN_SAMPLE
 from cxloop.insights.drivers import RESAMPLES, Outcome, key_drivers
 from cxloop.insights.filters import segment_members
@@ -19,8 +22,9 @@ from cxloop.insights.purchases import EVENT as PURCHASE_EVENT
 from cxloop.insights.retarget import MIN_SAMPLE as RETARGET_MIN_SAMPLE
 from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
-from cxloop.web.auth import Caller
-from cxloop.web.errors import refuse_nul
+from cxloop.web.auth import Analyst, Caller
+from cxloop.web.errors import ApiError, refuse_nul
+from cxloop.web.state import ServerState, written
 
 FromDay = Annotated[date | None, Query(alias="from", description="First day (inclusive)")]
 ToDay = Annotated[date | None, Query(alias="to", description="Last day (inclusive)")]
@@ -148,3 +152,57 @@ def purchases(
         project.events, event=event, amount=amount, start=first, end=last, among=among,
         months=months,
     )  # fmt: skip
+
+
+Horizon = Annotated[int, Query(ge=7, le=730, description="Days ahead the risk is for")]
+
+
+def _churn(
+    state: ServerState, model: str, end: date | None, horizon: int, where: list[str] | None,
+    limit: int, offset: int,
+) -> dict[str, Any]:  # fmt: skip
+    project = state.project
+    _first, last = days_window(None, end, project.settings.zone)
+    with project.engine.connect() as conn:
+        return churn_risk(
+            conn, project.events, model, end=last, horizon_days=horizon,
+            where=parse_pairs(where, "where"), limit=limit, offset=offset,
+        )  # fmt: skip
+
+
+@router.get("/insights/churn/{model}")
+def churn(
+    state: Caller,
+    model: str,
+    end: ToDay = None,
+    horizon_days: Horizon = HORIZON_DAYS,
+    where: Segment = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> dict[str, Any]:
+    """Churn risk in a lifecycle model: a logistic regression trained on the customers in
+    it ``horizon_days`` before the end (``to``, default today), evaluated on a held-out
+    quarter (AUC, Brier score, calibration), its features' coefficients, and today's
+    customers ranked by risk with their top reasons and owner."""
+    return _churn(state, model, end, horizon_days, where, limit, offset)
+
+
+class ChurnFollowUps(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="Risk at or above which")
+    limit: int = Field(default=100, ge=1, le=1000, description="Most at-risk customers looked at")
+    horizon_days: int = Field(default=HORIZON_DAYS, ge=7, le=730)
+    where: list[str] | None = Field(default=None, description="Segment: NAME=VALUE")
+
+
+@router.post("/insights/churn/{model}/followups")
+async def churn_followups(state: Analyst, model: str, body: ChurnFollowUps) -> dict[str, Any]:
+    """A follow-up for the owning department of each of the ``limit`` most at-risk
+    customers whose risk is at least ``threshold``; one per customer and stay."""
+    found = _churn(state, model, None, body.horizon_days, body.where, body.limit, 0)
+    if found["note"]:
+        raise ApiError(422, "too_little_history", found["note"], field="model")
+    threshold = body.threshold
+    made = await written(state, lambda conn: follow_up_at_risk(conn, found, threshold=threshold))
+    return {**made, "threshold": body.threshold, "looked_at": len(found["at_risk"])}
