@@ -52,6 +52,7 @@ PAGES: list[tuple[str, str | None]] = [
     ("/insights/drivers", "/api/v1/insights/drivers"),
     ("/insights/retarget?model=buyer", "/api/v1/insights/retarget/buyer"),
     ("/insights/purchases", "/api/v1/insights/purchases"),
+    ("/insights/churn?model=client-experience", "/api/v1/insights/churn/client-experience"),
     ("/funnels", None),
     ("/retention", None),
     ("/paths", None),

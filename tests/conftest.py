@@ -227,8 +227,8 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """The demo project (a few hundred customers) served by a real process, with users
-    of every role (password ``tests.site.PASSWORD``)."""
+    """The demo project (500 customers: enough history for the churn model) served by a
+    real process, with users of every role (password ``tests.site.PASSWORD``)."""
     home = tmp_path_factory.mktemp("site") / "project"
     settings = Settings(home=home)
     output = load_demo(settings, project_env(settings), cxloop_bin())

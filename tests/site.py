@@ -46,7 +46,7 @@ class Site:
         return USERS[role][0]
 
 
-def load_demo(settings: Settings, env: dict[str, str], cxloop: str, customers: int = 400) -> str:
+def load_demo(settings: Settings, env: dict[str, str], cxloop: str, customers: int = 500) -> str:
     """Run the demo loader; its output (keys, a survey link) is returned."""
     done = subprocess.run(
         [cxloop, "demo", "--customers", str(customers), "--no-serve"],

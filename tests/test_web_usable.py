@@ -19,6 +19,7 @@ PAGES = [
     "/insights/drivers?outcome=churn&model=client-experience",
     "/insights/retarget",
     "/insights/purchases",
+    "/insights/churn?model=client-experience",
     "/funnels",
     "/retention",
     "/paths",

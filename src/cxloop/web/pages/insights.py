@@ -3,6 +3,7 @@ customers, each with its owner, its figures, the sample sizes and the parts of i
 Drivers: what most moves overall NPS or churn, as an importance-performance quadrant.
 Retarget: which segments reach a model's goal, value by value, and which to target.
 Purchases: how often and how much customers buy, where, their RFM segments and value.
+Churn: who is about to leave, why, how good the model is, and follow-ups for them.
 
 The pages call ``stage_gaps`` and ``key_drivers``, the functions behind
 ``GET /api/v1/insights/gaps/{model}`` and ``GET /api/v1/insights/drivers``, with the same
@@ -11,12 +12,16 @@ window and segment, so a number on a page is the API's number.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import Connection
 
+from cxloop.insights.churn import churn_risk, follow_up_at_risk
 from cxloop.insights.drivers import OUTCOMES, Outcome, key_drivers
 from cxloop.insights.filters import segment_members
 from cxloop.insights.gaps import MIN_SAMPLE, PARTS, stage_gaps
@@ -25,8 +30,9 @@ from cxloop.insights.purchases import EVENT as PURCHASE_EVENT
 from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.lifecycle.service import get_model
-from cxloop.web.pages.base import Filters, Page, PageCtx
+from cxloop.web.pages.base import PAGE_SIZE, Filters, Page, PageCtx
 from cxloop.web.pages.lifecycle import choose_model, model_choices, service_errors
+from cxloop.web.state import written
 
 router = APIRouter(include_in_schema=False)
 BRAND, MUTED = "#0b5cad", "#7b8794"
@@ -37,6 +43,32 @@ def _filtered(page: Page) -> tuple[Filters, dict[str, str], datetime | None, dat
     filters = Filters.parse(page.request)
     start, end = filters.window(page.zone)
     return filters, dict(filters.errors), start, end
+
+
+def _for_model(
+    page: Page,
+    model: str | None,
+    errors: dict[str, str],
+    compute: Callable[[Connection, str], dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
+    """(the installed models, the one shown, ``compute(conn, key)`` for it): an unknown
+    model or a service's refusal goes into ``errors`` next to its field."""
+    found = None
+    with page.state.project.engine.connect() as conn:
+        models = model_choices(conn)
+        chosen, problem = choose_model(models, model)
+        errors.update(problem)
+        if chosen is not None:
+            try:
+                found = compute(conn, chosen["key"])
+            except ValueError as exc:
+                text = str(exc)
+                errors.update(
+                    {"goal": text.partition(": ")[2]}
+                    if text.startswith("goal:")
+                    else service_errors(exc)
+                )
+    return models, chosen, found
 
 
 @router.get("/insights")
@@ -67,20 +99,13 @@ def priority_option(stages: list[dict[str, Any]]) -> dict[str, Any]:
 @router.get("/insights/gaps", response_class=HTMLResponse)
 def gaps_page(page: PageCtx, model: str | None = None) -> HTMLResponse:
     filters, errors, start, end = _filtered(page)
-    project = page.state.project
-    found: dict[str, Any] | None = None
-    with project.engine.connect() as conn:
-        models = model_choices(conn)
-        chosen, problem = choose_model(models, model)
-        errors.update(problem)
-        if chosen is not None:
-            try:
-                found = stage_gaps(
-                    conn, chosen["key"], start=start, end=end, where=filters.where,
-                    zone=page.zone, store=moves_store(project.events),
-                )  # fmt: skip
-            except ValueError as exc:
-                errors.update(service_errors(exc))
+    store = moves_store(page.state.project.events)
+    models, chosen, found = _for_model(
+        page, model, errors,
+        lambda conn, key: stage_gaps(
+            conn, key, start=start, end=end, where=filters.where, zone=page.zone, store=store
+        ),
+    )  # fmt: skip
     option = None
     if found is not None and any(s["priority"] is not None for s in found["stages"]):
         option = priority_option(found["stages"])
@@ -208,24 +233,14 @@ def retarget_page(
     page: PageCtx, model: str | None = None, goal: str | None = None, attribute: str = ""
 ) -> HTMLResponse:
     filters, errors, start, end = _filtered(page)
-    project = page.state.project
-    found: dict[str, Any] | None = None
     stages: list[dict[str, str]] = []
-    with project.engine.connect() as conn:
-        models = model_choices(conn)
-        chosen, problem = choose_model(models, model)
-        errors.update(problem)
-        if chosen is not None:
-            _id, definition, _version = get_model(conn, chosen["key"])
-            stages = [{"key": s.key, "name": s.name} for s in definition.stages]
-            try:
-                found = retarget(
-                    conn, chosen["key"], goal=goal or None, start=start, end=end,
-                    where=filters.where,
-                )  # fmt: skip
-            except ValueError as exc:
-                errors.update(service_errors(exc) if not str(exc).startswith("goal") else
-                              {"goal": str(exc).partition(": ")[2]})  # fmt: skip
+
+    def compute(conn: Connection, key: str) -> dict[str, Any]:
+        _id, definition, _version = get_model(conn, key)
+        stages.extend({"key": s.key, "name": s.name} for s in definition.stages)
+        return retarget(conn, key, goal=goal or None, start=start, end=end, where=filters.where)
+
+    models, chosen, found = _for_model(page, model, errors, compute)
     shown = None
     if found and found["attributes"]:
         named = [a for a in found["attributes"] if a["attribute"] == attribute]
@@ -317,4 +332,93 @@ def purchases_page(
         found=found,
         charts=charts,
         charted_cohort=CHARTED_COHORT,
+    )
+
+
+def calibration_option(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Observed against predicted churn per tenth of risk, beside the diagonal a perfectly
+    calibrated model would follow."""
+    cells = evaluation["calibration"]
+    return {
+        "grid": {"left": 8, "right": 16, "top": 32, "bottom": 8, "containLabel": True},
+        "legend": {"top": 0},
+        "tooltip": {"trigger": "item"},
+        "xAxis": {"type": "value", "min": 0, "max": 100, "name": "predicted %"},
+        "yAxis": {"type": "value", "min": 0, "max": 100, "name": "observed %"},
+        "series": [
+            {"type": "line", "name": "held-out customers", "itemStyle": {"color": BRAND},
+             "data": [[round(100 * c["predicted"], 1), round(100 * c["observed"], 1)]
+                      for c in cells]},
+            {"type": "line", "name": "perfect calibration", "symbol": "none",
+             "lineStyle": {"type": "dashed", "color": MUTED}, "data": [[0, 0], [100, 100]]},
+        ],
+    }  # fmt: skip
+
+
+@router.get("/insights/churn", response_class=HTMLResponse)
+def churn_page(
+    page: PageCtx,
+    model: str | None = None,
+    offset: int = 0,
+    created: int | None = None,
+    already: int | None = None,
+    error: str = "",
+) -> HTMLResponse:
+    filters, errors, _start, end = _filtered(page)
+    if error == "followups":
+        errors["threshold"] = "give a risk between 1 and 99 % and at most 1,000 customers"
+    events = page.state.project.events
+    offset = max(0, min(offset, 1_000_000))
+    models, chosen, found = _for_model(
+        page, model, errors,
+        lambda conn, key: churn_risk(
+            conn, events, key, end=end, where=filters.where, limit=PAGE_SIZE, offset=offset
+        ),
+    )  # fmt: skip
+    option = calibration_option(found["evaluation"]) if found and found["evaluation"] else None
+    filters.errors = errors
+    return page.render(
+        "pages/insights_churn.html",
+        filters=filters,
+        errors=errors,
+        models=models,
+        model=chosen,
+        found=found,
+        option=option,
+        offset=offset,
+        page_size=PAGE_SIZE,
+        created=created,
+        already=already,
+        may_follow_up=page.at_least("analyst"),
+        is_admin=page.at_least("admin"),
+    )
+
+
+@router.post("/insights/churn/followups", response_class=HTMLResponse)
+async def churn_followups_page(page: PageCtx) -> Response:
+    """Follow-ups for the most at-risk customers at or above a risk, each for the owner
+    of the stage the customer stands in (analysts and admins: members work only their
+    own department's items)."""
+    page.require("analyst")
+    data = await page.form()
+    project = page.state.project
+    key = data.get("model", "")
+    try:
+        threshold = float(data.get("threshold", "")) / 100
+        limit = int(data.get("limit", ""))
+    except ValueError:
+        threshold, limit = -1.0, 0
+    back = f"/insights/churn?model={quote(key)}"
+    if not 0 < threshold < 1 or not 1 <= limit <= 1000:
+        return RedirectResponse(f"{back}&error=followups", status_code=303)
+    with project.engine.connect() as conn:
+        found = churn_risk(conn, project.events, key, limit=limit)
+    if found["note"]:
+        return RedirectResponse(f"{back}&error=followups", status_code=303)
+    made = await written(
+        page.state, lambda conn: follow_up_at_risk(conn, found, threshold=threshold)
+    )
+    return RedirectResponse(
+        f"{back}&created={made['created']}&already={made['already_open']}#at-risk",
+        status_code=303,
     )
