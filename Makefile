@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres java chromium venv bench-ingest bench-import bench-lifecycle bench-feedback bench-pages bench-funnel bench-analytics-api clean
+.PHONY: demo test lint typecheck unit postgres java chromium venv bench-ingest bench-import bench-lifecycle bench-feedback bench-pages bench-insights bench-funnel bench-analytics-api clean
 
 venv: $(STAMP)
 
@@ -55,6 +55,9 @@ bench-analytics-api: venv
 
 bench-lifecycle: venv
 	$(BIN)/python bench/lifecycle.py
+
+bench-insights: venv
+	$(BIN)/python bench/insights.py
 
 bench-feedback: venv
 	$(BIN)/python bench/feedback.py
