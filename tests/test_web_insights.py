@@ -3,7 +3,10 @@ sizes for the same model and filters, the priority chart, and the formula beside
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
+
+from playwright.sync_api import expect
 
 from tests.site import Site, screenshot, sign_in
 from tests.test_web_lifecycle import api, first_line, surveyed_model, window
@@ -249,3 +252,36 @@ def test_the_churn_page_ranks_the_apis_customers_and_opens_follow_ups(
     after = api(site, "/api/v1/followups", reason="churn_risk", limit=1000)
     created = len(after) - before
     assert note.startswith(f"{created:,} follow-ups created") and created <= 3
+
+
+def test_a_segment_is_saved_from_its_page_and_filters_another(
+    site: Site, browser_page: Any
+) -> None:
+    page = browser_page
+    sign_in(page, site, "analyst")
+    page.goto(f"{site.url}/insights/segments")
+    name = f"Web buyers {uuid.uuid4().hex[:4]}"
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Rules (YAML or JSON)").fill(
+        "rules:\n  - {kind: trait, field: no_such_trait, value: x}\n"
+    )
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("#err-rules")).to_contain_text("no customer has a trait 'no_such_trait'")
+    assert page.get_by_label("Name").input_value() == name  # the form keeps what was typed
+    page.get_by_label("Rules (YAML or JSON)").fill(
+        "rules:\n  - {kind: trait, field: channel, value: web}\n"
+        "  - {kind: event, event: Order Completed}\n"
+    )
+    page.get_by_role("button", name="Save segment").click()
+    page.wait_for_url("**/insights/segments?done=saved")
+    saved = api(site, f"/api/v1/segments/{name}")
+    row = page.locator(f"[data-testid=segments] tr[data-segment='{name}']")
+    assert row.locator("[data-col=members]").inner_text() == f"{saved['members']:,}"
+    assert saved["members"] > 0
+    # the segment filters the purchases page as it filters the API
+    row.get_by_role("link", name="Purchases").click()
+    page.wait_for_url("**/insights/purchases?segment=segment*")
+    found = api(site, "/api/v1/insights/purchases", where=f"segment={name}")
+    summary = page.get_by_test_id("summary").inner_text()
+    assert f"{found['buyers']:,}" in summary and found["buyers"] <= saved["members"]
+    screenshot(page, "insights-segments-filter")

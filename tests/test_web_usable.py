@@ -20,6 +20,7 @@ PAGES = [
     "/insights/retarget",
     "/insights/purchases",
     "/insights/churn?model=client-experience",
+    "/insights/segments",
     "/funnels",
     "/retention",
     "/paths",

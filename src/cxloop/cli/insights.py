@@ -28,6 +28,7 @@ from cxloop.insights.retarget import MIN_SAMPLE as RETARGET_MIN_SAMPLE
 from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.project import Project
+from cxloop.segments import check_named
 
 app = typer.Typer(
     help="Insights: gaps per stage, drivers of NPS and churn, retargeting, purchases, churn risk.",
@@ -65,6 +66,7 @@ def _ask(
     def local(project: Project) -> Any:
         since, until = days_window(first, last, project.settings.zone)
         with project.engine.connect() as conn:
+            check_named(conn, segment, "--where")
             return compute(project, conn, since, until)
 
     filters = {

@@ -16,6 +16,7 @@ from cxloop.cli import (
     insights,
     keys,
     lifecycle,
+    segments,
     service,
     users,
 )
@@ -40,6 +41,7 @@ app.add_typer(imports.app, name="import")
 app.add_typer(lifecycle.app, name="lifecycle")
 app.add_typer(lifecycle.departments_app, name="departments")
 app.add_typer(insights.app, name="insights")
+app.add_typer(segments.app, name="segments")
 app.add_typer(feedback.surveys_app, name="surveys")
 app.add_typer(feedback.benchmarks_app, name="benchmarks")
 app.add_typer(service.triggers_app, name="triggers")

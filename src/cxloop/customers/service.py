@@ -78,12 +78,31 @@ def user_ids(conn: Connection, customer_ids: list[int]) -> dict[int, str]:
     return found
 
 
+SAVED_SEGMENT = "segment"  # where segment=NAME: the members of a saved segment
+
+
+def _saved_members(name: str) -> Any:
+    """The members of the saved segment ``name``, as a subquery. An unknown name matches
+    nobody here; the web app refuses it first, naming the field (``web.segments``)."""
+    from cxloop.store.models import Segment, SegmentMember
+
+    segments, members = Segment.__table__, SegmentMember.__table__
+    return (
+        select(members.c.customer_id)
+        .join(segments, segments.c.id == members.c.segment_id)
+        .where(segments.c.name == name)
+    )
+
+
 def segment_conditions(where: Mapping[str, str]) -> list[ColumnElement[bool]]:
-    """A segment as SQL: each NAME=VALUE is a profile field (gender, city, channel …) or,
-    for any other name, a free-form trait; every condition must hold."""
+    """A segment as SQL: each NAME=VALUE is a profile field (gender, city, channel …),
+    ``segment=NAME`` a saved segment's members, or for any other name a free-form trait;
+    every condition must hold."""
     conditions: list[ColumnElement[bool]] = [customers_t.c.merged_into_id.is_(None)]
     for name, value in where.items():
-        if name in FILTER_FIELDS:
+        if name == SAVED_SEGMENT:
+            conditions.append(customers_t.c.id.in_(_saved_members(value)))
+        elif name in FILTER_FIELDS:
             if name == "birth_year":
                 try:
                     conditions.append(customers_t.c[name] == int(value))

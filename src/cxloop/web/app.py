@@ -8,7 +8,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from cxloop import __version__
 from cxloop.ingest.log import IngestLog
@@ -23,6 +23,7 @@ from cxloop.web import (
     insights,
     lifecycle,
     reports,
+    segments,
     service,
     survey_page,
     tracking,
@@ -106,6 +107,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
             "`Authorization: Bearer KEY`."
         ),
         lifespan=lifespan,
+        dependencies=[Depends(segments.known_segments)],
     )
     install_error_handlers(app)
     app.include_router(tracking.router)
@@ -118,6 +120,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     app.include_router(analytics.export_router)
     app.include_router(reports.router)
     app.include_router(insights.router)
+    app.include_router(segments.router)
     install_pages(app)
 
     @app.get("/healthz", tags=["meta"])

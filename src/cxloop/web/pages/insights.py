@@ -4,6 +4,7 @@ Drivers: what most moves overall NPS or churn, as an importance-performance quad
 Retarget: which segments reach a model's goal, value by value, and which to target.
 Purchases: how often and how much customers buy, where, their RFM segments and value.
 Churn: who is about to leave, why, how good the model is, and follow-ups for them.
+Segments: saved rule-based groups of customers, their members and CSV export.
 
 The pages call ``stage_gaps`` and ``key_drivers``, the functions behind
 ``GET /api/v1/insights/gaps/{model}`` and ``GET /api/v1/insights/drivers``, with the same
@@ -17,10 +18,14 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+import yaml
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from cxloop import segments
+from cxloop.domain.segments import SegmentIn
 from cxloop.insights.churn import churn_risk, follow_up_at_risk
 from cxloop.insights.drivers import OUTCOMES, Outcome, key_drivers
 from cxloop.insights.filters import segment_members
@@ -30,7 +35,7 @@ from cxloop.insights.purchases import EVENT as PURCHASE_EVENT
 from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.lifecycle.service import get_model
-from cxloop.web.pages.base import PAGE_SIZE, Filters, Page, PageCtx
+from cxloop.web.pages.base import PAGE_SIZE, Filters, Page, PageCtx, PageForbidden
 from cxloop.web.pages.lifecycle import choose_model, model_choices, service_errors
 from cxloop.web.state import written
 
@@ -422,3 +427,101 @@ async def churn_followups_page(page: PageCtx) -> Response:
         f"{back}&created={made['created']}&already={made['already_open']}#at-risk",
         status_code=303,
     )
+
+
+EXAMPLE_RULES = (
+    "rules:\n"
+    "  - {kind: trait, field: country, value: Spain}\n"
+    "  - {kind: event, event: Order Completed, within_days: 30, min_count: 2}\n"
+)
+
+
+def _segments_page(
+    page: Page, *, form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
+    done: str = "", status_code: int = 200,
+) -> HTMLResponse:  # fmt: skip
+    with page.state.project.engine.connect() as conn:
+        saved = segments.list_segments(conn)
+    return page.render(
+        "pages/insights_segments.html",
+        saved=saved,
+        form=form or {"name": "", "description": "", "match": "all", "rules": EXAMPLE_RULES},
+        errors=errors or {},
+        done=done,
+        may_edit=page.at_least("analyst"),
+        status_code=status_code,
+    )
+
+
+@router.get("/insights/segments", response_class=HTMLResponse)
+def segments_page(page: PageCtx, done: str = "") -> HTMLResponse:
+    return _segments_page(page, done=done[:40])
+
+
+@router.post("/insights/segments", response_class=HTMLResponse)
+async def save_segment_page(page: PageCtx) -> Response:
+    """Save a segment from the form: its rules as YAML or JSON, errors next to the field."""
+    page.require("analyst")
+    data = await page.form()
+    form = {k: data.get(k, "") for k in ("name", "description", "match", "rules")}
+    errors: dict[str, str] = {}
+    try:
+        rules = yaml.safe_load(form["rules"]) or {}
+    except yaml.YAMLError as exc:
+        rules = None
+        errors["rules"] = f"not YAML or JSON: {str(exc).splitlines()[0]}"
+    if rules is not None:
+        if isinstance(rules, list):
+            rules = {"rules": rules}
+        if not isinstance(rules, dict):
+            errors["rules"] = "give the rules as a list (or a mapping with rules)"
+    new = None
+    if not errors:
+        assert isinstance(rules, dict)
+        try:
+            new = SegmentIn.model_validate(
+                {**rules, "name": form["name"].strip(), "match": form["match"] or "all",
+                 "description": form["description"].strip() or None}
+            )  # fmt: skip
+        except ValidationError as exc:
+            for problem in exc.errors():
+                where = ".".join(str(p) for p in problem["loc"])
+                field = "name" if where.startswith("name") else "rules"
+                errors.setdefault(field, f"{where}: {problem['msg']}")
+    if new is None:
+        return _segments_page(page, form=form, errors=errors, status_code=422)
+    events = page.state.project.events
+    chosen = new
+    try:
+        await written(page.state, lambda conn: segments.save_segment(conn, events, chosen))
+    except ValueError as exc:
+        text = str(exc)
+        field = "name" if text.startswith("name:") else "rules"
+        return _segments_page(page, form=form, errors={field: text}, status_code=422)
+    return RedirectResponse("/insights/segments?done=saved", status_code=303)
+
+
+@router.post("/insights/segments/{segment_id}/{action}", response_class=HTMLResponse)
+async def segment_action_page(page: PageCtx, segment_id: int, action: str) -> Response:
+    """Refresh or delete a saved segment."""
+    page.require("analyst")
+    await page.form()
+    if action not in ("refresh", "delete"):
+        raise PageForbidden(f"no such action on a segment: {action!r}")
+    events = page.state.project.events
+
+    def run(conn: Connection) -> None:
+        found = [s for s in segments.list_segments(conn) if s["id"] == segment_id]
+        if not found:
+            raise ValueError("segment: it was deleted meanwhile")
+        if action == "refresh":
+            segments.refresh_segment(conn, events, found[0]["name"])
+        else:
+            segments.delete_segment(conn, found[0]["name"])
+
+    try:
+        await written(page.state, run)
+    except ValueError as exc:
+        return _segments_page(page, errors={"list": str(exc)}, status_code=422)
+    done = {"refresh": "refreshed", "delete": "deleted"}[action]
+    return RedirectResponse(f"/insights/segments?done={done}", status_code=303)
