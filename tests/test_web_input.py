@@ -48,3 +48,18 @@ def test_pages_refuse_nul_in_forms_queries_and_sign_in(settings: Settings) -> No
         assert made.status_code in (200, 303), made.text
         listed = http.get("/settings/departments", follow_redirects=True)
         assert "Sales" in listed.text
+
+
+def test_a_page_says_when_its_saved_segment_does_not_exist(settings: Settings) -> None:
+    _admin(settings)
+    with TestClient(create_app(settings), follow_redirects=False) as http:
+        http.post("/login", data={"email": "admin@example.com", "password": PASSWORD})
+        page = http.get(
+            "/insights/purchases", params={"segment": "segment", "value": "Nobody"},
+            headers={"Accept": "text/html"},
+        )  # fmt: skip
+        assert page.status_code == 200
+        assert "no saved segment &#39;Nobody&#39;" in page.text
+        assert 'id="e-value"' in page.text
+        api = http.get("/api/v1/insights/purchases", params={"where": "segment=Nobody"})
+        assert api.status_code == 404 and "no saved segment" in api.text

@@ -23,8 +23,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from cxloop.customers.service import SAVED_SEGMENT
 from cxloop.domain.values import as_utc
 from cxloop.feedback.responses import days_window
+from cxloop.segments import check_named
 from cxloop.store.sessions import SignedIn
 from cxloop.web.auth import CSRF_FIELD, CSRF_HEADER, Principal, csrf_ok, session_user
 from cxloop.web.errors import NUL_REASON
@@ -109,7 +111,22 @@ async def page_context(request: Request) -> Page:
     _refuse_nul((k, v) for k, v in request.path_params.items() if isinstance(v, str))
     state = state_of(request)
     await state.writer.settled()
+    _check_saved_segment(request, state)
     return Page(request=request, state=state, user=user)
+
+
+def _check_saved_segment(request: Request, state: ServerState) -> None:
+    """A filter naming a saved segment that does not exist is said next to the segment's
+    field (``Filters.parse`` reads it), rather than shown as an empty report."""
+    q = request.query_params
+    name = q.get("value", "").strip()
+    if q.get("segment") != SAVED_SEGMENT or not name:
+        return
+    with state.project.engine.connect() as conn:
+        try:
+            check_named(conn, {SAVED_SEGMENT: name}, "value")
+        except LookupError:
+            request.state.unknown_segment = f"no saved segment {name!r}"
 
 
 PageCtx = Annotated[Page, Depends(page_context)]
@@ -151,6 +168,10 @@ class Filters:
             found.last = None
         if found.segment_field and not found.segment_value:
             found.errors["value"] = "give the value the segment must have"
+        unknown = getattr(request.state, "unknown_segment", None)
+        if unknown:
+            found.errors["value"] = unknown
+            found.segment_field = found.segment_value = ""
         return found
 
     @property
