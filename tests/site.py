@@ -1,7 +1,7 @@
 """A demo project served by a real `cxloop serve` process, with one user per role, and
 Debian's chromium driven by Playwright: what the browser tests share.
 
-The site is built once per test worker (the demo generator with a few hundred
+The site is built once per test worker (the demo generator with 500
 customers), so every page has data to show. Screenshots go to ``test-artifacts/``.
 """
 
