@@ -260,9 +260,9 @@ def test_departments_are_created_renamed_and_their_sla_changed(
     assert "exists" in page.locator("#err-name").inner_text()
 
 
-# Installing or editing a model folds every customer's history again before the answer:
-# on a loaded machine that takes longer than a page's usual 30 s allowance.
-INSTALL_MS = 120_000
+# Installing or editing a model folds every customer's history again before the answer
+# (17 s here alone; the suite's Spark and schemathesis runs share the two cores with it).
+INSTALL_MS = 300_000
 
 
 def test_a_model_definition_is_checked_and_its_stages_edited(site: Site, browser_page: Any) -> None:
