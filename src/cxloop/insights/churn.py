@@ -28,6 +28,7 @@ from sklearn.model_selection import train_test_split  # type: ignore[import-unty
 from sqlalchemy import Connection, case, func, select
 
 from cxloop.analytics.sql import query_for
+from cxloop.domain.values import utc
 from cxloop.events.base import EventStore
 from cxloop.feedback.responses import responses_t
 from cxloop.feedback.surveys import SCALES, surveys_t
@@ -55,33 +56,34 @@ class Features:
     values: Floats  # (customers, features)
 
 
-def _active_at(
-    conn: Connection, model_id: int, moment: datetime
-) -> tuple[dict[int, tuple[str, datetime]], dict[int, datetime]]:
-    """Customers standing in a stage at ``moment`` ({customer: (stage, since)}), and the
-    time of each customer's first exit after it ({customer: at})."""
+def _moves(conn: Connection, model_id: int) -> list[tuple[int, str, str | None, datetime]]:
+    """The model's moves, (customer, kind, stage, at) by customer and sequence: read once,
+    then placed at both moments the model needs (the cutoff and the end)."""
     t = transitions_t.c
     rows = conn.execute(
         select(t.customer_id, t.kind, t.to_stage, t.at)
         .where(t.model_id == model_id)
         .order_by(t.customer_id, t.seq)
     ).all()
+    return [(int(r.customer_id), str(r.kind), r.to_stage, utc(r.at)) for r in rows]
+
+
+def _active_at(
+    moves: list[tuple[int, str, str | None, datetime]], moment: datetime
+) -> tuple[dict[int, tuple[str, datetime]], dict[int, datetime]]:
+    """Customers standing in a stage at ``moment`` ({customer: (stage, since)}), and the
+    time of each customer's first exit after it ({customer: at})."""
     standing: dict[int, tuple[str, datetime]] = {}
     exits: dict[int, datetime] = {}
-    for row in rows:
-        customer, at = int(row.customer_id), _utc(row.at)
+    for customer, kind, stage, at in moves:
         if at < moment:
-            if row.kind == "exit" or row.to_stage is None:
+            if kind == "exit" or stage is None:
                 standing.pop(customer, None)
             else:
-                standing[customer] = (str(row.to_stage), at)
-        elif row.kind == "exit" and customer not in exits:
+                standing[customer] = (str(stage), at)
+        elif kind == "exit" and customer not in exits:
             exits[customer] = at
     return standing, exits
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _top_events(events: EventStore, before: datetime, left_out: set[str]) -> list[str]:
@@ -283,8 +285,9 @@ def churn_risk(
     cutoff = end - timedelta(days=horizon_days)
     stages = [(s.key, s.name) for s in model.stages]
     owners = {s.key: s.owner for s in model.stages}
-    then, exits = _active_at(conn, model_id, cutoff)
-    now, _later = _active_at(conn, model_id, end)
+    moves = _moves(conn, model_id)
+    then, exits = _active_at(moves, cutoff)
+    now, _later = _active_at(moves, end)
     if where:
         members = set(conn.execute(segment_members(dict(where))).scalars())
         then = {c: v for c, v in then.items() if c in members}

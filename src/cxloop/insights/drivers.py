@@ -28,6 +28,7 @@ import numpy as np
 from sqlalchemy import Connection, case, func, select
 
 from cxloop.analytics.sql import query_for
+from cxloop.domain.values import utc
 from cxloop.events.base import EventStore
 from cxloop.feedback.responses import responses_t
 from cxloop.feedback.surveys import SCALES, get_survey, surveys_t
@@ -125,17 +126,9 @@ def _churn_outcome(
     for customer, (kind, at) in last.items():
         if kind != "exit":
             out[customer] = 0.0
-        elif start is None or _utc(at) >= start:
+        elif start is None or utc(at) >= start:
             out[customer] = 1.0
     return out
-
-
-def _utc(moment: datetime) -> datetime:
-    from cxloop.domain.values import as_utc
-
-    found = as_utc(moment)
-    assert found is not None
-    return found
 
 
 def _satisfaction(
