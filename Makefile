@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres java chromium venv bench-ingest bench-import bench-lifecycle bench-feedback bench-pages bench-insights bench-funnel bench-analytics-api clean
+.PHONY: demo test lint typecheck unit postgres java chromium poppler venv bench-ingest bench-import bench-lifecycle bench-feedback bench-pages bench-insights bench-funnel bench-analytics-api clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,9 @@ java:
 chromium:
 	bash scripts/ensure-chromium.sh
 
+poppler:
+	bash scripts/ensure-poppler.sh
+
 lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -34,7 +37,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv postgres java chromium
+unit: venv postgres java chromium poppler
 	$(BIN)/pytest -n 2
 
 test: lint typecheck unit

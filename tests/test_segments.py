@@ -107,6 +107,22 @@ def test_rules_of_each_kind_and_their_use_as_a_filter(quiet_api: ApiClient) -> N
     )  # fmt: skip
     assert unknown.status_code == 404 and "no saved segment 'Nobody'" in unknown.text
 
+    # ... and breaks them down: its members against everyone else.
+    split = api.http.post("/api/v1/analytics/funnel", headers=api.auth, json={
+        "steps": [{"event": "Ad Clicked"}, {"event": "Order Completed"}],
+        "breakdown": {"segment": "Busy pros"}, "window_seconds": 366 * 86400,
+    })  # fmt: skip
+    assert split.status_code == 200, split.text
+    groups = {g["value"]: [s["count"] for s in g["steps"]] for g in split.json()["breakdown"]}
+    rest = [i for i in range(PEOPLE) if i not in busy_pros]
+    assert groups == {
+        "in Busy pros": [len(busy_pros), len(busy_pros)],
+        "not in Busy pros": [len(rest), sum(1 for i in rest if _orders(i) >= 1)],
+    }
+    missing = api.http.post("/api/v1/analytics/trends", headers=api.auth,
+                            json={"breakdown": {"segment": "Nobody"}})  # fmt: skip
+    assert missing.status_code == 422 and "breakdown.segment" in missing.text
+
     # CSV export: every member, with its userId and traits.
     export = api.http.get("/api/v1/segments/Busy pros/export.csv", headers=api.auth)
     assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
@@ -188,3 +204,7 @@ def test_the_cli_saves_lists_and_exports(embedded_settings: Settings, tmp_path: 
     cx(embedded_settings, "import", "events", str(orders), "--map", "revenue=properties.revenue")
     spain = cx_json(embedded_settings, "insights", "purchases", "--where", "segment=Spain")
     assert (spain["buyers"], spain["revenue"]) == (3, 30.0)
+    split = cx_json(embedded_settings, "trends", "--event", "Order Completed", "--interval",
+                    "month", "--breakdown", "segment:Spain")  # fmt: skip
+    assert {g["value"]: sum(p["events"] for p in g["series"]) for g in split["breakdown"]} == {
+        "in Spain": 3, "not in Spain": 3}  # fmt: skip

@@ -11,11 +11,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from typer.testing import CliRunner
 
-from cxloop.analytics.funnel_spec import SpecRejected
+from cxloop.analytics.funnel import run_funnel
+from cxloop.analytics.funnel_spec import FunnelSpec, SpecRejected
 from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
+from cxloop.analytics.sql import EngineUnsupported
 from cxloop.cli.main import app
+from cxloop.domain.segments import SegmentIn, TraitRule
 from cxloop.project import Project, open_project
+from cxloop.segments import save_segment
 from cxloop.settings import Settings
 from tests.conftest import on_every_engine
 from tests.journeys import cli_project, journeys, on_spark, stores, traits
@@ -288,3 +292,58 @@ def test_retention_over_more_periods_than_a_mask_holds_gives_the_same_answer(
     journeys(project, {"p4": [("Z", d(100))]})  # the data now spans 101 days
     beyond = retention(project, **spec)
     assert [(c["start"], c["values"]) for c in beyond["cohorts"]] == expected
+
+
+def test_a_saved_segment_breaks_funnels_trends_and_retention_down_against_the_rest(
+    project: Project,
+) -> None:
+    journeys(
+        project,
+        {
+            "p1": [("A", d(0)), ("B", d(1)), ("A", d(7))],
+            "p2": [("A", d(0))],
+            "p3": [("A", d(0)), ("B", d(2))],
+            "p4": [("A", d(1)), ("A", d(8)), ("A", d(9))],  # no plan at all: not a member
+        },
+    )
+    traits(project, {"p1": {"plan": "pro"}, "p2": {"plan": "free"}, "p3": {"plan": "pro"}},
+           d(-1))  # fmt: skip
+    with project.engine.begin() as conn:
+        rules = [TraitRule(field="plan", value="pro")]
+        save_segment(conn, project.events, SegmentIn(name="Pros", rules=rules))
+    by_segment = {"segment": "Pros"}
+
+    steps = [{"event": "A"}, {"event": "B"}]
+    events, engine = stores(project)
+    split = run_funnel(FunnelSpec.model_validate({"steps": steps, "breakdown": by_segment}),
+                       events, engine, project.settings.zone)  # fmt: skip
+    assert {g["value"]: [s["count"] for s in g["steps"]] for g in split["breakdown"]} == {
+        "in Pros": [2, 2],
+        "not in Pros": [2, 0],
+    }
+
+    weekly = trends(project, event={"event": "A"}, interval="week", breakdown=by_segment)
+    assert {
+        g["value"]: [(p["events"], p["customers"]) for p in g["series"]]
+        for g in weekly["breakdown"]
+    } == {"in Pros": [(2, 2), (1, 1)], "not in Pros": [(2, 2), (2, 1)]}
+
+    kept = retention(project, start_event={"event": "A"}, return_event={"event": "A"},
+                     period="week", periods=2, breakdown=by_segment)  # fmt: skip
+    assert {g["value"]: [c["values"] for c in g["cohorts"]] for g in kept["breakdown"]} == {
+        "in Pros": [[2, 1]],
+        "not in Pros": [[2, 1]],
+    }
+
+    with pytest.raises(SpecRejected) as caught:
+        trends(project, breakdown={"segment": "Nobody"})
+    problem = caught.value.problems[0]
+    assert (problem.code, problem.field) == ("breakdown_segment_missing", "breakdown.segment")
+    assert "'Nobody'" in problem.message
+    with pytest.raises(SpecRejected) as caught:
+        trends(project, breakdown={"segment": "Pros", "trait": "plan"})
+    assert caught.value.problems[0].code == "bad_breakdown"
+    # Segments live in the app database: a lake alone cannot say who is in one.
+    with pytest.raises(EngineUnsupported, match="app database"):
+        run_trends(TrendsSpec.model_validate({"breakdown": by_segment}), project.events, None,
+                   project.settings.zone)  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.site import Site, screenshot, sign_in
+from tests.test_web_analytics import _api, _spec
 from tests.test_web_lifecycle import api, first_line, surveyed_model, window
 
 # The drawn bar chart's categories and values, once app.js has drawn it.
@@ -285,3 +286,19 @@ def test_a_segment_is_saved_from_its_page_and_filters_another(
     summary = page.get_by_test_id("summary").inner_text()
     assert f"{found['buyers']:,}" in summary and found["buyers"] <= saved["members"]
     screenshot(page, "insights-segments-filter")
+    # ... and breaks the funnel down: its members against the rest
+    page.goto(f"{site.url}/funnels")
+    steps = [page.get_by_label(f"Step {n}", exact=True).input_value() for n in (1, 2, 3, 4)]
+    page.get_by_label("Kind of breakdown").select_option("segment")
+    page.get_by_label("Break down by").fill(name)
+    page.get_by_role("button", name="Show funnel").click()
+    page.wait_for_url("**breakdown_by=segment**")
+    split = _api(site, "POST", "/api/v1/analytics/funnel", json={
+        **_spec(steps), "breakdown": {"segment": name}})  # fmt: skip
+    shown = (
+        page.get_by_test_id("funnel-breakdown")
+        .locator("tbody tr")
+        .evaluate_all("rows => rows.map(r => [r.cells[0].innerText, r.cells[1].innerText])")
+    )
+    assert shown == [[g["value"], f"{g['steps'][0]['count']:,}"] for g in split["breakdown"]]
+    assert {g["value"] for g in split["breakdown"]} == {f"in {name}", f"not in {name}"}

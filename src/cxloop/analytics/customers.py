@@ -1,9 +1,10 @@
-"""What analytics need to know of customers beside their events: a trait to break down by,
-and a name and e-mail for the customer lists.
+"""What analytics need to know of customers beside their events: a trait or saved segment
+to break down by, and a name and e-mail for the customer lists.
 
 The app database answers for the DuckDB and PostgreSQL event stores. A Parquet lake carries
 its own copy of the customers (``customers.parquet``), so Spark answers from the lake and
-needs no app database at all; the event store says so by offering ``customers``.
+needs no app database at all; the event store says so by offering ``customers``. Saved
+segments live in the app database only, so a breakdown by one needs it whatever the store.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from typing import Any, Protocol, cast
 import msgspec
 from sqlalchemy import Engine, Table, select
 
+from cxloop.analytics.funnel_spec import Breakdown, SpecProblem, SpecRejected
 from cxloop.analytics.sql import EngineUnsupported
 from cxloop.events.base import EventStore
-from cxloop.store.models import Customer
+from cxloop.store.models import Customer, Segment, SegmentMember
 
 customers_t = cast(Table, Customer.__table__)
+segments_t = cast(Table, Segment.__table__)
+members_t = cast(Table, SegmentMember.__table__)
 Contact = tuple[str | None, str | None]  # name, e-mail
 
 
@@ -82,6 +86,74 @@ def customers_for(events: EventStore, engine: Engine | None) -> CustomerFacts:
     if engine is None:
         raise EngineUnsupported(f"the {events.backend} event store needs the app database")
     return AppCustomers(engine)
+
+
+def group_labels(
+    breakdown: Breakdown, ids: list[int], facts: CustomerFacts, engine: Engine | None
+) -> dict[int, str | None]:
+    """Each customer's group for a breakdown by trait or by saved segment: the segment's
+    members are labelled ``in NAME``, everyone else ``not in NAME``, so a report shows the
+    segment against the rest."""
+    if breakdown.segment is None:
+        assert breakdown.trait is not None
+        return facts.traits_of(ids, breakdown.trait)
+    name = breakdown.segment
+    segment_id = _segment_id(engine, name)
+    members: set[int] = set()
+    assert engine is not None
+    with engine.connect() as conn:
+        for chunk in _chunks(ids):
+            members.update(
+                conn.scalars(
+                    select(members_t.c.customer_id).where(
+                        members_t.c.segment_id == segment_id,
+                        members_t.c.customer_id.in_(chunk),
+                    )
+                )
+            )
+    inside, outside = f"in {name}", f"not in {name}"
+    return {c: inside if c in members else outside for c in ids}
+
+
+def check_customer_breakdown(
+    breakdown: Breakdown | None, facts: CustomerFacts, engine: Engine | None
+) -> None:
+    """Refuse a breakdown by a trait no customer has or by a segment nobody saved, naming
+    the field, rather than show one group of blanks."""
+    if breakdown is None or breakdown.property is not None:
+        return
+    if breakdown.segment is not None:
+        _segment_id(engine, breakdown.segment)
+        return
+    assert breakdown.trait is not None
+    if not facts.has_trait(breakdown.trait):
+        raise SpecRejected(
+            [
+                SpecProblem(
+                    "breakdown_trait_missing",
+                    "breakdown.trait",
+                    f"no customer has the trait {breakdown.trait!r}",
+                )
+            ]
+        )
+
+
+def _segment_id(engine: Engine | None, name: str) -> int:
+    if engine is None:
+        raise EngineUnsupported("a breakdown by saved segment needs the app database")
+    with engine.connect() as conn:
+        found = conn.scalar(select(segments_t.c.id).where(segments_t.c.name == name))
+    if found is None:
+        raise SpecRejected(
+            [
+                SpecProblem(
+                    "breakdown_segment_missing",
+                    "breakdown.segment",
+                    f"no saved segment is named {name!r}",
+                )
+            ]
+        )
+    return int(found)
 
 
 def trait_text(value: Any) -> str:

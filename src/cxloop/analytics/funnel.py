@@ -23,7 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine
 
-from cxloop.analytics.customers import CustomerFacts, customers_for
+from cxloop.analytics.customers import (
+    CustomerFacts,
+    check_customer_breakdown,
+    customers_for,
+    group_labels,
+)
 from cxloop.analytics.funnel_kernel import Event, best_attempt
 from cxloop.analytics.funnel_spec import (
     FunnelSpec,
@@ -63,7 +68,7 @@ def run_funnel(
     q, sql = query_for(events)
     dialect = q.dialect
     customers = customers_for(events, engine)
-    _check_breakdown(spec, sql, dialect, customers)
+    _check_breakdown(spec, sql, dialect, customers, engine)
     found = _found(spec, events, zone)
     # A step no row matched may name an event that was never stored: say so.
     unseen = [s.event for n, s in enumerate(spec.steps) if not found.seen >> n & 1]
@@ -72,7 +77,7 @@ def run_funnel(
         found = _narrowed(found, among)
     result: dict[str, Any] = {"steps": _steps(spec, found.reached, found.times)}
     if spec.breakdown is not None:
-        result["breakdown"] = _breakdown(spec, found, customers)
+        result["breakdown"] = _breakdown(spec, found, customers, engine)
     if warnings:
         result["warnings"] = warnings
     return result
@@ -435,12 +440,15 @@ def _steps(spec: FunnelSpec, reached: Ints, times: Ints) -> list[dict[str, Any]]
     return out
 
 
-def _breakdown(spec: FunnelSpec, found: _Found, customers: CustomerFacts) -> list[dict[str, Any]]:
+def _breakdown(
+    spec: FunnelSpec, found: _Found, customers: CustomerFacts, engine: Engine | None
+) -> list[dict[str, Any]]:
     breakdown = spec.breakdown
     assert breakdown is not None
-    if breakdown.trait is not None:
-        traits = customers.traits_of(found.customers.tolist(), breakdown.trait)
-        values = [traits.get(c) for c in found.customers.tolist()]
+    if breakdown.property is None:
+        ids = found.customers.tolist()
+        labels = group_labels(breakdown, ids, customers, engine)
+        values = [labels.get(c) for c in ids]
     else:
         found = found.groups or found
         values = found.values
@@ -478,7 +486,7 @@ def _unknown_events(names: list[str], sql: Any, dialect: Dialect) -> list[dict[s
 
 
 def _check_breakdown(
-    spec: FunnelSpec, sql: Any, dialect: Dialect, customers: CustomerFacts
+    spec: FunnelSpec, sql: Any, dialect: Dialect, customers: CustomerFacts, engine: Engine | None
 ) -> None:
     breakdown = spec.breakdown
     if breakdown is None:
@@ -502,17 +510,7 @@ def _check_breakdown(
                 ]
             )
         return
-    assert breakdown.trait is not None
-    if not customers.has_trait(breakdown.trait):
-        raise SpecRejected(
-            [
-                SpecProblem(
-                    "breakdown_trait_missing",
-                    "breakdown.trait",
-                    f"no customer has the trait {breakdown.trait!r}",
-                )
-            ]
-        )
+    check_customer_breakdown(breakdown, customers, engine)
 
 
 def _ratio(part: int, whole: int) -> float:

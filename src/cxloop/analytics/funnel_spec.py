@@ -74,11 +74,21 @@ class Exclusion(_Strict):
 
 
 class Breakdown(_Strict):
+    """Group by one of: an event property, a customer trait, or a saved segment (its
+    members against everyone else)."""
+
     property: Name | None = None
     trait: Name | None = None
+    segment: Name | None = None
     attribution: Attribution = "first_touch"
     step: Annotated[int, Field(ge=0)] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 25
+
+    def names_one(self) -> bool:
+        return sum(x is not None for x in (self.property, self.trait, self.segment)) == 1
+
+
+ONE_BREAKDOWN = "name exactly one of property, trait or segment"
 
 
 class FunnelSpec(_Strict):
@@ -197,8 +207,8 @@ class _BreakdownFits(_Rule):
         breakdown = spec.breakdown
         if breakdown is None:
             return []
-        if (breakdown.property is None) == (breakdown.trait is None):
-            return [SpecProblem(self.code, "breakdown", "name exactly one of property or trait")]
+        if not breakdown.names_one():
+            return [SpecProblem(self.code, "breakdown", ONE_BREAKDOWN)]
         if breakdown.attribution == "step" and (
             breakdown.step is None or breakdown.step >= len(spec.steps)
         ):

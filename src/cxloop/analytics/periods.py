@@ -19,8 +19,14 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from cxloop.analytics.customers import CustomerFacts, customers_for
+from cxloop.analytics.customers import (
+    CustomerFacts,
+    check_customer_breakdown,
+    customers_for,
+    group_labels,
+)
 from cxloop.analytics.funnel_spec import (
+    ONE_BREAKDOWN,
     Breakdown,
     FunnelStep,
     SpecProblem,
@@ -79,8 +85,8 @@ class RetentionSpec(_Strict):
 
 
 def _breakdown_problems(breakdown: Breakdown | None) -> list[SpecProblem]:
-    if breakdown is not None and (breakdown.property is None) == (breakdown.trait is None):
-        return [SpecProblem("bad_breakdown", "breakdown", "name exactly one of property or trait")]
+    if breakdown is not None and not breakdown.names_one():
+        return [SpecProblem("bad_breakdown", "breakdown", ONE_BREAKDOWN)]
     return []
 
 
@@ -89,6 +95,7 @@ def run_trends(
 ) -> dict[str, Any]:
     """``{"series": [{"date", "events", "customers"}], "breakdown": [{"value", "series"}]}``."""
     refuse(spec.problems())
+    check_customer_breakdown(spec.breakdown, customers_for(events, engine), engine)
     start, end = date_range(spec.date_from, spec.date_to, zone)
     by_property = spec.breakdown is not None and spec.breakdown.property is not None
     filters = [spec.event.filters] if spec.event else []
@@ -124,7 +131,7 @@ def run_trends(
     if spec.breakdown is not None:
         picked = [{"customer_id": c, "value": v}
                   for c, v in zip(customers.tolist(), raw, strict=True)]  # fmt: skip
-        values = _values(spec.breakdown, picked, customers_for(events, engine))
+        values = _values(spec.breakdown, picked, customers_for(events, engine), engine)
         weights = counts.tolist()
         result["breakdown"] = [
             {"value": v, "series": series(np.array(members, dtype=np.int64))}
@@ -201,6 +208,7 @@ def run_retention(
     ``values[0]`` is the cohort's size, ``values[k]`` who came back in period *k* ("on") or
     in period *k* or later ("on_or_after")."""
     refuse(spec.problems())
+    check_customer_breakdown(spec.breakdown, customers_for(events, engine), engine)
     by_property = spec.breakdown is not None and spec.breakdown.property is not None
     filters = [e.filters for e in (spec.start_event, spec.return_event) if e is not None]
     sequences = sequences_for(events, filters, by_property)
@@ -216,7 +224,7 @@ def run_retention(
     if spec.breakdown is not None:
         ids = customers.tolist()
         picked = [{"customer_id": c, "value": v} for c, v in zip(ids, raw, strict=True)]
-        values = _values(spec.breakdown, picked, customers_for(events, engine))
+        values = _values(spec.breakdown, picked, customers_for(events, engine), engine)
 
     def cohorts(members: npt.NDArray[np.int64]) -> list[dict[str, Any]]:
         labels, index = np.unique(cohort[members], return_inverse=True)
@@ -400,13 +408,17 @@ def _value_column(q: Query, breakdown: Breakdown | None) -> str:
 
 
 def _values(
-    breakdown: Breakdown | None, rows: list[dict[str, Any]], customers: CustomerFacts
+    breakdown: Breakdown | None,
+    rows: list[dict[str, Any]],
+    customers: CustomerFacts,
+    engine: Engine | None,
 ) -> list[str | None]:
     if breakdown is None:
         return [None] * len(rows)
-    if breakdown.trait is not None:
-        traits = customers.traits_of(sorted({r["customer_id"] for r in rows}), breakdown.trait)
-        return [traits.get(r["customer_id"]) for r in rows]
+    if breakdown.property is None:
+        ids = sorted({r["customer_id"] for r in rows})
+        labels = group_labels(breakdown, ids, customers, engine)
+        return [labels.get(r["customer_id"]) for r in rows]
     return [r["value"] for r in rows]
 
 

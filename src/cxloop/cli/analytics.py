@@ -30,10 +30,9 @@ from cxloop.events.base import EventStore
 from cxloop.project import Project
 
 ENGINES = ("duckdb", "postgres", "spark")
+BREAKDOWN_HELP = "An event property NAME, trait:NAME, or segment:NAME (members against the rest)"
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
-BreakdownOpt = Annotated[
-    str | None, typer.Option("--breakdown", help="An event property NAME, or trait:NAME")
-]
+BreakdownOpt = Annotated[str | None, typer.Option("--breakdown", help=BREAKDOWN_HELP)]
 EngineOpt = Annotated[
     str | None,
     typer.Option(
@@ -105,7 +104,7 @@ def funnel(
     ] = None,
     breakdown: Annotated[
         str | None,
-        typer.Option("--breakdown", help="An event property NAME, or trait:NAME"),
+        typer.Option("--breakdown", help=BREAKDOWN_HELP),
     ] = None,
     attribution: Annotated[
         str,
@@ -230,8 +229,7 @@ def _spec(
                 raise CliError(f"--window: {exc}", 2) from exc
         raw["exclusions"] = [_exclusion(text) for text in exclude or []]
         if breakdown:
-            kind, _, name = breakdown.partition(":")
-            target = {"trait": name} if kind == "trait" and name else {"property": breakdown}
+            target = _breakdown_arg(breakdown) or {}
             step = None
             if attribution.startswith("step:"):
                 attribution, step = "step", int(attribution[5:])
@@ -260,7 +258,9 @@ def _breakdown_arg(text: str | None) -> dict[str, Any] | None:
     if not text:
         return None
     kind, _, name = text.partition(":")
-    return {"trait": name} if kind == "trait" and name else {"property": text}
+    if kind in ("trait", "segment") and name:
+        return {kind: name}
+    return {"property": text}
 
 
 def _validated(model: Any, raw: dict[str, Any]) -> Any:

@@ -127,7 +127,7 @@ def parse_form(params: QueryParams, request_filters: Filters) -> FunnelForm:
         )
     form.breakdown = str(params.get("breakdown", "")).strip()[:200]
     by = str(params.get("breakdown_by", "property"))
-    form.breakdown_by = by if by in ("property", "trait") else "property"
+    form.breakdown_by = by if by in ("property", "trait", "segment") else "property"
     attribution = str(params.get("attribution", "first_touch"))
     form.attribution = attribution if attribution in ATTRIBUTIONS else "first_touch"
     _apply_buttons(form, params)
@@ -182,6 +182,8 @@ def _spec(form: FunnelForm) -> FunnelSpec | None:
         if form.breakdown and form.breakdown_by == "property":
             attribution = cast(Attribution, form.attribution)
             breakdown = Breakdown(property=form.breakdown, attribution=attribution)
+        elif form.breakdown and form.breakdown_by == "segment":
+            breakdown = Breakdown(segment=form.breakdown)
         elif form.breakdown:
             breakdown = Breakdown(trait=form.breakdown)
         return FunnelSpec(
