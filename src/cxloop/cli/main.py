@@ -16,6 +16,7 @@ from cxloop.cli import (
     insights,
     keys,
     lifecycle,
+    report,
     segments,
     service,
     users,
@@ -62,6 +63,7 @@ app.command("comments")(feedback.comments)
 app.command("themes")(feedback.themes)
 app.add_typer(analytics.export_app, name="export")
 app.command("stats")(data.stats)
+app.command("report")(report.report_command)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 

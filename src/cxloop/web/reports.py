@@ -1,15 +1,17 @@
-"""REST API for the combined reports: the overview the web app opens on."""
+"""REST API for the combined reports: the overview the web app opens on, and the report
+document (``cxloop report``) as figures, HTML or PDF."""
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
 from cxloop.lifecycle.mirror import moves_store
+from cxloop.reports.document import ReportRequest, gather, render_html, render_pdf
 from cxloop.reports.overview import overview
 from cxloop.web.auth import Caller
 from cxloop.web.errors import refuse_nul
@@ -43,3 +45,39 @@ def overview_report(
             where=parse_pairs(where, "where"),
             store=moves_store(project.events),
         )
+
+
+@router.get(
+    "/report",
+    responses={200: {"content": {"text/html": {}, "application/pdf": {}}}},
+)
+def report_document(
+    state: Caller,
+    model: Annotated[str | None, Query(max_length=120, description="A lifecycle model's key")] = (
+        None
+    ),
+    start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
+    department: Annotated[
+        str | None, Query(max_length=120, description="One department's view of its stages")
+    ] = None,
+    format: Annotated[
+        Literal["json", "html", "pdf"], Query(description="The figures, or the document")
+    ] = "json",
+) -> Any:
+    """The report a manager forwards: overview, stage flow, gaps, drivers, NPS against its
+    benchmarks and follow-up status, as its figures (JSON) or as a self-contained HTML or
+    PDF document with charts."""
+    project = state.project
+    request = ReportRequest(model=model, first=start, last=end, department=department)
+    with project.engine.connect() as conn:
+        data = gather(conn, project.events, request, zone=project.settings.zone,
+                      store=moves_store(project.events))  # fmt: skip
+    if format == "json":
+        return data
+    html = render_html(data)
+    name = f"cxloop-report-{data['model']}"
+    if format == "html":
+        return Response(html, media_type="text/html; charset=utf-8")
+    attachment = {"Content-Disposition": f'attachment; filename="{name}.pdf"'}
+    return Response(render_pdf(html), media_type="application/pdf", headers=attachment)
