@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_from: str = Field(default="cxloop <feedback@localhost>", description="From: address.")
     smtp_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    segments_refresh_minutes: int = Field(
+        default=60,
+        ge=0,
+        le=10_080,
+        description="How often the job worker recomputes every saved segment (0: only when "
+        "asked, with `cxloop segments refresh`).",
+    )
     jobs_poll_s: float = Field(
         default=5.0,
         ge=0,
@@ -164,6 +171,7 @@ class Settings(BaseSettings):
             "smtp_password": "********" if self.smtp_password else None,
             "smtp_from": self.smtp_from,
             "jobs_poll_s": self.jobs_poll_s,
+            "segments_refresh_minutes": self.segments_refresh_minutes,
         }
 
 

@@ -64,6 +64,7 @@ app.command("themes")(feedback.themes)
 app.add_typer(analytics.export_app, name="export")
 app.command("stats")(data.stats)
 app.command("report")(report.report_command)
+app.add_typer(report.schedules_app, name="report-schedules")
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 

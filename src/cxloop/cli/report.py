@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
+from pydantic import ValidationError
 
 from cxloop.cli.context import CliError, call_project, day_option, handle_errors
-from cxloop.cli.output import err_console
+from cxloop.cli.output import Format, emit, err_console
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.project import Project
+from cxloop.reports import schedules
 from cxloop.reports.document import ReportRequest, format_for, gather, write_report
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 
 
 @handle_errors
@@ -62,3 +67,77 @@ def report_command(
     with err_console.status(f"writing {out.name}"):
         size = write_report(data, out)
     err_console.print(f"wrote {out} ({size:,} bytes): {data['title']}", highlight=False)
+
+
+schedules_app = typer.Typer(
+    help="Weekly report e-mails per department (sent by the job queue).", no_args_is_help=True
+)
+
+
+@schedules_app.command("list")
+@handle_errors
+def schedules_list(fmt: FormatOpt = Format.table) -> None:
+    """Every department's schedule: when, to whom, when it last went out."""
+
+    def local(project: Project) -> Any:
+        with project.engine.connect() as conn:
+            return schedules.list_schedules(conn, project.settings.zone)
+
+    found = call_project("GET", "/api/v1/report-schedules", local)
+    rows = [{**s, "sends_to": ", ".join(s["sends_to"]) or "(nobody yet)"} for s in found]
+    emit(found, fmt, rows=rows, title="report schedules",
+         columns=("department", "weekday", "hour", "model", "sends_to", "enabled",
+                  "last_sent_at", "next_at"))  # fmt: skip
+
+
+@schedules_app.command("set")
+@handle_errors
+def schedules_set(
+    department: Annotated[str, typer.Argument(help="The department that gets the report")],
+    weekday: Annotated[str, typer.Option(help="mon, tue, ... sun")] = "mon",
+    hour: Annotated[int, typer.Option(help="0-23, in the project's time zone")] = 8,
+    model: Annotated[
+        str | None, typer.Option("--model", help="A lifecycle model's key (default: the first)")
+    ] = None,
+    to: Annotated[
+        list[str] | None,
+        typer.Option("--to", help="An address (repeatable; default: the department's users)"),
+    ] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Keep it, send nothing")] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Create or replace a department's weekly report e-mail."""
+    try:
+        body = schedules.ScheduleIn(
+            department=department,
+            weekday=weekday,
+            hour=hour,
+            model=model,
+            recipients=to or [],
+            enabled=not disabled,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise CliError(f"--{first['loc'][0]}: {first['msg']}", 2) from None
+
+    def local(project: Project) -> Any:
+        with project.engine.begin() as conn:
+            return schedules.save_schedule(conn, body, project.settings.zone)
+
+    saved = call_project("PUT", "/api/v1/report-schedules", local, body=body.model_dump())
+    emit(saved, fmt, rows=[saved], columns=("department", "weekday", "hour", "next_at"))
+
+
+@schedules_app.command("delete")
+@handle_errors
+def schedules_delete(
+    department: Annotated[str, typer.Argument(help="The department whose schedule goes")],
+) -> None:
+    """Stop a department's weekly report."""
+
+    def local(project: Project) -> Any:
+        with project.engine.begin() as conn:
+            schedules.delete_schedule(conn, department)
+
+    call_project("DELETE", f"/api/v1/report-schedules/{quote(department)}", local)
+    err_console.print(f"deleted the report schedule of {department}", highlight=False)

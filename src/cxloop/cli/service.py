@@ -10,13 +10,13 @@ from typing import Annotated, Any
 
 import typer
 
-from cxloop.cli.context import call_project, handle_errors, load_settings
+from cxloop.cli.context import call_project, handle_errors, load_settings, local_project
 from cxloop.cli.feedback import surveys_app
 from cxloop.cli.output import Format, console, emit, key_values
 from cxloop.customers.service import resolve_customer_id
 from cxloop.feedback.invites import create_invite
 from cxloop.feedback.triggers import TriggerIn, create_trigger, list_triggers, set_active
-from cxloop.project import Project, open_database
+from cxloop.project import Project, open_database, read_server
 from cxloop.service import cases, followups
 from cxloop.service.timeline import KINDS, NoteIn, add_note, timeline
 from cxloop.service.worker import Worker
@@ -521,14 +521,19 @@ def job_list(
 @jobs_app.command("run")
 @handle_errors
 def job_run(fmt: FormatOpt = Format.table) -> None:
-    """Run one pass now: scan for follow-ups and stage triggers, then every job due.
-    (A running server does this every few seconds by itself.)"""
+    """Run one pass now: scan for follow-ups, stage triggers, weekly reports and segment
+    refreshes, then every job due. (A running server does this every few seconds by
+    itself; beside it, the jobs that read events are left to it.)"""
     settings = load_settings()
-    engine = open_database(settings)  # the app database alone: works beside a server
-    try:
-        summary = Worker(engine, settings).run_once()
-    finally:
-        engine.dispose()
+    if read_server(settings) is None:
+        with local_project(settings) as project:
+            summary = Worker(project.engine, settings, events=project.events).run_once()
+    else:
+        engine = open_database(settings)  # the app database alone: works beside a server
+        try:
+            summary = Worker(engine, settings).run_once()
+        finally:
+            engine.dispose()
     data = {
         "scanned": summary.scanned,
         "done": summary.done,

@@ -8,6 +8,7 @@ cannot be the web app's client-side ones. Text stays text in the SVG (``svg.font
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,12 +33,15 @@ _STYLE: Any = {  # matplotlib's rc keys, typed as literals there
 }
 
 
-def _svg(figure: Figure) -> str:
+def _svg(figure: Figure, name: str) -> str:
+    """The figure as an inline ``<svg>``; its element ids carry ``name``, since matplotlib
+    numbers them the same in every figure and one document holds several."""
     out = io.StringIO()
     figure.savefig(out, format="svg", bbox_inches="tight")
     plt.close(figure)
     text = out.getvalue()
-    return text[text.index("<svg") :]  # the document embeds it: no XML prolog or doctype
+    text = text[text.index("<svg") :]  # the document embeds it: no XML prolog or doctype
+    return re.sub(r'(\bid="|href="#|url\(#)', rf"\1{name}-", text)
 
 
 def stage_flow(stages: Sequence[dict[str, Any]]) -> str:
@@ -55,7 +59,7 @@ def stage_flow(stages: Sequence[dict[str, Any]]) -> str:
                           color=INK)  # fmt: skip
         axes.set_xlabel("customers who entered the stage (drop-off in brackets)")
         axes.margins(x=0.25)
-        return _svg(figure)
+        return _svg(figure, "flow")
 
 
 def quadrant(drivers: Sequence[dict[str, Any]], lines: dict[str, float] | None) -> str:
@@ -73,7 +77,7 @@ def quadrant(drivers: Sequence[dict[str, Any]], lines: dict[str, float] | None) 
             axes.axvline(lines["performance"], color=MUTED, linestyle="--", linewidth=0.8)
         axes.set_xlabel("performance (0-100)")
         axes.set_ylabel("importance (% of explained variance)")
-        return _svg(figure)
+        return _svg(figure, "quadrant")
 
 
 def score_against(ours: float, margin: float | None, benchmarks: Sequence[dict[str, Any]]) -> str:
@@ -95,4 +99,4 @@ def score_against(ours: float, margin: float | None, benchmarks: Sequence[dict[s
         spread = margin or 0.0
         axes.set_xlim(min(-10.0, *values) - spread - 10, max(*values, 10.0) + spread + 15)
         axes.set_xlabel("NPS (-100 to 100)")
-        return _svg(figure)
+        return _svg(figure, "nps")

@@ -105,10 +105,10 @@ def gather(
             "more": max(0, len(ranked) - TOP_GAPS),
         },
         "drivers": {
-            k: drivers[k]
+            k: drivers.get(k)  # a model too small to fit leaves some out
             for k in ("customers", "r_squared", "note", "method", "quadrant_lines", "left_out")
         }
-        | {"top": drivers["drivers"][:TOP_DRIVERS]},
+        | {"top": drivers.get("drivers", [])[:TOP_DRIVERS]},
         "nps": nps,
         "benchmarks": benchmarks,
         "followups": {

@@ -1,8 +1,11 @@
 """Runs the job queue: due jobs, and the scans that feed it.
 
 The server runs one worker thread; ``cxloop jobs run`` runs the same loop once from the
-command line (claims are atomic, so both can run). A job that raises is retried with
-backoff and, after its last attempt, left as failed with the error for a person to read.
+command line (claims are atomic, so both can run). Jobs that read the event store (weekly
+reports, segment refreshes) run only in a worker given the store; one without it (the
+command line beside a running server, which owns an embedded store) leaves them queued.
+A job that raises is retried with backoff and, after its last attempt, left as failed
+with the error for a person to read.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from cxloop import mail
+from cxloop import mail, segments
+from cxloop.events.base import EventStore
 from cxloop.feedback import triggers
+from cxloop.reports import schedules
 from cxloop.service import followups
 from cxloop.settings import Settings
 from cxloop.store import jobs
@@ -44,12 +49,18 @@ class Worker:
         settings: Settings,
         *,
         sender: triggers.Sender = mail.send,
+        events: EventStore | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.handlers: dict[str, Callable[[jobs.ClaimedJob], tuple[str, dict[str, Any]]]] = {
             triggers.SEND_JOB: lambda job: triggers.run_send(engine, settings, job, sender),
         }
+        if events is not None:
+            self.handlers[schedules.REPORT_JOB] = lambda job: schedules.run_email(
+                engine, events, settings, job, sender
+            )
+            self.handlers[SEGMENTS_JOB] = lambda job: _refresh_segments(engine, events)
         self._stalled_at: float | None = None
 
     def scan(self, now: datetime | None = None) -> dict[str, int]:
@@ -62,6 +73,8 @@ class Worker:
                 "stage_triggers": triggers.scan_stage_entries(conn),
                 "detractors": followups.scan_detractors(conn),
                 "stalled": 0,
+                "reports": schedules.scan_due(conn, self.settings.zone, now),
+                "segments": _queue_segment_refresh(conn, self.settings, now),
             }
             clock = time.monotonic()
             if self._stalled_at is None or clock - self._stalled_at >= STALLED_EVERY_S:
@@ -72,7 +85,7 @@ class Worker:
     def run_due(self, *, now: datetime | None = None, limit: int = 20) -> RunSummary:
         summary = RunSummary()
         with self.engine.begin() as conn:
-            claimed = jobs.claim(conn, now=now, limit=limit)
+            claimed = jobs.claim(conn, now=now, limit=limit, kinds=self.handlers.keys())
         for job in claimed:
             handler = self.handlers.get(job.kind)
             try:
@@ -112,6 +125,27 @@ class Worker:
             total.outcomes.extend(part.outcomes)
             if part.done + part.retrying + part.failed == 0:
                 return total
+
+
+SEGMENTS_JOB = "segments.refresh"
+
+
+def _queue_segment_refresh(conn: Any, settings: Settings, now: datetime | None) -> int:
+    """One refresh of every saved segment per ``segments_refresh_minutes``, keyed by its
+    period so that scans, however many, queue it once."""
+    every = settings.segments_refresh_minutes * 60
+    if not every or not segments.list_segments(conn):
+        return 0
+    now = now or datetime.now(UTC)
+    key = f"{SEGMENTS_JOB}:{every}:{int(now.timestamp() // every)}"
+    queued = jobs.enqueue(conn, SEGMENTS_JOB, {}, key=key, run_at=now, max_attempts=3)
+    return 0 if queued is None else 1
+
+
+def _refresh_segments(engine: Engine, events: EventStore) -> tuple[str, dict[str, Any]]:
+    with engine.begin() as conn:
+        done = segments.refresh_all(conn, events)
+    return f"refreshed {done} segments", {}
 
 
 class WorkerThread:

@@ -10,6 +10,7 @@ lease runs out and another claim takes it again. Handlers make a second run harm
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -70,11 +71,18 @@ def enqueue(
 
 
 def claim(
-    conn: Connection, *, now: datetime | None = None, limit: int = 20, lease: timedelta = LEASE
+    conn: Connection,
+    *,
+    now: datetime | None = None,
+    limit: int = 20,
+    lease: timedelta = LEASE,
+    kinds: Collection[str] | None = None,
 ) -> list[ClaimedJob]:
     """Take up to ``limit`` due jobs for ``lease``: queued ones whose time has come, and
     running ones whose worker's lease ran out (it died). One statement, so two workers
-    never take the same job (PostgreSQL skips rows another worker has locked)."""
+    never take the same job (PostgreSQL skips rows another worker has locked). With
+    ``kinds``, only jobs of those kinds: a worker without the event store leaves the jobs
+    that read events to one that has it."""
     now = now or datetime.now(UTC)
     due = (
         select(jobs_t.c.id)
@@ -87,6 +95,8 @@ def claim(
         .order_by(jobs_t.c.run_at, jobs_t.c.id)
         .limit(limit)
     )
+    if kinds is not None:
+        due = due.where(jobs_t.c.kind.in_(list(kinds)))
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     rows = conn.execute(

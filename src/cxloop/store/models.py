@@ -493,6 +493,26 @@ class SegmentMember(Base):
     customer_id: Mapped[int] = mapped_column(BigId, primary_key=True)
 
 
+class ReportSchedule(Base):
+    """A department's weekly report e-mail: when it goes out (the project's time zone) and
+    to whom (its own list, or else the department's users)."""
+
+    __tablename__ = "report_schedules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    department_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("departments.id", ondelete="CASCADE"), unique=True
+    )
+    model: Mapped[str | None] = mapped_column(String(63))
+    weekday: Mapped[int] = mapped_column(Integer)  # 0 is Monday
+    hour: Mapped[int] = mapped_column(Integer)
+    recipients: Mapped[list[str] | None] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class CustomerNote(Base):
     """A note any department leaves on a customer, shown in the unified timeline."""
 

@@ -80,7 +80,8 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
             project=project, writer=writer, run_token=info.token if info else None
         )
         sweeper = asyncio.create_task(_sweep_inactive(writer, project))
-        jobs = WorkerThread(Worker(project.engine, settings), every_s=settings.jobs_poll_s)
+        worker = Worker(project.engine, settings, events=project.events)
+        jobs = WorkerThread(worker, every_s=settings.jobs_poll_s)
         if settings.jobs_poll_s > 0:
             jobs.start()
         warming = threading.Thread(

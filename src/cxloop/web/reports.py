@@ -11,10 +11,12 @@ from fastapi import APIRouter, Depends, Query, Response
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
 from cxloop.lifecycle.mirror import moves_store
+from cxloop.reports import schedules
 from cxloop.reports.document import ReportRequest, gather, render_html, render_pdf
 from cxloop.reports.overview import overview
-from cxloop.web.auth import Caller
+from cxloop.web.auth import Analyst, Caller
 from cxloop.web.errors import refuse_nul
+from cxloop.web.state import written
 
 router = APIRouter(prefix="/api/v1", tags=["reports"], dependencies=[Depends(refuse_nul)])
 
@@ -81,3 +83,24 @@ def report_document(
         return Response(html, media_type="text/html; charset=utf-8")
     attachment = {"Content-Disposition": f'attachment; filename="{name}.pdf"'}
     return Response(render_pdf(html), media_type="application/pdf", headers=attachment)
+
+
+@router.get("/report-schedules")
+def list_report_schedules(state: Caller) -> list[dict[str, Any]]:
+    """Each department's weekly report e-mail: when it goes out, to whom, when it last did."""
+    with state.project.engine.connect() as conn:
+        return schedules.list_schedules(conn, state.project.settings.zone)
+
+
+@router.put("/report-schedules")
+async def save_report_schedule(state: Analyst, body: schedules.ScheduleIn) -> dict[str, Any]:
+    """Create or replace a department's schedule (weekday and hour in the project's time
+    zone; no recipients: the department's users)."""
+    zone = state.project.settings.zone
+    return await written(state, lambda conn: schedules.save_schedule(conn, body, zone))
+
+
+@router.delete("/report-schedules/{department}", status_code=204)
+async def delete_report_schedule(state: Analyst, department: str) -> Response:
+    await written(state, lambda conn: schedules.delete_schedule(conn, department))
+    return Response(status_code=204)
