@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.site import Site
+from tests.site import Site, sign_in
 from tests.test_cli import cx
 
 BENCHMARK = {"measure": "nps", "scope": "industry", "name": "Retail test",
@@ -143,3 +143,20 @@ def test_the_cli_refuses_a_file_it_cannot_write(site: Site, tmp_path: Path) -> N
     unknown = cx(site.settings, "report", "--out", str(tmp_path / "r.pdf"), "--department",
                  "Nobody", check=False)  # fmt: skip
     assert unknown.returncode == 2 and "no department named 'Nobody'" in unknown.stderr
+
+
+def test_the_overview_links_the_report_for_a_signed_in_user(site: Site, browser_page: Any) -> None:
+    page = browser_page
+    sign_in(page, site, "member")
+    page.goto(f"{site.url}/?model=client-experience&from=2026-01-01")
+    links = page.get_by_test_id("report-links")
+    pdf_href = links.get_by_role("link", name="PDF").get_attribute("href")
+    assert pdf_href and "format=pdf" in pdf_href and "from=2026-01-01" in pdf_href
+    pdf = page.request.get(f"{site.url}{pdf_href}")  # the session's cookie, no key
+    assert pdf.ok and pdf.headers["content-type"] == "application/pdf"
+    links.get_by_role("link", name="HTML").click()
+    page.wait_for_url("**/api/v1/report?*format=html*")
+    figures = _figures(site, model="client-experience", **{"from": "2026-01-01"})
+    assert page.locator("h1").inner_text() == figures["title"]
+    assert "Period 2026-01-01 to today" in page.locator("header").inner_text()
+    assert page.locator("svg").count() == 3

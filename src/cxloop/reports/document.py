@@ -86,7 +86,7 @@ def gather(
     if request.department is not None:
         wanted = request.department.casefold()
         ranked = [s for s in ranked if (s["owner"] or "").casefold() == wanted]
-        departments = [d for d in departments if d["department"].casefold() == wanted]
+        departments = [d for d in departments if (d["department"] or "").casefold() == wanted]
     return {
         "title": _title(flow["model_name"], request.department),
         "model": model,
