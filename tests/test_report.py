@@ -116,6 +116,10 @@ def test_a_departments_report_narrows_gaps_and_follow_ups_to_what_it_owns(site: 
     assert [d["department"] for d in sales["followups"]["departments"]] == ["sales"]
     for shared in ("customers", "lifecycle", "nps"):  # the company picture stays whole
         assert sales["overview"][shared] == everyone["overview"][shared]
+    row = sales["followups"]["departments"][0]
+    html = _api(site, "GET", "/api/v1/report", params={"department": "Sales", "format": "html"})
+    assert f"sales: {row['followups']:,} follow-ups, {row['open']:,} open" in html.text
+    assert f"Company-wide: {everyone['followups']['followups']:,} follow-ups" in html.text
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,9 @@ def report_command(
         data = call_project("GET", "/api/v1/report", local, params=params)
     with err_console.status(f"writing {out.name}"):
         size = write_report(data, out)
-    err_console.print(f"wrote {out} ({size:,} bytes): {data['title']}", highlight=False)
+    err_console.print(
+        f"wrote {out} ({size:,} bytes): {data['title']}", highlight=False, soft_wrap=True
+    )
 
 
 schedules_app = typer.Typer(

@@ -29,17 +29,13 @@ from cxloop.insights.drivers import key_drivers
 from cxloop.insights.gaps import stage_gaps
 from cxloop.lifecycle.mirror import MovesStore
 from cxloop.lifecycle.report import stage_flow
-from cxloop.lifecycle.service import department_id, get_model
+from cxloop.lifecycle.service import NotFound, department_id, get_model
 from cxloop.reports.overview import first_model, overview
 from cxloop.service.followups import followup_metrics
 
 Format = Literal["html", "pdf"]
 TOP_GAPS = 8
 TOP_DRIVERS = 8
-
-
-class NoModel(ValueError):
-    """There is no lifecycle model to report on."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ def gather(
         department_id(conn, request.department)  # an unknown name is an error, named
     model = request.model or first_model(conn)
     if model is None:
-        raise NoModel("model: no lifecycle model is installed (cxloop lifecycle install)")
+        raise NotFound("model", "no lifecycle model is installed (cxloop lifecycle apply)")
     get_model(conn, model)  # an unknown key is an error naming the model
     summary = overview(conn, zone=zone, model=model, start=start, end=end, store=store, now=now)
     flow = stage_flow(conn, model, start=start, end=end, store=store)

@@ -227,7 +227,9 @@ def _message(
     if gaps:
         worst = ", ".join(f"{s['name']} (priority {_figure(s['priority'])})" for s in gaps[:3])
         lines.append(f"Stages to look at first: {worst}.")
-    lines += [f"Follow-ups overdue: {data['followups']['overdue']}.", "",
+    mine = data["followups"]["departments"]
+    overdue = mine[0]["overdue"] if mine else 0
+    lines += [f"Follow-ups of {data['department']} overdue: {overdue}.", "",
               "The whole report is attached as a PDF."]  # fmt: skip
     message = compose(settings, to=to, subject=f"{data['title']}, week to {last.isoformat()}",
                       text="\n".join(lines), html=html)  # fmt: skip
