@@ -213,6 +213,11 @@ def get_segment(conn: Connection, name: str) -> dict[str, Any]:
     return _shown(_row(conn, name))
 
 
+def any_saved(conn: Connection) -> bool:
+    """Whether any segment is saved (the worker's scans ask this every few seconds)."""
+    return conn.execute(select(segments_t.c.id).limit(1)).first() is not None
+
+
 def list_segments(conn: Connection) -> list[dict[str, Any]]:
     rows = conn.execute(select(segments_t).order_by(segments_t.c.name)).all()
     return [_shown(r) for r in rows]

@@ -16,12 +16,14 @@ from sqlalchemy import Engine, Table, select
 
 from cxloop.analytics.funnel_spec import Breakdown, SpecProblem, SpecRejected
 from cxloop.analytics.sql import EngineUnsupported
+from cxloop.customers.service import saved_members
 from cxloop.events.base import EventStore
 from cxloop.store.models import Customer, Segment, SegmentMember
 
 customers_t = cast(Table, Customer.__table__)
 segments_t = cast(Table, Segment.__table__)
 members_t = cast(Table, SegmentMember.__table__)
+NEEDS_APP_DATABASE = "a breakdown by saved segment needs the app database"
 Contact = tuple[str | None, str | None]  # name, e-mail
 
 
@@ -98,19 +100,13 @@ def group_labels(
         assert breakdown.trait is not None
         return facts.traits_of(ids, breakdown.trait)
     name = breakdown.segment
-    segment_id = _segment_id(engine, name)
+    if engine is None:
+        raise EngineUnsupported(NEEDS_APP_DATABASE)
     members: set[int] = set()
-    assert engine is not None
+    listed = saved_members(name)
     with engine.connect() as conn:
         for chunk in _chunks(ids):
-            members.update(
-                conn.scalars(
-                    select(members_t.c.customer_id).where(
-                        members_t.c.segment_id == segment_id,
-                        members_t.c.customer_id.in_(chunk),
-                    )
-                )
-            )
+            members.update(conn.scalars(listed.where(members_t.c.customer_id.in_(chunk))))
     inside, outside = f"in {name}", f"not in {name}"
     return {c: inside if c in members else outside for c in ids}
 
@@ -123,7 +119,7 @@ def check_customer_breakdown(
     if breakdown is None or breakdown.property is not None:
         return
     if breakdown.segment is not None:
-        _segment_id(engine, breakdown.segment)
+        _require_segment(engine, breakdown.segment)
         return
     assert breakdown.trait is not None
     if not facts.has_trait(breakdown.trait):
@@ -138,9 +134,9 @@ def check_customer_breakdown(
         )
 
 
-def _segment_id(engine: Engine | None, name: str) -> int:
+def _require_segment(engine: Engine | None, name: str) -> None:
     if engine is None:
-        raise EngineUnsupported("a breakdown by saved segment needs the app database")
+        raise EngineUnsupported(NEEDS_APP_DATABASE)
     with engine.connect() as conn:
         found = conn.scalar(select(segments_t.c.id).where(segments_t.c.name == name))
     if found is None:
@@ -153,7 +149,6 @@ def _segment_id(engine: Engine | None, name: str) -> int:
                 )
             ]
         )
-    return int(found)
 
 
 def trait_text(value: Any) -> str:

@@ -81,7 +81,7 @@ def user_ids(conn: Connection, customer_ids: list[int]) -> dict[int, str]:
 SAVED_SEGMENT = "segment"  # where segment=NAME: the members of a saved segment
 
 
-def _saved_members(name: str) -> Any:
+def saved_members(name: str) -> Any:
     """The members of the saved segment ``name``, as a subquery. An unknown name matches
     nobody here; the web app refuses it first, naming the field (``web.segments``)."""
     from cxloop.store.models import Segment, SegmentMember
@@ -101,7 +101,7 @@ def segment_conditions(where: Mapping[str, str]) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [customers_t.c.merged_into_id.is_(None)]
     for name, value in where.items():
         if name == SAVED_SEGMENT:
-            conditions.append(customers_t.c.id.in_(_saved_members(value)))
+            conditions.append(customers_t.c.id.in_(saved_members(value)))
         elif name in FILTER_FIELDS:
             if name == "birth_year":
                 try:

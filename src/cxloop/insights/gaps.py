@@ -74,14 +74,18 @@ def stage_gaps(
     store: MovesStore | None = None,
     min_sample: int = MIN_SAMPLE,
     weights: Weights | None = None,
+    flow: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The model's stages ranked by priority, worst first, each with its figures, the
-    parts of its score (gap, weight, sample, counted or why not) and its owner."""
+    parts of its score (gap, weight, sample, counted or why not) and its owner;
+    ``flow``, the model's stage flow over the same window and segment when the caller has
+    it already (it is the costly read)."""
     if min_sample < 1:
         raise ValueError("min_sample: must be at least 1")
     weights = weights or Weights()
     segment = dict(where or {})
-    flow = stage_flow(conn, model_key, start=start, end=end, where=segment, store=store)
+    if flow is None or flow["model"] != model_key:
+        flow = stage_flow(conn, model_key, start=start, end=end, where=segment, store=store)
     scores = stage_scores(conn, model_key, zone=zone, start=start, end=end, where=segment)
     cases = _cases_by_stage(conn, model_key, start, end, segment)
     exits = _exits_by_stage(conn, model_key, start, end, segment)

@@ -67,9 +67,11 @@ def gather(
     if model is None:
         raise NotFound("model", "no lifecycle model is installed (cxloop lifecycle apply)")
     get_model(conn, model)  # an unknown key is an error naming the model
-    summary = overview(conn, zone=zone, model=model, start=start, end=end, store=store, now=now)
-    flow = stage_flow(conn, model, start=start, end=end, store=store)
-    gaps = stage_gaps(conn, model, start=start, end=end, zone=zone, store=store)
+    flow = stage_flow(conn, model, start=start, end=end, store=store)  # read once, used thrice
+    summary = overview(
+        conn, zone=zone, model=model, start=start, end=end, store=store, now=now, flow=flow
+    )
+    gaps = stage_gaps(conn, model, start=start, end=end, zone=zone, store=store, flow=flow)
     drivers = key_drivers(conn, events, start=start, end=end)
     nps = summary["nps"]
     benchmarks = [

@@ -40,10 +40,13 @@ def overview(
     where: dict[str, str] | None = None,
     store: MovesStore | None = None,
     now: datetime | None = None,
+    flow: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Figures over ``start``..``end`` (UTC instants, end exclusive) for the customers of
     the segment ``where``. Conversion is the share of those who entered the model's first
-    stage in the window and reached its last; churn the share who exited the lifecycle."""
+    stage in the window and reached its last; churn the share who exited the lifecycle.
+    ``flow`` is the model's stage flow over the same window and segment when the caller
+    has it already (it is the costly read)."""
     now = now or datetime.now(UTC)
     where = where or {}
     segment = segment_conditions(where)
@@ -63,7 +66,8 @@ def overview(
     lifecycle: dict[str, Any] | None = None
     worst_drop: list[dict[str, Any]] = []
     if model is not None:
-        flow = report.stage_flow(conn, model, start=start, end=end, where=where, store=store)
+        if flow is None or flow["model"] != model:
+            flow = report.stage_flow(conn, model, start=start, end=end, where=where, store=store)
         stages = flow["stages"]
         entered = stages[0]["entered"] if stages else 0
         exited = sum(s["exited"] for s in stages)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from cxloop import mail, segments
 from cxloop.events.base import EventStore
@@ -130,11 +130,11 @@ class Worker:
 SEGMENTS_JOB = "segments.refresh"
 
 
-def _queue_segment_refresh(conn: Any, settings: Settings, now: datetime | None) -> int:
+def _queue_segment_refresh(conn: Connection, settings: Settings, now: datetime | None) -> int:
     """One refresh of every saved segment per ``segments_refresh_minutes``, keyed by its
     period so that scans, however many, queue it once."""
     every = settings.segments_refresh_minutes * 60
-    if not every or not segments.list_segments(conn):
+    if not every or not segments.any_saved(conn):
         return 0
     now = now or datetime.now(UTC)
     key = f"{SEGMENTS_JOB}:{every}:{int(now.timestamp() // every)}"

@@ -19,16 +19,17 @@ from cxloop.web.errors import refuse_nul
 from cxloop.web.state import written
 
 router = APIRouter(prefix="/api/v1", tags=["reports"], dependencies=[Depends(refuse_nul)])
+ModelParam = Annotated[str | None, Query(max_length=120, description="A lifecycle model's key")]
+FromParam = Annotated[date | None, Query(alias="from", description="First day (inclusive)")]
+ToParam = Annotated[date | None, Query(alias="to", description="Last day (inclusive)")]
 
 
 @router.get("/overview")
 def overview_report(
     state: Caller,
-    model: Annotated[str | None, Query(max_length=120, description="A lifecycle model's key")] = (
-        None
-    ),
-    start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
-    end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
+    model: ModelParam = None,
+    start: FromParam = None,
+    end: ToParam = None,
     where: Annotated[
         list[str] | None, Query(description="Segment: profile field or trait NAME=VALUE")
     ] = None,
@@ -55,11 +56,9 @@ def overview_report(
 )
 def report_document(
     state: Caller,
-    model: Annotated[str | None, Query(max_length=120, description="A lifecycle model's key")] = (
-        None
-    ),
-    start: Annotated[date | None, Query(alias="from", description="First day (inclusive)")] = None,
-    end: Annotated[date | None, Query(alias="to", description="Last day (inclusive)")] = None,
+    model: ModelParam = None,
+    start: FromParam = None,
+    end: ToParam = None,
     department: Annotated[
         str | None, Query(max_length=120, description="One department's view of its stages")
     ] = None,
