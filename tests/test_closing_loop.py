@@ -170,9 +170,9 @@ def test_detractors_and_stalled_customers_become_followups_once(quiet_api: ApiCl
     engine = api.http.app.state.cxloop.project.engine  # type: ignore[attr-defined]
     worker = Worker(engine, api.settings)
     assert worker.scan() == {"stage_triggers": 0, "detractors": 0, "stalled": 1,
-                             "reports": 0, "segments": 0}  # fmt: skip
+                             "reports": 0, "segments": 0, "automations": 0, "webhooks": 0}  # fmt: skip
     assert worker.scan() == {"stage_triggers": 0, "detractors": 0, "stalled": 0,
-                             "reports": 0, "segments": 0}  # fmt: skip
+                             "reports": 0, "segments": 0, "automations": 0, "webhooks": 0}  # fmt: skip
     open_delivery = get(api, "/api/v1/followups", department="delivery", status="open")
     assert [f["reason"] for f in open_delivery] == ["detractor", "detractor"]
     assert all(
@@ -333,7 +333,8 @@ def test_the_cli_runs_cases_followups_notes_and_jobs(embedded_settings: Settings
     assert {i["kind"] for i in timeline["items"]} >= {"event", "stage", "case", "followup", "note"}
     ran = cx_json(s, "jobs", "run")
     assert ran["failed"] == 0 and set(ran["scanned"]) == {
-        "stage_triggers", "detractors", "stalled", "reports", "segments"}  # fmt: skip
+        "stage_triggers", "detractors", "stalled", "reports", "segments", "automations",
+        "webhooks"}  # fmt: skip
     metrics = cx_json(s, "cases", "metrics")
     assert metrics["cases"] == 1 and metrics["positive_resolution_rate"] == 0.0
     bad = cx(s, "followups", "list", "--status", "closed", check=False)

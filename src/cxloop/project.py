@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from cxloop.automations import firing, webhooks
 from cxloop.events import EventStore, open_event_store
 from cxloop.feedback import triggers
 from cxloop.ingest.pipeline import IngestPipeline
@@ -61,6 +62,8 @@ def open_project(settings: Settings, *, migrate_schema: bool = True) -> Project:
     pipeline.listeners.append(stages.on_batch)
     pipeline.listeners.append(lambda rows, _merges: cases.on_events(engine, rows))
     pipeline.listeners.append(lambda rows, _merges: triggers.on_events(engine, rows))
+    pipeline.listeners.append(lambda rows, _merges: firing.on_events(engine, rows))
+    pipeline.listeners.append(lambda rows, _merges: webhooks.on_events(engine, rows))
     pipeline.recover()
     stages.mirror.resync()
     return Project(settings, engine, make_sessionmaker(engine), events, pipeline, stages)

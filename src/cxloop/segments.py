@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.analytics.sql import query_for
 from cxloop.customers.service import FILTER_FIELDS, customers_t
@@ -34,10 +35,11 @@ from cxloop.feedback.responses import responses_t
 from cxloop.feedback.surveys import surveys_t
 from cxloop.lifecycle.report import transitions_t
 from cxloop.lifecycle.service import NotFound, get_model, states_t
-from cxloop.store.models import Segment, SegmentMember
+from cxloop.store.models import Segment, SegmentAddition, SegmentMember
 
 segments_t = cast(Table, Segment.__table__)
 members_t = cast(Table, SegmentMember.__table__)
+additions_t = cast(Table, SegmentAddition.__table__)
 PROFILE = (*FILTER_FIELDS, "name", "email")
 EXPORT_FIELDS = ("id", "name", "email", *FILTER_FIELDS)
 _INSERT_BATCH = 5000
@@ -60,7 +62,7 @@ class _Customers:
         return (row.traits or {}).get(field)
 
 
-def _compare(have: Any, op: str, want: Any) -> bool:
+def compare(have: Any, op: str, want: Any) -> bool:
     if op == "exists":
         return have is not None
     if op == "missing":
@@ -97,7 +99,7 @@ def _trait(people: _Customers, rule: TraitRule, where: str) -> set[int]:
     return {
         int(row.id)
         for row in people.rows
-        if _compare(people.value(row, rule.field), rule.op, rule.value)
+        if compare(people.value(row, rule.field), rule.op, rule.value)
     }
 
 
@@ -146,7 +148,7 @@ def _score(conn: Connection, rule: ScoreRule) -> set[int]:
         .order_by(r.customer_id, r.submitted_at, r.id)
     ).all()
     latest = {int(row.customer_id): float(row.score) for row in rows}  # the last one stays
-    return {c for c, score in latest.items() if _compare(score, rule.op, rule.value)}
+    return {c for c, score in latest.items() if compare(score, rule.op, rule.value)}
 
 
 def evaluate(conn: Connection, events: EventStore, definition: SegmentDefinition) -> set[int]:
@@ -224,6 +226,12 @@ def list_segments(conn: Connection) -> list[dict[str, Any]]:
 
 
 def _store_members(conn: Connection, segment_id: int, ids: set[int]) -> None:
+    """Replace the members: those the rules find, and those added by hand or by a rule's
+    action (kept until the segment is deleted)."""
+    added = conn.execute(
+        select(additions_t.c.customer_id).where(additions_t.c.segment_id == segment_id)
+    ).scalars()
+    ids = ids | {int(c) for c in added}
     conn.execute(delete(members_t).where(members_t.c.segment_id == segment_id))
     ordered = sorted(ids)
     for start in range(0, len(ordered), _INSERT_BATCH):
@@ -294,6 +302,31 @@ def refresh_all(conn: Connection, events: EventStore) -> int:
         except ValueError:
             continue
     return done
+
+
+def add_member(conn: Connection, name: str, customer_id: int, source: str) -> bool:
+    """Put a customer into a segment and keep them there across refreshes (a rule's
+    "add to segment"). False when they were in it already."""
+    row = _row(conn, name)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    now = datetime.now(UTC)
+    conn.execute(
+        dialect.insert(additions_t)
+        .values(segment_id=row.id, customer_id=customer_id, added_at=now, source=source[:200])
+        .on_conflict_do_nothing()
+    )
+    fresh = conn.execute(
+        dialect.insert(members_t)
+        .values(segment_id=row.id, customer_id=customer_id)
+        .on_conflict_do_nothing()
+    ).rowcount
+    if fresh:
+        conn.execute(
+            update(segments_t)
+            .where(segments_t.c.id == row.id)
+            .values(members=segments_t.c.members + 1, updated_at=now)
+        )
+    return bool(fresh)
 
 
 def delete_segment(conn: Connection, name: str) -> None:

@@ -81,6 +81,26 @@ class Settings(BaseSettings):
         description="How often the job worker recomputes every saved segment (0: only when "
         "asked, with `cxloop segments refresh`).",
     )
+    jobs_lease_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="How long a claimed job is a worker's; after that (the worker died) "
+        "another worker takes it again.",
+    )
+    webhooks_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback, private and link-local addresses "
+        "(refused by default, so a rule cannot be aimed at the internal network).",
+    )
+    webhooks_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhooks_disable_after: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="Failed attempts in a row after which an endpoint is disabled and "
+        "admins are told.",
+    )
     jobs_poll_s: float = Field(
         default=5.0,
         ge=0,
@@ -171,6 +191,10 @@ class Settings(BaseSettings):
             "smtp_password": "********" if self.smtp_password else None,
             "smtp_from": self.smtp_from,
             "jobs_poll_s": self.jobs_poll_s,
+            "jobs_lease_s": self.jobs_lease_s,
+            "webhooks_allow_private": self.webhooks_allow_private,
+            "webhooks_timeout_s": self.webhooks_timeout_s,
+            "webhooks_disable_after": self.webhooks_disable_after,
             "segments_refresh_minutes": self.segments_refresh_minutes,
         }
 

@@ -11,10 +11,12 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
 import typer
+import yaml
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
@@ -142,3 +144,16 @@ def day_option(value: str | None, option: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def read_mapping(path: Path, expected: str) -> dict[str, Any]:
+    """A ``--file`` of JSON or YAML that must hold a mapping (``expected`` says of what)."""
+    if not path.is_file():
+        raise ValueError(f"--file: no file {str(path)!r}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--file: not JSON or YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--file: give a mapping with {expected}")
+    return data

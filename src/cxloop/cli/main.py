@@ -10,6 +10,7 @@ import typer
 from cxloop import __version__
 from cxloop.cli import (
     analytics,
+    automations,
     data,
     feedback,
     imports,
@@ -65,6 +66,10 @@ app.add_typer(analytics.export_app, name="export")
 app.command("stats")(data.stats)
 app.command("report")(report.report_command)
 app.add_typer(report.schedules_app, name="report-schedules")
+app.add_typer(automations.app, name="automations")
+app.add_typer(automations.webhooks_app, name="webhooks")
+app.add_typer(automations.staff_app, name="staff")
+app.command("audit")(handle_errors(automations.audit_command))
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 

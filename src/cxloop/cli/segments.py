@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic_core import to_jsonable_python
 
 from cxloop import segments
-from cxloop.cli.context import call_project, handle_errors, load_settings
+from cxloop.cli.context import call_project, handle_errors, load_settings, read_mapping
 from cxloop.cli.output import Format, emit, err_console, key_values
 from cxloop.domain.segments import SegmentIn
 from cxloop.project import Project, open_database
@@ -28,15 +27,7 @@ NameArg = Annotated[str, typer.Argument(help="The segment's name")]
 
 def _read(path: Path, name: str, description: str | None) -> SegmentIn:
     """A segment file (JSON or YAML: ``match`` and ``rules``), with its name given here."""
-    if not path.is_file():
-        raise ValueError(f"--file: no file {str(path)!r}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"--file: not JSON or YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError("--file: give a mapping with match and rules")
-    data = {**data, "name": name}
+    data = {**read_mapping(path, "match and rules"), "name": name}
     if description is not None:
         data["description"] = description
     return SegmentIn.model_validate(data)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from typing import Any
 
 # The largest integer the stores hold (SQLite's INTEGER, PostgreSQL's and DuckDB's BIGINT).
 # The drivers refuse to send a larger one, so ids, offsets and counts past it are refused
@@ -68,3 +71,25 @@ def parse_pairs(items: list[str] | None, option: str) -> dict[str, str]:
             raise ValueError(f"{option}: {item!r} has an empty name")
         found[key.strip()] = value
     return found
+
+
+_INNER_FIELD = re.compile(r"^([A-Za-z_][\w.]*): ")
+_SKIPPED_LOC = ("query", "path", "body")
+
+
+def explain_error(loc: Sequence[Any], message: str) -> tuple[str, str]:
+    """(field, reason) of one pydantic error, readable: the ``Value error, `` prefix
+    dropped, the tag pydantic adds after a list index of a tagged union removed
+    (``actions.0.email.text`` → ``actions.0.text``), and a reason that starts with a field
+    of its own (a model's check: ``event: needed``) joined to the path."""
+    parts = [str(p) for p in loc if p not in _SKIPPED_LOC]
+    kept = [
+        p for i, p in enumerate(parts) if not (i and parts[i - 1].isdigit() and not p.isdigit())
+    ]
+    where = ".".join(kept)
+    reason = message.removeprefix("Value error, ")
+    inner = _INNER_FIELD.match(reason)
+    if inner is not None:
+        where = f"{where}.{inner.group(1)}" if where else inner.group(1)
+        reason = reason[inner.end() :]
+    return where, reason

@@ -481,3 +481,18 @@ def current_stages(conn: Connection, customer_ids: list[int]) -> dict[int, list[
     for stages in found.values():
         stages.sort(key=lambda s: str(s["model"]))
     return found
+
+
+def moves_since(conn: Connection, position: int, *, batch: int = 5000) -> list[Any]:
+    """Stage moves recorded after the id ``position``, oldest first, each with its
+    model's key as ``model`` (what the scans of rules and webhooks read)."""
+    t = transitions_t.c
+    return list(
+        conn.execute(
+            select(transitions_t, models_t.c.key.label("model"))
+            .join(models_t, models_t.c.id == t.model_id)
+            .where(t.id > position)
+            .order_by(t.id)
+            .limit(batch)
+        )
+    )

@@ -26,6 +26,7 @@ from cxloop.domain.values import iso_utc, utc, utc_within
 from cxloop.feedback.triggers import on_case_resolved
 from cxloop.lifecycle.service import NotFound, department_id, installed_with_ids, stage_at
 from cxloop.service.followups import for_negative_case
+from cxloop.store import activity
 from cxloop.store.models import (
     Department,
     LifecycleModelRow,
@@ -85,7 +86,10 @@ def open_case(
     message_id: str | None = None,
     customer_id: int | None = None,
     external_id: str | None = None,
+    chain: list[int] | None = None,
 ) -> dict[str, Any]:
+    """Open a case (once per ``message_id``); ``chain`` names the rules whose action
+    opened it, so that rules reacting to new cases cannot loop."""
     subject = new.subject.strip()
     if not subject:
         raise ValueError("subject: give the case a subject")
@@ -121,7 +125,11 @@ def open_case(
             select(cases_t.c.id).where(cases_t.c.message_id == message_id)
         ).scalar_one()
         return get_case(conn, int(existing))
-    return get_case(conn, int(found.id))
+    case = get_case(conn, int(found.id))
+    activity.record(
+        conn, "case.opened", customer_id=who, ref_id=case["id"], at=opened, data=case, chain=chain
+    )
+    return case
 
 
 def update_case(
@@ -154,6 +162,14 @@ def update_case(
     conn.execute(update(cases_t).where(cases_t.c.id == case_id).values(**values))
     updated = get_case(conn, case_id)
     if change.outcome is not None:
+        activity.record(
+            conn,
+            "case.resolved",
+            customer_id=updated["customer_id"],
+            ref_id=case_id,
+            at=now,
+            data=updated,
+        )
         on_case_resolved(conn, updated)
         if change.outcome == "negative":
             for_negative_case(conn, updated)

@@ -28,7 +28,7 @@ from cxloop.lifecycle.service import (
     installed_with_ids,
     stage_at,
 )
-from cxloop.store import jobs
+from cxloop.store import activity, jobs
 from cxloop.store.models import (
     CustomerIdentity,
     Department,
@@ -48,7 +48,7 @@ models_t = cast(Table, LifecycleModelRow.__table__)
 states_t = cast(Table, LifecycleState.__table__)
 STALLED_HORIZON_DAYS = 30
 STATUSES = ("open", "in_progress", "done")
-REASONS = ("detractor", "negative_case", "stalled", "churn_risk", "manual")
+REASONS = ("detractor", "negative_case", "stalled", "churn_risk", "manual", "automation")
 DEFAULT_SLA_HOURS = 48
 _RESPONSES_CURSOR = "followups:responses"
 
@@ -85,6 +85,7 @@ def _create(
     response_id: int | None = None,
     case_id: int | None = None,
     assignee: str | None = None,
+    chain: list[int] | None = None,
 ) -> int | None:
     """Insert one follow-up per cause; None when this cause has one already."""
     now = datetime.now(UTC)
@@ -120,7 +121,19 @@ def _create(
         .on_conflict_do_nothing(index_elements=["source_key"])
         .returning(followups_t.c.id)
     ).first()
-    return None if found is None else int(found.id)
+    if found is None:
+        return None
+    activity.record(
+        conn,
+        "followup.created",
+        customer_id=customer_id,
+        ref_id=int(found.id),
+        at=min(utc(since), now),
+        data={k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+        | {"id": int(found.id)},
+        chain=chain,
+    )
+    return int(found.id)
 
 
 def create_followup(conn: Connection, new: FollowUpIn) -> dict[str, Any]:
@@ -140,6 +153,32 @@ def create_followup(conn: Connection, new: FollowUpIn) -> dict[str, Any]:
     )
     assert new_id is not None
     return get_followup(conn, new_id)
+
+
+def for_automation(
+    conn: Connection,
+    *,
+    customer_id: int,
+    source_key: str,
+    summary: str,
+    department: str | None,
+    chain: list[int],
+) -> int | None:
+    """The follow-up a rule's action asks for: one per run and action (``source_key``),
+    so a retried action never opens a second one. None when it exists already."""
+    text = summary.strip()
+    if not text:
+        raise ValueError("summary: say what needs doing")
+    return _create(
+        conn,
+        customer_id=customer_id,
+        reason="automation",
+        source_key=source_key,
+        summary=text,
+        department_id=department_id(conn, department),
+        since=datetime.now(UTC),
+        chain=chain,
+    )
 
 
 def for_churn_risk(

@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from cxloop import mail, segments
+from cxloop.automations import firing, running, webhooks
 from cxloop.events.base import EventStore
 from cxloop.feedback import triggers
 from cxloop.reports import schedules
@@ -55,6 +56,11 @@ class Worker:
         self.settings = settings
         self.handlers: dict[str, Callable[[jobs.ClaimedJob], tuple[str, dict[str, Any]]]] = {
             triggers.SEND_JOB: lambda job: triggers.run_send(engine, settings, job, sender),
+            firing.RUN_JOB: lambda job: running.run_rule(engine, job),
+            firing.TICK_JOB: lambda job: firing.run_tick(engine, job),
+            running.STEP_JOB: lambda job: running.run_step(engine, settings, job, sender),
+            webhooks.DELIVER_JOB: lambda job: webhooks.run_delivery(engine, settings, job),
+            webhooks.NOTICE_JOB: lambda job: webhooks.run_notice(settings, job, sender),
         }
         if events is not None:
             self.handlers[schedules.REPORT_JOB] = lambda job: schedules.run_email(
@@ -75,6 +81,8 @@ class Worker:
                 "stalled": 0,
                 "reports": schedules.scan_due(conn, self.settings.zone, now),
                 "segments": _queue_segment_refresh(conn, self.settings, now),
+                "automations": firing.scan(conn, self.settings.zone, now=now),
+                "webhooks": webhooks.scan(conn),
             }
             clock = time.monotonic()
             if self._stalled_at is None or clock - self._stalled_at >= STALLED_EVERY_S:
@@ -85,7 +93,13 @@ class Worker:
     def run_due(self, *, now: datetime | None = None, limit: int = 20) -> RunSummary:
         summary = RunSummary()
         with self.engine.begin() as conn:
-            claimed = jobs.claim(conn, now=now, limit=limit, kinds=self.handlers.keys())
+            claimed = jobs.claim(
+                conn,
+                now=now,
+                limit=limit,
+                kinds=self.handlers.keys(),
+                lease=timedelta(seconds=self.settings.jobs_lease_s),
+            )
         for job in claimed:
             handler = self.handlers.get(job.kind)
             try:

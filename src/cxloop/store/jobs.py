@@ -216,3 +216,10 @@ def save_cursor(conn: Connection, name: str, position: int) -> None:
     ).rowcount
     if not changed:
         conn.execute(insert(cursors_t).values(name=name, position=position))
+
+
+def skip_to_end(conn: Connection, name: str, table: Table) -> None:
+    """Move the scan ``name`` past every row of ``table``: with nobody reading a source
+    (no rule or endpoint on it), its history must not flood whoever subscribes later."""
+    latest = conn.execute(select(func.max(table.c.id))).scalar_one()
+    save_cursor(conn, name, int(latest or 0))

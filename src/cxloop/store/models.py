@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -561,3 +562,187 @@ class UserSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Activity(Base):
+    """What happened in the app database that rules and webhooks react to (a case opened
+    or resolved, a follow-up created), written in the same transaction as the change so
+    that a scan reading it by id never misses one. ``chain`` lists the rules whose actions
+    caused it, which bounds rules that would trigger each other."""
+
+    __tablename__ = "activity"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))  # case.opened, case.resolved, followup.created
+    customer_id: Mapped[int | None] = mapped_column(BigId)
+    ref_id: Mapped[int | None] = mapped_column(BigId)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    chain: Mapped[list[int] | None] = mapped_column(JSON)
+
+
+class Automation(Base):
+    """A rule: when its trigger happens to a customer who meets its conditions, after its
+    delay, its actions run (``definition`` is ``domain.automations.RuleDefinition``)."""
+
+    __tablename__ = "automations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Occurrences before this moment (less a grace for late events) never fire.
+    enabled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AutomationRun(Base):
+    """One firing of a rule for one customer and one occurrence of its trigger; unique on
+    (rule, occurrence), so the same occurrence never runs twice."""
+
+    __tablename__ = "automation_runs"
+    __table_args__ = (
+        UniqueConstraint("automation_id", "occurrence", name="uq_automation_runs_automation_id"),
+        Index("ix_automation_runs_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    automation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("automations.id", ondelete="CASCADE")
+    )
+    customer_id: Mapped[int] = mapped_column(BigId, index=True)
+    occurrence: Mapped[str] = mapped_column(String(300))
+    trigger: Mapped[dict[str, Any]] = mapped_column(JSON)
+    chain: Mapped[list[int] | None] = mapped_column(JSON)
+    # scheduled, running, done, skipped or failed
+    status: Mapped[str] = mapped_column(String(12))
+    outcome: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AutomationStep(Base):
+    """One action of a run, run as its own job: what it did, or why it did not."""
+
+    __tablename__ = "automation_steps"
+    __table_args__ = (UniqueConstraint("run_id", "position", name="uq_automation_steps_run_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(BigId, ForeignKey("automation_runs.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(12))  # queued, done, skipped or failed
+    outcome: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookEndpoint(Base):
+    """A receiver of signed JSON payloads, subscribed to topics; disabled by itself after
+    too many failures in a row."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))  # whsec_…, needed to sign
+    topics: Mapped[list[str]] = mapped_column(JSON)
+    events: Mapped[list[str] | None] = mapped_column(JSON)  # event names, for topic "event"
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    failures_in_row: Mapped[int] = mapped_column(Integer, default=0)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(Base):
+    """One payload for one endpoint: its id (the ``webhook-id`` header, the same on every
+    attempt so receivers can drop repeats) and where it stands."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "source_key", name="uq_webhook_deliveries_endpoint_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    uid: Mapped[str] = mapped_column(String(40), unique=True)
+    source_key: Mapped[str] = mapped_column(String(300))
+    topic: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12))  # pending, delivered, failed, skipped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery: the log receivers and admins read."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float)
+
+
+class StaffMember(Base):
+    """Someone customers meet (a field technician): shown in pre-visit notices. ``ref`` is
+    the id events carry (a ``technician_id`` property)."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ref: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    bio: Mapped[str | None] = mapped_column(Text)
+    department_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("departments.id", ondelete="SET NULL")
+    )
+    photo: Mapped[bytes | None] = mapped_column(LargeBinary)
+    photo_type: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """Who changed what and when: written in the transaction of the change itself."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_entity_at", "entity", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(40))  # created, changed, deleted, …
+    entity: Mapped[str] = mapped_column(String(40))  # model, rule, user, key, merge, …
+    entity_id: Mapped[str | None] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class SegmentAddition(Base):
+    """A customer put into a segment by hand or by a rule: kept across refreshes."""
+
+    __tablename__ = "segment_additions"
+
+    segment_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(String(200))

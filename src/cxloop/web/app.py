@@ -19,6 +19,7 @@ from cxloop.settings import Settings
 from cxloop.web import (
     analytics,
     api,
+    automations,
     feedback,
     insights,
     lifecycle,
@@ -122,6 +123,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     app.include_router(reports.router)
     app.include_router(insights.router)
     app.include_router(segments.router)
+    app.include_router(automations.router)
     install_pages(app)
 
     @app.get("/healthz", tags=["meta"])

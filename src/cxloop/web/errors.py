@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cxloop.customers.service import NotFound
+from cxloop.domain.values import explain_error
 from cxloop.lifecycle import service as lifecycle
 
 
@@ -87,15 +88,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "field": ".".join(
-                    str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body")
-                ),
-                "reason": e.get("msg", "invalid"),
-            }
-            for e in exc.errors()
-        ]
+        problems = []
+        for e in exc.errors():
+            field, reason = explain_error(e.get("loc", ()), str(e.get("msg", "invalid")))
+            problems.append({"field": field, "reason": reason})
         first = problems[0] if problems else {"field": "request", "reason": "invalid"}
         return JSONResponse(
             error_body(
