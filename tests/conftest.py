@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -174,13 +174,14 @@ class ServerProcess:
     port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
-        env = project_env(self.settings, CXLOOP_PORT=str(self.port))
+        env = project_env(self.settings, CXLOOP_PORT=str(self.port), **self.env)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [cxloop_bin(), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT

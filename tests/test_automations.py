@@ -44,13 +44,20 @@ def text_of(message: Message) -> str:
 
 DELIVERED = {
     "name": "Review request",
-    "trigger": {"on": "event", "event": "Order Delivered",
-                "where": [{"field": "total", "op": "gte", "value": 50}]},
+    "trigger": {
+        "on": "event",
+        "event": "Order Delivered",
+        "where": [{"field": "total", "op": "gte", "value": 50}],
+    },
     "timing": {"delay": "3d"},
-    "actions": [{"type": "email",
-                 "subject": "How is your {{ event.properties.item }}, {{ customer.first_name }}?",
-                 "text": "Hello {{ customer.first_name }},\nyour {{ event.properties.item }} "
-                         "arrived {{ event.timestamp[:10] }}.\n"}],
+    "actions": [
+        {
+            "type": "email",
+            "subject": "How is your {{ event.properties.item }}, {{ customer.first_name }}?",
+            "text": "Hello {{ customer.first_name }},\nyour {{ event.properties.item }} "
+            "arrived {{ event.timestamp[:10] }}.\n",
+        }
+    ],
 }
 
 
@@ -94,28 +101,60 @@ def test_an_event_rule_mails_once_after_its_delay(
 
 def test_bad_rules_are_refused_naming_the_field(quiet_api: ApiClient) -> None:
     api = quiet_api
-    send(api, identify("ann", "ann@example.com", "Ann"),
-         track("v1", "ann", "Visit Scheduled", NOW, technician_id="t1"))
+    send(
+        api,
+        identify("ann", "ann@example.com", "Ann"),
+        track("v1", "ann", "Visit Scheduled", NOW, technician_id="t1"),
+    )
     email = {"type": "email", "subject": "Hi", "text": "Hello {{ customer.nickname }}"}
     cases = [
         ({**DELIVERED, "actions": [email]}, "actions.0.text", "nickname"),
-        ({**DELIVERED, "name": "x", "trigger": {"on": "event", "event": "Visit Scheduled"},
-          "actions": [{**email, "text": "{{ event.properties.visit_at }}"}]},
-         "actions.0.text", "visit_at"),
-        ({**DELIVERED, "actions": [{**email, "text": "{{ ''.__class__.__mro__ }}"}]},
-         "actions.0.text", "not allowed"),
+        (
+            {
+                **DELIVERED,
+                "name": "x",
+                "trigger": {"on": "event", "event": "Visit Scheduled"},
+                "actions": [{**email, "text": "{{ event.properties.visit_at }}"}],
+            },
+            "actions.0.text",
+            "visit_at",
+        ),
+        (
+            {**DELIVERED, "actions": [{**email, "text": "{{ ''.__class__.__mro__ }}"}]},
+            "actions.0.text",
+            "not allowed",
+        ),
         ({**DELIVERED, "actions": [{**email, "text": "{% if %}"}]}, "actions.0.text", "parse"),
-        ({"name": "Loop", "trigger": {"on": "case_opened"},
-          "actions": [{"type": "case", "subject": "again"}]}, "actions.0", "loop"),
+        (
+            {
+                "name": "Loop",
+                "trigger": {"on": "case_opened"},
+                "actions": [{"type": "case", "subject": "again"}],
+            },
+            "actions.0",
+            "loop",
+        ),
         ({**DELIVERED, "timing": {"delay": "3 weeks"}}, "timing.delay", "90m, 24h, 3d"),
-        ({**DELIVERED, "trigger": {"on": "stage_entered", "model": "nope", "stage": "x"}},
-         "trigger.model", "no lifecycle model"),
-        ({**DELIVERED, "actions": [{"type": "add_to_segment", "segment": "VIPs"}]},
-         "segment", "no saved segment"),
-        ({**DELIVERED, "actions": [{"type": "webhook", "endpoint": "crm"}]},
-         "actions.0.endpoint", "no webhook"),
-        ({**DELIVERED, "trigger": {"on": "schedule", "cron": "every day", "segment": "a"}},
-         "trigger.cron", "cron"),
+        (
+            {**DELIVERED, "trigger": {"on": "stage_entered", "model": "nope", "stage": "x"}},
+            "trigger.model",
+            "no lifecycle model",
+        ),
+        (
+            {**DELIVERED, "actions": [{"type": "add_to_segment", "segment": "VIPs"}]},
+            "segment",
+            "no saved segment",
+        ),
+        (
+            {**DELIVERED, "actions": [{"type": "webhook", "endpoint": "crm"}]},
+            "actions.0.endpoint",
+            "no webhook",
+        ),
+        (
+            {**DELIVERED, "trigger": {"on": "schedule", "cron": "every day", "segment": "a"}},
+            "trigger.cron",
+            "cron",
+        ),
         ({**DELIVERED, "trigger": {"on": "event"}}, "trigger", "needs event"),
     ]
     for body, field, reason in cases:
@@ -123,7 +162,9 @@ def test_bad_rules_are_refused_naming_the_field(quiet_api: ApiClient) -> None:
         assert response.status_code == 422, (body, response.text)
         error = response.json()["error"]
         assert error["field"].startswith(field) or error["message"].startswith(field), (
-            field, error)
+            field,
+            error,
+        )
         assert reason in error["message"], (reason, error)
     assert get(api, "/api/v1/automations") == []
     # A member may read rules but not make one.
@@ -135,38 +176,69 @@ def test_answers_cases_and_stages_act_through_every_action(quiet_api: ApiClient)
     install(api)
     send(
         api,
-        {**identify("ann", "ann@example.com", "Ann"), "traits": {"name": "Ann", "plan": "pro",
-                                                                 "email": "ann@example.com"}},
-        {**identify("bob", "bob@example.com", "Bob"), "traits": {"name": "Bob", "plan": "free",
-                                                                 "email": "bob@example.com"}},
+        {
+            **identify("ann", "ann@example.com", "Ann"),
+            "traits": {"name": "Ann", "plan": "pro", "email": "ann@example.com"},
+        },
+        {
+            **identify("bob", "bob@example.com", "Bob"),
+            "traits": {"name": "Bob", "plan": "free", "email": "bob@example.com"},
+        },
         track("a0", "ann", "Signed Up", NOW - timedelta(minutes=30)),
         track("b0", "bob", "Signed Up", NOW - timedelta(minutes=30)),
     )
-    segment = {"name": "Rescued", "rules": [{"kind": "trait", "field": "plan", "op": "equals",
-                                             "value": "none"}]}
+    segment = {
+        "name": "Rescued",
+        "rules": [{"kind": "trait", "field": "plan", "op": "equals", "value": "none"}],
+    }
     assert api.http.post("/api/v1/segments", json=segment, headers=api.auth).status_code == 201
-    survey = api.http.post("/api/v1/surveys", json={"type": "nps", "name": "NPS"},
-                           headers=api.auth).json()
-    rule(api, {
-        "name": "Pro detractors",
-        "trigger": {"on": "response", "measure": "nps", "score": {"op": "lte", "value": 6}},
-        "conditions": {"rules": [{"kind": "trait", "field": "plan", "op": "equals",
-                                  "value": "pro"}]},
-        "actions": [
-            {"type": "followup", "summary": "Call {{ customer.name }} ({{ response.score }})",
-             "department": "delivery"},
-            {"type": "case", "subject": "Detractor: {{ response.comment }}"},
-            {"type": "set_trait", "trait": "last_detractor_score", "value": "{{ response.score }}"},
-            {"type": "add_to_segment", "segment": "Rescued"},
-        ],
-    })
-    rule(api, {"name": "Case follow-up", "trigger": {"on": "case_opened"},
-               "actions": [{"type": "followup", "summary": "Case for {{ customer.name }}: "
-                                                           "{{ case.subject }}"}]})
-    rule(api, {"name": "Welcome", "trigger": {"on": "stage_entered", "model": "client-experience",
-                                              "stage": "engage"},
-               "actions": [{"type": "set_trait", "trait": "engaged_via",
-                            "value": "{{ stage.event }}"}]})
+    survey = api.http.post(
+        "/api/v1/surveys", json={"type": "nps", "name": "NPS"}, headers=api.auth
+    ).json()
+    rule(
+        api,
+        {
+            "name": "Pro detractors",
+            "trigger": {"on": "response", "measure": "nps", "score": {"op": "lte", "value": 6}},
+            "conditions": {
+                "rules": [{"kind": "trait", "field": "plan", "op": "equals", "value": "pro"}]
+            },
+            "actions": [
+                {
+                    "type": "followup",
+                    "summary": "Call {{ customer.name }} ({{ response.score }})",
+                    "department": "delivery",
+                },
+                {"type": "case", "subject": "Detractor: {{ response.comment }}"},
+                {
+                    "type": "set_trait",
+                    "trait": "last_detractor_score",
+                    "value": "{{ response.score }}",
+                },
+                {"type": "add_to_segment", "segment": "Rescued"},
+            ],
+        },
+    )
+    rule(
+        api,
+        {
+            "name": "Case follow-up",
+            "trigger": {"on": "case_opened"},
+            "actions": [
+                {"type": "followup", "summary": "Case for {{ customer.name }}: {{ case.subject }}"}
+            ],
+        },
+    )
+    rule(
+        api,
+        {
+            "name": "Welcome",
+            "trigger": {"on": "stage_entered", "model": "client-experience", "stage": "engage"},
+            "actions": [
+                {"type": "set_trait", "trait": "engaged_via", "value": "{{ stage.event }}"}
+            ],
+        },
+    )
     for who, score in (("ann", 3), ("bob", 2), ("ann", 9)):
         answer = {"customer": who, "score": score, "comment": "too slow"}
         path = f"/api/v1/surveys/{survey['id']}/responses"
@@ -183,8 +255,11 @@ def test_answers_cases_and_stages_act_through_every_action(quiet_api: ApiClient)
     ann = get(api, "/api/v1/customers/ann")
     assert ann["traits"]["last_detractor_score"] == "3"
     assert ann["traits"]["engaged_via"] == "Order Completed"
-    mine = [f for f in get(api, "/api/v1/followups", limit=200)
-            if f["customer_id"] == ann["id"] and f["reason"] == "automation"]
+    mine = [
+        f
+        for f in get(api, "/api/v1/followups", limit=200)
+        if f["customer_id"] == ann["id"] and f["reason"] == "automation"
+    ]
     summaries = sorted(f["summary"] for f in mine)
     assert summaries == ["Call Ann (3)", "Case for Ann: Detractor: too slow"]
     [case] = [c for c in get(api, "/api/v1/cases") if c["customer_id"] == ann["id"]]
@@ -205,12 +280,25 @@ def test_rules_that_start_each_other_are_stopped(quiet_api: ApiClient) -> None:
     api = quiet_api
     send(api, identify("ann", "ann@example.com", "Ann"))
     # A case opens a follow-up; an overdue follow-up opens a case: a loop through two rules.
-    rule(api, {"name": "A", "trigger": {"on": "case_opened"},
-               "actions": [{"type": "followup", "summary": "look"}]})
-    rule(api, {"name": "B", "trigger": {"on": "followup_overdue"},
-               "actions": [{"type": "case", "subject": "overdue"}]})
-    opened = api.http.post("/api/v1/cases", json={"customer": "ann", "subject": "first"},
-                           headers=api.auth)
+    rule(
+        api,
+        {
+            "name": "A",
+            "trigger": {"on": "case_opened"},
+            "actions": [{"type": "followup", "summary": "look"}],
+        },
+    )
+    rule(
+        api,
+        {
+            "name": "B",
+            "trigger": {"on": "followup_overdue"},
+            "actions": [{"type": "case", "subject": "overdue"}],
+        },
+    )
+    opened = api.http.post(
+        "/api/v1/cases", json={"customer": "ann", "subject": "first"}, headers=api.auth
+    )
     assert opened.status_code == 201
     queue = worker(api)
     moment = NOW
@@ -228,9 +316,13 @@ def test_changes_are_in_the_audit_log_for_admins(quiet_api: ApiClient) -> None:
     api = quiet_api
     send(api, identify("ann", "ann@example.com", "Ann"))
     rule(api, DELIVERED)
-    assert api.http.post("/api/v1/automations/Review request/disable",
-                         headers=api.auth).status_code == 200
-    assert api.http.delete("/api/v1/automations/Review request", headers=api.auth).status_code == 204
+    assert (
+        api.http.post("/api/v1/automations/Review request/disable", headers=api.auth).status_code
+        == 200
+    )
+    assert (
+        api.http.delete("/api/v1/automations/Review request", headers=api.auth).status_code == 204
+    )
     entries = get(api, "/api/v1/audit", entity="rule")
     assert [e["action"] for e in entries] == ["deleted", "disabled", "created"]
     assert all(e["entity_id"] == entries[0]["entity_id"] for e in entries)

@@ -77,6 +77,7 @@ def staff_context(conn: Connection, ref: str) -> dict[str, Any] | None:
         "first_name": row.name.split(" ")[0],
         "bio": row.bio or "",
         "has_photo": row.photo is not None,
+        "photo_src": f"/api/v1/staff/{row.ref}/photo" if row.photo is not None else "",
     }
 
 

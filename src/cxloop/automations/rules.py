@@ -203,6 +203,7 @@ def render_actions(
                     "first_name": "(staff)",
                     "bio": "",
                     "has_photo": False,
+                    "photo_src": "",
                 }
             shown.append(
                 {
