@@ -3,6 +3,7 @@ SMTP server on loopback; refusals at save time; the audit log. Both backends."""
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from cxloop.service.worker import Worker
 from cxloop.settings import Settings
 from tests.conftest import ApiClient
+from tests.test_cli import cx, cx_json
 from tests.test_closing_loop import get, install
 from tests.test_distribution import Inbox, identify, mailing, quiet_api, send, smtp, track
 
@@ -327,3 +329,24 @@ def test_changes_are_in_the_audit_log_for_admins(quiet_api: ApiClient) -> None:
     assert [e["action"] for e in entries] == ["deleted", "disabled", "created"]
     assert all(e["entity_id"] == entries[0]["entity_id"] for e in entries)
     assert entries[-1]["details"]["definition"]["trigger"]["event"] == "Order Delivered"
+    assert {e["actor"] for e in entries} == {"tests"}  # the secret key's name
+
+    # Models, keys, users and merges too, each in the transaction of its change.
+    install(api)
+    send(api, identify("bob", "bob@example.com", "Bob"))
+    merged = api.http.post("/api/v1/customers/ann/merge", json={"from_customer": "bob"},
+                           headers=api.auth)
+    assert merged.status_code == 200, merged.text
+    key = api.http.post("/api/v1/keys", json={"kind": "write", "name": "site"}, headers=api.auth)
+    assert key.status_code == 201
+    found = {(e["entity"], e["action"]) for e in get(api, "/api/v1/audit")}
+    assert {("model", "created"), ("merge", "merged"), ("key", "created")} <= found
+    [merge] = get(api, "/api/v1/audit", entity="merge")
+    assert merge["summary"].endswith(f"merged into customer {get(api, '/api/v1/customers/ann')['id']}")
+    bad = api.http.get("/api/v1/audit", params={"entity": "planet"}, headers=api.auth)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "entity"
+    # From the command line the actor is the user running it.
+    cx(api.settings, "users", "create", "--email", "lead@example.com", "--role", "admin")
+    lines = cx_json(api.settings, "audit", "--entity", "user")
+    assert lines[0]["summary"] == "user lead@example.com created as admin"
+    assert lines[0]["actor"] == f"cli:{getpass.getuser()}"

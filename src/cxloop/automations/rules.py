@@ -466,3 +466,21 @@ def list_runs(
         }
         for x in rows
     ]
+
+
+def automation_counts(conn: Connection) -> dict[str, int]:
+    """What the settings overview counts: rules, webhook endpoints, staff, audit entries."""
+    from cxloop.automations.webhooks import endpoints_t
+    from cxloop.store.audit import audit_t
+    from cxloop.store.models import StaffMember
+
+    staff_t = cast(Table, StaffMember.__table__)
+    return {
+        name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+        for name, table in (
+            ("automations", rules_t),
+            ("webhooks", endpoints_t),
+            ("staff", staff_t),
+            ("audit", audit_t),
+        )
+    }

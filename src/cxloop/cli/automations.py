@@ -20,6 +20,7 @@ from cxloop.cli.context import (
     handle_errors,
     load_settings,
     local_project,
+    read_database,
     read_mapping,
     remote_server,
 )
@@ -42,7 +43,7 @@ RULE_COLUMNS = ("id", "name", "enabled", "on", "actions", "done", "skipped", "fa
 RUN_COLUMNS = ("id", "rule", "customer_id", "status", "due_at", "occurrence", "outcome")
 
 
-def _actor() -> str:
+def cli_actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
@@ -83,7 +84,7 @@ def _show_rule(rule: dict[str, Any], fmt: Format) -> None:
 
 
 def _save(body: RuleIn, replace: str | None, customer: str | None, fmt: Format) -> None:
-    actor = _actor()
+    actor = cli_actor()
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
@@ -170,7 +171,7 @@ def preset(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Install a ready-made rule; change it afterwards like any other."""
-    actor = _actor()
+    actor = cli_actor()
     params = {"model": model, "lead": lead, "event": event, "department": department}
 
     def local(project: Project) -> Any:
@@ -190,26 +191,18 @@ def preset(
 def list_(fmt: FormatOpt = Format.table) -> None:
     """Every rule: its trigger, actions and how its runs went."""
 
-    def local(project: Project) -> Any:
-        with project.engine.connect() as conn:
-            return rules.list_rules(conn)
-
-    data = call_project("GET", "/api/v1/automations", local)
+    data = read_database(lambda conn: rules.list_rules(conn))
     emit(data, fmt, rows=[_rule_row(r) for r in data], columns=RULE_COLUMNS, title="rules")
 
 
 @app.command("show")
 @handle_errors
 def show(name: NameArg, fmt: FormatOpt = Format.table) -> None:
-    def local(project: Project) -> Any:
-        with project.engine.connect() as conn:
-            return rules.get_rule(conn, name)
-
-    _show_rule(call_project("GET", f"/api/v1/automations/{name}", local), fmt)
+    _show_rule(read_database(lambda conn: rules.get_rule(conn, name)), fmt)
 
 
 def _toggle(name: str, enabled: bool, fmt: Format) -> None:
-    actor = _actor()
+    actor = cli_actor()
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
@@ -237,7 +230,7 @@ def disable(name: NameArg, fmt: FormatOpt = Format.table) -> None:
 @handle_errors
 def delete(name: NameArg) -> None:
     """Delete a rule and its run history."""
-    actor = _actor()
+    actor = cli_actor()
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
@@ -259,13 +252,10 @@ def runs(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Runs, newest first: trigger, customer, outcome (JSON shows each action)."""
-    params = {"rule": rule, "status": status, "customer": customer, "limit": limit}
 
-    def local(project: Project) -> Any:
-        with project.engine.connect() as conn:
-            return rules.list_runs(conn, rule=rule, status=status, customer=customer, limit=limit)
-
-    data = call_project("GET", "/api/v1/automation-runs", local, params=params)
+    data = read_database(
+        lambda conn: rules.list_runs(conn, rule=rule, status=status, customer=customer, limit=limit)
+    )
     emit(data, fmt, rows=data, columns=RUN_COLUMNS, title="rule runs")
 
 
@@ -304,7 +294,7 @@ def hook_create(
 ) -> None:
     """Register an endpoint; prints its signing secret (keep it: receivers verify with it)."""
     body = webhooks.WebhookIn(name=name, url=url, topics=topics, events=events or None)
-    actor = _actor()
+    actor = cli_actor()
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
@@ -317,16 +307,12 @@ def hook_create(
 @webhooks_app.command("list")
 @handle_errors
 def hook_list(fmt: FormatOpt = Format.table) -> None:
-    def local(project: Project) -> Any:
-        with project.engine.connect() as conn:
-            return webhooks.list_endpoints(conn)
-
-    data = call_project("GET", "/api/v1/webhooks", local)
+    data = read_database(lambda conn: webhooks.list_endpoints(conn))
     emit(data, fmt, rows=_hook_rows(data), columns=HOOK_COLUMNS, title="webhooks")
 
 
 def _hook_call(name: str, verb: str, fmt: Format) -> None:
-    actor = _actor()
+    actor = cli_actor()
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
@@ -361,7 +347,7 @@ def hook_rotate(name: HookArg, fmt: FormatOpt = Format.table) -> None:
 @webhooks_app.command("delete")
 @handle_errors
 def hook_delete(name: HookArg) -> None:
-    actor = _actor()
+    actor = cli_actor()
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
@@ -382,13 +368,10 @@ def hook_deliveries(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The delivery log, newest first (JSON shows every attempt)."""
-    params = {"webhook": webhook, "status": status, "limit": limit}
 
-    def local(project: Project) -> Any:
-        with project.engine.connect() as conn:
-            return webhooks.list_deliveries(conn, endpoint=webhook, status=status, limit=limit)
-
-    data = call_project("GET", "/api/v1/webhook-deliveries", local, params=params)
+    data = read_database(
+        lambda conn: webhooks.list_deliveries(conn, endpoint=webhook, status=status, limit=limit)
+    )
     emit(data, fmt, rows=data, columns=DELIVERY_COLUMNS, title="webhook deliveries")
 
 
@@ -396,7 +379,7 @@ def hook_deliveries(
 @handle_errors
 def hook_resend(delivery_id: Annotated[int, typer.Argument(min=1)]) -> None:
     """Send a delivery again (the same webhook-id, so a receiver can drop a repeat)."""
-    actor = _actor()
+    actor = cli_actor()
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
@@ -423,7 +406,7 @@ def staff_add(
 ) -> None:
     """Create or change a staff member (and upload their photo)."""
     body = staff.StaffIn(ref=ref, name=name, bio=bio, department=department)
-    actor = _actor()
+    actor = cli_actor()
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
@@ -444,7 +427,7 @@ def _upload(ref: str, path: Path) -> Any:
         if remote is not None:
             return remote.request("PUT", f"/api/v1/staff/{ref}/photo", content=content)
     with local_project(settings) as project, project.engine.begin() as conn:
-        return staff.set_photo(conn, ref, content, _actor())
+        return staff.set_photo(conn, ref, content, cli_actor())
 
 
 @staff_app.command("photo")
@@ -461,18 +444,14 @@ def staff_photo(
 @staff_app.command("list")
 @handle_errors
 def staff_list(fmt: FormatOpt = Format.table) -> None:
-    def local(project: Project) -> Any:
-        with project.engine.connect() as conn:
-            return staff.list_staff(conn)
-
-    data = call_project("GET", "/api/v1/staff", local)
+    data = read_database(lambda conn: staff.list_staff(conn))
     emit(data, fmt, rows=data, columns=STAFF_COLUMNS, title="staff")
 
 
 @staff_app.command("delete")
 @handle_errors
 def staff_delete(ref: Annotated[str, typer.Argument()]) -> None:
-    actor = _actor()
+    actor = cli_actor()
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
@@ -492,13 +471,8 @@ def audit_command(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Who changed what and when (models, rules, users, keys, merges …), newest first."""
-    params = {"entity": entity, "actor": actor, "limit": limit}
 
-    def local(project: Project) -> Any:
-        with project.engine.connect() as conn:
-            return audit.entries(conn, entity=entity, actor=actor, limit=limit)
-
-    data = call_project("GET", "/api/v1/audit", local, params=params)
+    data = read_database(lambda conn: audit.entries(conn, entity=entity, actor=actor, limit=limit))
     emit(
         data,
         fmt,

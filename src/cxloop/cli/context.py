@@ -19,10 +19,11 @@ import typer
 import yaml
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
+from sqlalchemy import Connection
 
 from cxloop.cli.output import err_console
 from cxloop.events.factory import EventStoreUnavailable
-from cxloop.project import Project, ServerInfo, open_project, read_server
+from cxloop.project import Project, ServerInfo, open_database, open_project, read_server
 from cxloop.settings import Settings
 
 P = ParamSpec("P")
@@ -157,3 +158,15 @@ def read_mapping(path: Path, expected: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"--file: give a mapping with {expected}")
     return data
+
+
+def read_database(read: Callable[[Connection], Any]) -> Any:
+    """A read of the app database alone, beside a running server or not (SQLite's WAL and
+    PostgreSQL both let readers in while the server writes)."""
+    settings = load_settings()
+    engine = open_database(settings)
+    try:
+        with engine.connect() as conn:
+            return to_jsonable_python(read(conn))
+    finally:
+        engine.dispose()

@@ -22,8 +22,10 @@ from cxloop.cli import (
     service,
     users,
 )
+from cxloop.cli.automations import cli_actor
 from cxloop.cli.context import CliError, handle_errors, load_settings, local_project, remote_server
 from cxloop.cli.output import Format, console, err_console, key_values
+from cxloop.store import audit
 
 app = typer.Typer(
     name="cxloop",
@@ -87,6 +89,7 @@ def root(
     ] = False,
 ) -> None:
     """Settings come from CXLOOP_* environment variables (see `cxloop config show`)."""
+    audit.ACTOR.set(cli_actor())  # what this command changes is audited as cli:USER
 
 
 @config_app.command("show")

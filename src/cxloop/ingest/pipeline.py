@@ -53,6 +53,7 @@ from cxloop.ingest.identity import (
 )
 from cxloop.ingest.overlap import OverlappedAppend
 from cxloop.ingest.rows import messages_table
+from cxloop.store import audit
 from cxloop.store.bulk import bulk_insert
 from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, RejectedMessage
 
@@ -608,6 +609,15 @@ def merge_customers(
     if loser not in rows or survivor not in rows:
         raise LookupError(f"customer {loser if loser not in rows else survivor} does not exist")
     lost, kept = rows[loser], rows[survivor]
+    if reason == "manual":  # automatic merges are recorded in customer_merges alone
+        audit.record(
+            conn,
+            None,
+            "merged",
+            "merge",
+            survivor,
+            f"customer {loser} merged into customer {survivor}",
+        )
     moved = conn.execute(
         update(identities_t)
         .where(identities_t.c.customer_id == loser)

@@ -18,6 +18,7 @@ behind, the logger holds acknowledgements back until it catches up (bounded memo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import queue
 import threading
@@ -99,7 +100,8 @@ class GroupCommitWriter:
         """Run ``fn`` on the applier thread, after everything acknowledged so far."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._to_apply.put(_Call(fn, _resolver(loop, future)))
+        context = contextvars.copy_context()  # the caller's (who acts, for the audit log)
+        self._to_apply.put(_Call(lambda: context.run(fn), _resolver(loop, future)))
         return await future
 
     async def settled(self, timeout: float = 30.0) -> bool:

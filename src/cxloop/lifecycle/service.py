@@ -12,6 +12,7 @@ from cxloop.customers.service import user_ids
 from cxloop.domain.lifecycle import LifecycleModel
 from cxloop.domain.values import as_utc
 from cxloop.lifecycle.engine import StageEngine
+from cxloop.store import audit
 from cxloop.store.models import Department, LifecycleModelRow, LifecycleState, StageTransition
 
 departments_t = cast(Table, Department.__table__)
@@ -77,6 +78,7 @@ def create_department(conn: Connection, name: str) -> dict[str, Any]:
         departments_t.insert().values(name=name, created_at=now, updated_at=now)
     ).inserted_primary_key
     assert new_id is not None
+    audit.record(conn, None, "created", "department", new_id[0], f"department {name} created")
     return {
         "id": new_id[0],
         "name": name,
@@ -98,6 +100,14 @@ def set_followup_sla(conn: Connection, name: str, hours: int) -> dict[str, Any]:
         update(departments_t)
         .where(departments_t.c.id == found)
         .values(followup_sla_hours=hours, updated_at=datetime.now(UTC))
+    )
+    audit.record(
+        conn,
+        None,
+        "changed",
+        "department",
+        found,
+        f"department {name}: follow-ups due after {hours} hours",
     )
     return next(d for d in list_departments(conn) if d["id"] == found)
 
@@ -133,6 +143,9 @@ def rename_department(conn: Connection, old: str, new: str) -> dict[str, Any]:
                 .where(models_t.c.id == row.id)
                 .values(definition={**definition, "stages": stages}, updated_at=now)
             )
+    audit.record(
+        conn, None, "changed", "department", found, f"department {current} renamed to {new}"
+    )
     return next(d for d in list_departments(conn) if d["id"] == found)
 
 
@@ -210,11 +223,27 @@ def apply_model(conn: Connection, model: LifecycleModel) -> Applied:
                 updated_at=now,
             )
         )
+        audit.record(
+            conn,
+            None,
+            "created",
+            "model",
+            model.key,
+            f"lifecycle model {model.key} installed ({len(model.stages)} stages)",
+        )
         return Applied(model.key, 1, True, created_departments)
     conn.execute(
         update(models_t)
         .where(models_t.c.id == row.id)
         .values(name=model.name, definition=definition, version=row.version + 1, updated_at=now)
+    )
+    audit.record(
+        conn,
+        None,
+        "changed",
+        "model",
+        model.key,
+        f"lifecycle model {model.key} changed (version {row.version + 1})",
     )
     return Applied(model.key, row.version + 1, False, created_departments)
 
@@ -276,6 +305,7 @@ def delete_model(conn: Connection, key: str) -> None:
     conn.execute(transitions_t.delete().where(transitions_t.c.model_id == model_id))
     conn.execute(states_t.delete().where(states_t.c.model_id == model_id))
     conn.execute(models_t.delete().where(models_t.c.id == model_id))
+    audit.record(conn, None, "deleted", "model", key, f"lifecycle model {key} removed")
 
 
 # -- a customer's stages --------------------------------------------------------------------

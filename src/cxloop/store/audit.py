@@ -4,6 +4,9 @@ its entry are committed together or not at all."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -14,11 +17,24 @@ from cxloop.store.models import AuditEntry
 
 audit_t = cast(Table, AuditEntry.__table__)
 ENTITIES = ("model", "rule", "user", "key", "merge", "webhook", "staff", "department", "segment")
+# Who is acting: the REST API and the pages set it to the caller (a user's e-mail, a key's
+# name), the CLI to ``cli:USER``; the job worker acts as ``cxloop``. Work handed to the
+# writer thread carries it along (``GroupCommitWriter.call`` copies the context).
+ACTOR: ContextVar[str] = ContextVar("cxloop_actor", default="cxloop")
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    token = ACTOR.set(actor)
+    try:
+        yield
+    finally:
+        ACTOR.reset(token)
 
 
 def record(
     conn: Connection,
-    actor: str,
+    actor: str | None,
     action: str,
     entity: str,
     entity_id: str | int | None,
@@ -28,7 +44,7 @@ def record(
     conn.execute(
         insert(audit_t).values(
             at=datetime.now(UTC),
-            actor=(actor or "unknown")[:320],
+            actor=(actor or ACTOR.get())[:320],
             action=action[:40],
             entity=entity[:40],
             entity_id=None if entity_id is None else str(entity_id)[:200],

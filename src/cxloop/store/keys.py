@@ -15,6 +15,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cxloop.store import audit
 from cxloop.store.models import ApiKey
 
 KeyKind = Literal["write", "secret"]
@@ -62,6 +63,14 @@ def create_key(session: Session, kind: KeyKind, name: str) -> tuple[str, KeyInfo
     )
     session.add(row)
     session.flush()
+    audit.record(
+        session.connection(),
+        None,
+        "created",
+        "key",
+        row.id,
+        f"{kind} key {name} created ({row.prefix}…)",
+    )
     return plain, _info(row)
 
 
@@ -78,6 +87,14 @@ def revoke_key(session: Session, key_id: int) -> KeyInfo:
         raise LookupError(f"id: no key with id {key_id}")
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
+        audit.record(
+            session.connection(),
+            None,
+            "revoked",
+            "key",
+            row.id,
+            f"{row.kind} key {row.name} revoked",
+        )
     return _info(row)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cxloop.domain.values import iso_utc
+from cxloop.store import audit
 from cxloop.store.models import Department, User
 from cxloop.store.sessions import end_user_sessions
 
@@ -72,6 +73,7 @@ def create_user(
         new_id = conn.execute(insert(users_t).values(**row).returning(users_t.c.id)).scalar_one()
     except IntegrityError:
         raise UserError(f"email: a user {email!r} exists already") from None
+    audit.record(conn, None, "created", "user", new_id, f"user {email} created as {role}")
     return get_user(conn, int(new_id))
 
 
@@ -95,6 +97,7 @@ def set_password(conn: Connection, email: str, password: str) -> None:
         update(users_t).where(users_t.c.id == user_id).values(password_hash=_hasher.hash(password))
     )
     end_user_sessions(conn, user_id)
+    audit.record(conn, None, "changed", "user", user_id, f"password of {email} changed")
 
 
 def user_id_by_email(conn: Connection, email: str) -> int:
@@ -206,6 +209,15 @@ def set_role(
         .where(users_t.c.id == user_id)
         .values(role=role, department_id=department_id)
     )
+    audit.record(
+        conn,
+        None,
+        "changed",
+        "user",
+        user_id,
+        f"user {user['email']} is now {role}"
+        + (f" in {department}" if department_id is not None else ""),
+    )
     return get_user(conn, user_id)
 
 
@@ -224,4 +236,12 @@ def set_disabled(conn: Connection, user_id: int, disabled: bool) -> dict[str, An
         end_user_sessions(conn, user_id)
     else:
         conn.execute(update(users_t).where(users_t.c.id == user_id).values(disabled_at=None))
+    audit.record(
+        conn,
+        None,
+        "disabled" if disabled else "enabled",
+        "user",
+        user_id,
+        f"user {user['email']} {'disabled' if disabled else 'enabled'}",
+    )
     return get_user(conn, user_id)

@@ -19,6 +19,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
+from cxloop.store import audit
 from cxloop.store.sessions import (
     SESSION_HOURS,
     SignedIn,
@@ -126,6 +127,7 @@ async def require_caller(request: Request) -> ServerState:
     ):
         raise forbidden(f"the {CSRF_HEADER} header must carry this session's CSRF token")
     request.state.principal = principal
+    audit.ACTOR.set(principal.name)  # this request's own context: its writes are audited so
     state = state_of(request)
     await state.writer.settled()
     return state

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cxloop.web.auth import session_user
 from cxloop.web.pages import (
+    automations,
     customers,
     feedback,
     funnels,
@@ -48,6 +49,7 @@ ROUTERS = [
     feedback.router,
     insights.router,
     settings.router,
+    automations.router,
 ]
 
 # Scripts only from this site (no inline script anywhere); ECharts and htmx set inline

@@ -27,6 +27,7 @@ from cxloop.customers.service import SAVED_SEGMENT
 from cxloop.domain.values import as_utc
 from cxloop.feedback.responses import days_window
 from cxloop.segments import check_named
+from cxloop.store import audit
 from cxloop.store.sessions import SignedIn
 from cxloop.web.auth import CSRF_FIELD, CSRF_HEADER, Principal, csrf_ok, session_user
 from cxloop.web.errors import NUL_REASON
@@ -110,6 +111,7 @@ async def page_context(request: Request) -> Page:
     _refuse_nul(request.query_params.multi_items())
     _refuse_nul((k, v) for k, v in request.path_params.items() if isinstance(v, str))
     state = state_of(request)
+    audit.ACTOR.set(user.email)
     await state.writer.settled()
     _check_saved_segment(request, state)
     return Page(request=request, state=state, user=user)

@@ -1,5 +1,6 @@
 """The settings pages (admins only): lifecycle models, departments, users, API keys,
-survey triggers and score benchmarks.
+survey triggers and score benchmarks (automations, webhooks, staff and the audit log are
+in ``pages.automations``).
 
 Every change is a POST form with the session's CSRF token, checked with the same models
 and services as the REST API (``ApplyIn``/``validate_model``, ``TriggerIn``,
@@ -22,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from cxloop.automations.rules import automation_counts
 from cxloop.domain.lifecycle import LifecycleModel, Rule
 from cxloop.feedback.benchmarks import RANGES, BenchmarkIn, list_benchmarks, save_benchmark
 from cxloop.feedback.surveys import list_surveys
@@ -59,6 +61,10 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("keys", "API keys"),
     ("triggers", "Survey triggers"),
     ("benchmarks", "Benchmarks"),
+    ("automations", "Automations"),
+    ("webhooks", "Webhooks"),
+    ("staff", "Staff"),
+    ("audit", "Audit log"),
 )
 DONE = {
     "model-installed": "The lifecycle model is installed and its stage histories rebuilt.",
@@ -72,6 +78,15 @@ DONE = {
     "trigger-created": "Trigger created; it fires from now on.",
     "trigger-changed": "Trigger changed.",
     "benchmark-saved": "Benchmark saved.",
+    "rule-saved": "Rule saved; it acts on what happens from now on.",
+    "rule-enabled": "Rule enabled; what happened while it was off does not fire it.",
+    "rule-disabled": "Rule disabled; its runs still waiting are skipped.",
+    "rule-deleted": "Rule deleted with its run history.",
+    "webhook-changed": "Webhook changed.",
+    "webhook-deleted": "Webhook deleted.",
+    "delivery-queued": "Delivery queued again; the worker sends it within seconds.",
+    "staff-saved": "Staff member saved.",
+    "staff-deleted": "Staff member deleted.",
 }
 
 
@@ -120,6 +135,7 @@ def settings_page(page: PageCtx) -> HTMLResponse:
             "users": count_users(conn),
             "triggers": len(list_triggers(conn)),
             "benchmarks": len(list_benchmarks(conn)),
+            **automation_counts(conn),
         }
     with session_scope(project.sessions) as session:
         counts["keys"] = len(list_keys(session))
