@@ -72,7 +72,7 @@ def active_rules(conn: Connection, *kinds: str) -> list[ActiveRule]:
 
 
 def _due(
-    rule: ActiveRule, moment: datetime, trigger: dict[str, Any]
+    rule: ActiveRule, moment: datetime, trigger: dict[str, Any], as_of: datetime | None = None
 ) -> tuple[datetime, str | None]:
     """When the actions run, or why the run is skipped (no time to run before)."""
     timing = rule.definition.timing
@@ -83,7 +83,7 @@ def _due(
         at = utc(datetime.fromisoformat(str(raw).replace("Z", "+00:00")))
     except (TypeError, ValueError):
         return moment, f"skipped: the event has no time in property {timing.of!r} ({raw!r})"
-    if at <= datetime.now(UTC):
+    if at <= (as_of or datetime.now(UTC)):
         return moment, f"skipped: {timing.of} ({iso_utc(at)}) has passed"
     return max(at - timedelta(minutes=minutes_in(timing.before, "before")), moment), None
 
@@ -96,14 +96,16 @@ def start_run(
     moment: datetime,
     trigger: dict[str, Any],
     chain: list[int] | None = None,
+    as_of: datetime | None = None,
 ) -> bool:
     """Record a run of ``rule`` for this occurrence and queue it; False when there is one
-    already or the occurrence is too old for the rule."""
+    already or the occurrence is too old for the rule. ``as_of`` judges "has the time
+    passed" at another moment than now (replaying history)."""
     moment = utc(moment)
     if moment < rule.enabled_at - GRACE:
         return False
     chain = list(chain or [])
-    due, skipped = _due(rule, moment, trigger)
+    due, skipped = _due(rule, moment, trigger, as_of)
     if rule.id in chain:
         skipped = f"stopped: its own action caused this occurrence (rules {chain}); a loop"
     elif len(chain) >= MAX_CHAIN:
@@ -138,8 +140,9 @@ def start_run(
 # -- events (the ingestion listener) -------------------------------------------------------
 
 
-def on_events(engine: Engine, rows: pa.Table) -> int:
-    """Start the runs of event rules for a stored batch."""
+def on_events(engine: Engine, rows: pa.Table, *, replay: bool = False) -> int:
+    """Start the runs of event rules for a stored batch. With ``replay`` (history loaded
+    after the rules), each event is judged as of its own time."""
     if rows.num_rows == 0:
         return 0
     with engine.connect() as conn:
@@ -178,6 +181,7 @@ def on_events(engine: Engine, rows: pa.Table) -> int:
                     f"event:{row['message_id']}",
                     row["timestamp"],
                     data,
+                    as_of=row["timestamp"] if replay else None,
                 )
     return started
 

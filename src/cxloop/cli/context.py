@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Connection
 
+from cxloop import yamltext
 from cxloop.cli.output import err_console
 from cxloop.events.factory import EventStoreUnavailable
 from cxloop.project import Project, ServerInfo, open_database, open_project, read_server
@@ -152,7 +153,7 @@ def read_mapping(path: Path, expected: str) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"--file: no file {str(path)!r}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamltext.load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ValueError(f"--file: not JSON or YAML ({exc})") from None
     if not isinstance(data, dict):

@@ -84,6 +84,7 @@ def load_demo(
         loaded_now = True
     _install_presets(project)
     _load_feedback(project, messages, customers=customers, seed=seed)
+    _load_automations(project)
     write_key, secret_key = _fresh_keys(project)
     with project.engine.connect() as conn:
         count = conn.execute(
@@ -146,6 +147,14 @@ def _load_feedback(
             messages = generate_messages(customers=customers, seed=seed)
         with project.engine.begin() as conn:
             load_feedback(conn, messages, seed=seed)
+
+
+def _load_automations(project: Project) -> None:
+    from cxloop.demo.automations import load_automations
+
+    with Progress(TextColumn("{task.description}"), transient=False) as progress:
+        progress.add_task("staff, rules and their last 30 days of runs", total=None)
+        load_automations(project)
 
 
 DEMO_ADMIN = "admin@demo.example.com"

@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from cxloop import yamltext
 from cxloop.automations import presets, rules, staff, webhooks
 from cxloop.lifecycle import service
 from cxloop.store import audit
@@ -67,6 +68,7 @@ def _rules(
     text: str | None = None,
     error: str | None = None,
     preview: dict[str, Any] | None = None,
+    customer: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     chosen = page.request.query_params.get("rule") or None
@@ -86,6 +88,7 @@ def _rules(
         text=text if text is not None else EXAMPLE,
         error=error,
         preview=preview,
+        customer=customer or "",
     )
 
 
@@ -97,7 +100,7 @@ def automations_page(page: PageCtx) -> HTMLResponse:
 
 def _parse(text: str) -> Any:
     try:
-        data = yaml.safe_load(text)
+        data = yamltext.load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"rule: not YAML ({exc})") from None
     if not isinstance(data, dict):
@@ -121,7 +124,7 @@ async def save_rule(page: PageCtx) -> Response:
                 page.state,
                 lambda conn: rules.preview(conn, project.events, body, customer, timezone=zone),
             )
-            return _rules(page, text=text, preview=shown)
+            return _rules(page, text=text, preview=shown, customer=customer)
         await written(
             page.state,
             lambda conn: rules.save_rule(
@@ -130,7 +133,7 @@ async def save_rule(page: PageCtx) -> Response:
             ),
         )  # fmt: skip
     except (ValidationError, ValueError, LookupError) as exc:
-        return _rules(page, text=text, error=str(exc), status_code=422)
+        return _rules(page, text=text, error=str(exc), customer=customer, status_code=422)
     return _back("automations", "rule-saved")
 
 

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from cxloop import segments
+from cxloop import segments, yamltext
 from cxloop.domain.segments import SegmentIn
 from cxloop.insights.churn import churn_risk, follow_up_at_risk
 from cxloop.insights.drivers import OUTCOMES, Outcome, key_drivers
@@ -466,7 +466,7 @@ async def save_segment_page(page: PageCtx) -> Response:
     form = {k: data.get(k, "") for k in ("name", "description", "match", "rules")}
     errors: dict[str, str] = {}
     try:
-        rules = yaml.safe_load(form["rules"]) or {}
+        rules = yamltext.load(form["rules"]) or {}
     except yaml.YAMLError as exc:
         rules = None
         errors["rules"] = f"not YAML or JSON: {str(exc).splitlines()[0]}"
