@@ -17,8 +17,12 @@ from tests.site import Site, screenshot, sign_in
 
 
 def _api(site: Site, path: str, **params: Any) -> Any:
-    answer = httpx.get(f"{site.url}{path}", params=params, timeout=30,
-                       headers={"Authorization": f"Bearer {site.secret_key}"})
+    answer = httpx.get(
+        f"{site.url}{path}",
+        params=params,
+        timeout=30,
+        headers={"Authorization": f"Bearer {site.secret_key}"},
+    )
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -41,7 +45,8 @@ def test_the_demo_rules_show_with_their_runs(site: Site, browser_page: Any) -> N
     page.get_by_role("link", name="Pre-visit notice").click()
     assert page.get_by_role("heading", name="Recent runs of Pre-visit notice").is_visible()
     assert {r["rule"] for r in _api(site, "/api/v1/automation-runs", rule="Pre-visit notice")} == {
-        "Pre-visit notice"}
+        "Pre-visit notice"
+    }
 
     page.get_by_role("button", name="Turn off Win-back e-mail").click()
     assert "Rule disabled" in page.get_by_test_id("done").inner_text()
@@ -55,9 +60,11 @@ def test_a_rule_is_previewed_then_saved_from_the_page(site: Site, browser_page: 
     sign_in(page, site, "admin")
     page.goto(f"{site.url}/settings/automations")
     name = f"Thanks {uuid.uuid4().hex[:6]}"
-    text = (f"name: {name}\ntrigger:\n  on: event\n  event: Order Completed\nactions:\n"
-            "  - type: email\n    subject: Thanks {{ customer.first_name }}\n"
-            "    text: Hello {{ customer.name }}, your order is on its way.\n")
+    text = (
+        f"name: {name}\ntrigger:\n  on: event\n  event: Order Completed\nactions:\n"
+        "  - type: email\n    subject: Thanks {{ customer.first_name }}\n"
+        "    text: Hello {{ customer.name }}, your order is on its way.\n"
+    )
     customer = _api(site, "/api/v1/customers", limit=1, search="@")["items"][0]
     page.get_by_label("Rule", exact=True).fill(text.replace("customer.name", "customer.nick"))
     page.get_by_label("Preview for customer").fill(str(customer["id"]))

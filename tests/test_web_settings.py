@@ -18,8 +18,18 @@ from playwright.sync_api import expect
 
 from tests.site import PASSWORD, Site, screenshot, sign_in
 
-SECTIONS = ("models", "departments", "users", "keys", "triggers", "benchmarks", "automations",
-            "webhooks", "staff", "audit")
+SECTIONS = (
+    "models",
+    "departments",
+    "users",
+    "keys",
+    "triggers",
+    "benchmarks",
+    "automations",
+    "webhooks",
+    "staff",
+    "audit",
+)
 
 
 def _api(site: Site, path: str, **params: Any) -> Any:

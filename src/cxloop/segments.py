@@ -30,6 +30,7 @@ from cxloop.domain.segments import (
     StageRule,
     TraitRule,
 )
+from cxloop.domain.values import iso_utc
 from cxloop.events.base import EventStore
 from cxloop.feedback.responses import responses_t
 from cxloop.feedback.surveys import surveys_t
@@ -187,9 +188,9 @@ def _shown(row: Any) -> dict[str, Any]:
         "match": row.definition["match"],
         "rules": row.definition["rules"],
         "members": int(row.members),
-        "refreshed_at": row.refreshed_at,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
+        "refreshed_at": iso_utc(row.refreshed_at),
+        "created_at": iso_utc(row.created_at),
+        "updated_at": iso_utc(row.updated_at),
     }
 
 

@@ -12,6 +12,7 @@ from cxloop.cli import (
     analytics,
     automations,
     data,
+    exports,
     feedback,
     imports,
     insights,
@@ -65,6 +66,7 @@ app.command("ces")(feedback.ces)
 app.command("comments")(feedback.comments)
 app.command("themes")(feedback.themes)
 app.add_typer(analytics.export_app, name="export")
+exports.register(analytics.export_app, imports.app)
 app.command("stats")(data.stats)
 app.command("report")(report.report_command)
 app.add_typer(report.schedules_app, name="report-schedules")

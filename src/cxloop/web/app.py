@@ -20,6 +20,7 @@ from cxloop.web import (
     analytics,
     api,
     automations,
+    exports,
     feedback,
     insights,
     lifecycle,
@@ -124,6 +125,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     app.include_router(insights.router)
     app.include_router(segments.router)
     app.include_router(automations.router)
+    app.include_router(exports.router)
     install_pages(app)
 
     @app.get("/healthz", tags=["meta"])

@@ -1,0 +1,63 @@
+"""Downloads: customer lists as CSV and the events of a period as Parquet, for analysts
+(the whole-project export is a command, `cxloop export project`, since it holds the
+database's secrets)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from cxloop import exports
+from cxloop.web.auth import Analyst
+from cxloop.web.errors import refuse_nul
+from cxloop.web.reports import FromParam, ToParam
+
+router = APIRouter(prefix="/api/v1/export", tags=["export"], dependencies=[Depends(refuse_nul)])
+
+
+@router.get("/customers.csv")
+def customers_csv(
+    state: Analyst,
+    segment: Annotated[str | None, Query(max_length=120, description="A saved segment")] = None,
+) -> StreamingResponse:
+    """Every customer (or a saved segment's members): id, name, e-mail, profile fields."""
+    engine = state.project.engine
+    with engine.connect() as conn:
+        chunks = list(exports.customers_csv(conn, segment=segment))
+    name = f"cxloop-customers{'-' + segment if segment else ''}.csv".replace(" ", "-")
+    return StreamingResponse(
+        iter(chunks),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/events.parquet")
+def events_parquet(state: Analyst, start: FromParam = None, end: ToParam = None) -> FileResponse:
+    """The events of the days ``from`` to ``to`` (the project's time zone, both included) as
+    one Parquet file with every column."""
+    project = state.project
+    zone = project.settings.zone
+    first = None if start is None else datetime.combine(start, time(), zone).astimezone(UTC)
+    last = None
+    if end is not None:
+        last = datetime.combine(end + timedelta(days=1), time(), zone).astimezone(UTC)
+    if first is not None and last is not None and last <= first:
+        raise ValueError("to: must not be before from")
+    handle, name = tempfile.mkstemp(suffix=".parquet", prefix="cxloop-events-")
+    os.close(handle)
+    path = Path(name)
+    exports.events_parquet(project.events, path, start=first, end=last)
+    return FileResponse(
+        path,
+        media_type="application/vnd.apache.parquet",
+        filename="cxloop-events.parquet",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
