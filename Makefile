@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres java chromium poppler venv bench-ingest bench-import bench-lifecycle bench-feedback bench-pages bench-insights bench-funnel bench-analytics-api clean
+.PHONY: demo test lint typecheck unit postgres java chromium poppler venv bench-ingest bench-import bench-lifecycle bench-feedback bench-pages bench-insights bench-funnel bench-analytics-api bench-automations clean
 
 venv: $(STAMP)
 
@@ -67,6 +67,9 @@ bench-feedback: venv
 
 bench-pages: venv
 	$(BIN)/python bench/pages.py
+
+bench-automations: venv
+	$(BIN)/python bench/automations.py
 
 clean:
 	rm -rf $(VENV) .cxloop .pytest_cache .mypy_cache .ruff_cache

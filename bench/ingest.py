@@ -404,7 +404,6 @@ def serve_baseline(port: int, store: str, write_key: str) -> None:
 
     ``store`` is a DuckDB file (an Arrow table appended) or a PostgreSQL URL (COPY).
     """
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -479,7 +478,13 @@ def serve_baseline(port: int, store: str, write_key: str) -> None:
         await asyncio.to_thread(append, rows)
         return JSONResponse({"success": True, "accepted": len(rows)})
 
-    app = Starlette(routes=[Route("/v1/batch", batch, methods=["POST"])])
+    serve_app(Starlette(routes=[Route("/v1/batch", batch, methods=["POST"])]), port)
+
+
+def serve_app(app: Any, port: int) -> None:
+    """A reference receiver on uvicorn as cxloop serves (uvloop, httptools), quietly."""
+    import uvicorn
+
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -16,6 +16,7 @@ imported history is not news.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, cast
 
@@ -23,7 +24,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 from croniter import croniter
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.domain.automations import MAX_CHAIN, RuleDefinition, minutes_in
@@ -58,17 +59,33 @@ class ActiveRule:
 
 
 def active_rules(conn: Connection, *kinds: str) -> list[ActiveRule]:
-    rows = conn.execute(select(rules_t).where(rules_t.c.enabled).order_by(rules_t.c.id)).all()
-    found = []
-    for row in rows:
-        try:
-            rule = ActiveRule(row)
-        except ValueError:
-            log.exception("rule %s no longer parses; it is left alone", row.name)
-            continue
-        if not kinds or rule.on in kinds:
-            found.append(rule)
-    return found
+    """The enabled rules (of ``kinds``), parsed. The ingestion listener asks on every
+    batch, so the parsed rules are kept per database and read again only when a cheap
+    fingerprint of the table (rows, last change, last id) moves."""
+    fingerprint = tuple(
+        conn.execute(
+            select(func.count(), func.max(rules_t.c.updated_at), func.max(rules_t.c.id))
+        ).one()
+    )
+    key = str(conn.engine.url)
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is None or cached[0] != fingerprint:
+        rows = conn.execute(select(rules_t).where(rules_t.c.enabled).order_by(rules_t.c.id)).all()
+        parsed = []
+        for row in rows:
+            try:
+                parsed.append(ActiveRule(row))
+            except ValueError:
+                log.exception("rule %s no longer parses; it is left alone", row.name)
+        cached = (fingerprint, parsed)
+        with _cache_lock:
+            _cache[key] = cached
+    return [r for r in cached[1] if not kinds or r.on in kinds]
+
+
+_cache: dict[str, tuple[tuple[Any, ...], list[ActiveRule]]] = {}
+_cache_lock = threading.Lock()
 
 
 def _due(
@@ -101,9 +118,24 @@ def start_run(
     """Record a run of ``rule`` for this occurrence and queue it; False when there is one
     already or the occurrence is too old for the rule. ``as_of`` judges "has the time
     passed" at another moment than now (replaying history)."""
+    found = run_values(rule, customer_id, occurrence, moment, trigger, chain, as_of)
+    return found is not None and start_runs(conn, [found]) == 1
+
+
+def run_values(
+    rule: ActiveRule,
+    customer_id: int,
+    occurrence: str,
+    moment: datetime,
+    trigger: dict[str, Any],
+    chain: list[int] | None = None,
+    as_of: datetime | None = None,
+) -> dict[str, Any] | None:
+    """The row of a run of ``rule`` for this occurrence, or None when the occurrence is
+    from before the rule was enabled."""
     moment = utc(moment)
     if moment < rule.enabled_at - GRACE:
-        return False
+        return None
     chain = list(chain or [])
     due, skipped = _due(rule, moment, trigger, as_of)
     if rule.id in chain:
@@ -111,30 +143,44 @@ def start_run(
     elif len(chain) >= MAX_CHAIN:
         skipped = f"stopped: {len(chain)} rules in a row caused this occurrence ({chain})"
     now = datetime.now(UTC)
+    return {
+        "automation_id": rule.id,
+        "customer_id": customer_id,
+        "occurrence": occurrence[:300],
+        "trigger": trigger,
+        "chain": [*chain, rule.id],
+        "status": "skipped" if skipped else "scheduled",
+        "outcome": skipped,
+        "due_at": due,
+        "created_at": now,
+        "finished_at": now if skipped else None,
+    }
+
+
+def start_runs(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert runs (rows from ``run_values``) in one statement, skipping those recorded
+    before, and queue the job of each new scheduled one in another; how many are new."""
+    if not rows:
+        return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     found = conn.execute(
         dialect.insert(runs_t)
-        .values(
-            automation_id=rule.id,
-            customer_id=customer_id,
-            occurrence=occurrence[:300],
-            trigger=trigger,
-            chain=[*chain, rule.id],
-            status="skipped" if skipped else "scheduled",
-            outcome=skipped,
-            due_at=due,
-            created_at=now,
-            finished_at=now if skipped else None,
-        )
         .on_conflict_do_nothing(index_elements=["automation_id", "occurrence"])
-        .returning(runs_t.c.id)
-    ).first()
-    if found is None:
-        return False
-    if not skipped:
-        run_id = int(found.id)
-        jobs.enqueue(conn, RUN_JOB, {"run_id": run_id}, run_at=due, key=f"{RUN_JOB}:{run_id}")
-    return True
+        .returning(runs_t.c.id, runs_t.c.automation_id, runs_t.c.occurrence),
+        rows,
+    ).all()
+    due = {
+        (r["automation_id"], r["occurrence"]): r["due_at"]
+        for r in rows
+        if r["status"] == "scheduled"
+    }
+    queued = [
+        jobs.NewJob(RUN_JOB, {"run_id": int(f.id)}, due[key], f"{RUN_JOB}:{f.id}")
+        for f in found
+        if (key := (int(f.automation_id), f.occurrence)) in due
+    ]
+    jobs.enqueue_many(conn, queued)
+    return len(found)
 
 
 # -- events (the ingestion listener) -------------------------------------------------------
@@ -154,7 +200,7 @@ def on_events(engine: Engine, rows: pa.Table, *, replay: bool = False) -> int:
     hits = hits.filter(pc.equal(hits["type"], "track"))
     if hits.num_rows == 0:
         return 0
-    started = 0
+    wanted: list[dict[str, Any]] = []
     columns = ["customer_id", "timestamp", "message_id", "event", "properties"]
     with engine.begin() as conn:
         for row in hits.select(columns).to_pylist():
@@ -174,8 +220,7 @@ def on_events(engine: Engine, rows: pa.Table, *, replay: bool = False) -> int:
                         "message_id": row["message_id"],
                     },
                 }
-                started += start_run(
-                    conn,
+                found = run_values(
                     rule,
                     int(row["customer_id"]),
                     f"event:{row['message_id']}",
@@ -183,7 +228,9 @@ def on_events(engine: Engine, rows: pa.Table, *, replay: bool = False) -> int:
                     data,
                     as_of=row["timestamp"] if replay else None,
                 )
-    return started
+                if found is not None:
+                    wanted.append(found)
+        return start_runs(conn, wanted)
 
 
 def _properties(raw: Any) -> dict[str, Any]:

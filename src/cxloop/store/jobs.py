@@ -10,10 +10,10 @@ lease runs out and another claim takes it again. Handlers make a second run harm
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -68,6 +68,38 @@ def enqueue(
     )
     found = conn.execute(statement).first()
     return None if found is None else int(found.id)
+
+
+class NewJob(NamedTuple):
+    kind: str
+    payload: dict[str, Any]
+    run_at: datetime
+    key: str
+
+
+def enqueue_many(conn: Connection, new: Sequence[NewJob], *, max_attempts: int = 8) -> None:
+    """Queue many keyed jobs in one statement (``enqueue`` one at a time is what the
+    ingestion listener cannot afford per event); keys queued before are skipped."""
+    if not new:
+        return
+    now = datetime.now(UTC)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        dialect.insert(jobs_t).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+        [
+            {
+                "kind": job.kind,
+                "payload": job.payload,
+                "status": "queued",
+                "run_at": job.run_at,
+                "attempts": 0,
+                "max_attempts": max_attempts,
+                "idempotency_key": job.key,
+                "created_at": now,
+            }
+            for job in new
+        ],
+    )
 
 
 def claim(
