@@ -16,6 +16,8 @@ class Receiver:
         self.delay_s = delay_s
         self.received: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0  # requests being answered at the same time, at most
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -23,6 +25,9 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with receiver.lock:
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
                 if receiver.delay_s:
                     threading.Event().wait(receiver.delay_s)
                 with receiver.lock:
@@ -35,6 +40,7 @@ class Receiver:
                             "path": self.path,
                         }
                     )
+                    receiver.in_flight -= 1
                 self.send_response(code)
                 self.send_header("content-length", "2")
                 self.end_headers()

@@ -97,6 +97,31 @@ def test_changes_arrive_signed_and_logged(hook_api: ApiClient) -> None:
         assert len(get(api, "/api/v1/webhook-deliveries?webhook=crm")[0]["log"]) == 2
 
 
+@pytest.mark.parametrize("concurrency", [1, 6])
+def test_a_slow_receiver_gets_deliveries_side_by_side(
+    hook_api: ApiClient, concurrency: int
+) -> None:
+    """Deliveries wait on someone else's server: the worker sends up to
+    ``webhooks_concurrency`` at a time, and with 1 strictly one after the other."""
+    api = hook_api
+    send(api, identify("ann", "ann@example.com", "Ann"))
+    with Receiver(delay_s=0.3) as receiver:
+        endpoint(api, "slow", receiver.url, ["event"])
+        send(api, *(track(f"s{n}", "ann", "Order Completed", NOW, n=n) for n in range(6)))
+        settings = api.settings.model_copy(update={"webhooks_concurrency": concurrency})
+        queue = worker(api, settings)
+        summary = queue.run_once(now=datetime.now(UTC) + timedelta(seconds=1))
+        queue.close()
+    assert summary.done == 6 and summary.failed == summary.retrying == 0
+    assert len({r["headers"]["webhook-id"] for r in receiver.received}) == 6
+    if concurrency == 1:
+        assert receiver.most_in_flight == 1
+    else:
+        assert receiver.most_in_flight > 1
+    log = get(api, "/api/v1/webhook-deliveries?webhook=slow")
+    assert [d["status"] for d in log] == ["delivered"] * 6
+
+
 def test_failures_back_off_end_on_4xx_and_disable_the_endpoint(
     hook_api: ApiClient, smtp: tuple[Inbox, int]
 ) -> None:

@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         "(refused by default, so a rule cannot be aimed at the internal network).",
     )
     webhooks_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhooks_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Webhook deliveries a worker sends at the same time (a slow receiver "
+        "then holds up only its own).",
+    )
     webhooks_disable_after: int = Field(
         default=20,
         ge=1,
@@ -194,6 +201,7 @@ class Settings(BaseSettings):
             "jobs_lease_s": self.jobs_lease_s,
             "webhooks_allow_private": self.webhooks_allow_private,
             "webhooks_timeout_s": self.webhooks_timeout_s,
+            "webhooks_concurrency": self.webhooks_concurrency,
             "webhooks_disable_after": self.webhooks_disable_after,
             "segments_refresh_minutes": self.segments_refresh_minutes,
         }

@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -474,11 +475,44 @@ def signed_headers(secret: str, uid: str, body: str, at: datetime) -> dict[str, 
     }
 
 
+@dataclass
+class Prepared:
+    """A delivery read and ready to send (or, in ``done``, why there is nothing to send)."""
+
+    job: jobs.ClaimedJob
+    delivery_id: int
+    endpoint: Any = None
+    uid: str = ""
+    body: str = ""
+    done: tuple[str, dict[str, Any]] | None = None
+
+
+@dataclass
+class Sent:
+    code: int | None
+    error: str | None
+    took_ms: float
+
+
 def run_delivery(
     engine: Engine, settings: Settings, job: jobs.ClaimedJob, notify: Any = None
 ) -> tuple[str, dict[str, Any]]:
     """The ``webhook.deliver`` job: one attempt, logged. Raises ``RetryLater`` for a
-    failure worth repeating (the queue backs off); a final failure returns normally."""
+    failure worth repeating (the queue backs off); a final failure returns normally. The
+    worker runs the three stages itself to send many side by side: reading and logging
+    write the app database in turn, only the POSTs overlap."""
+    prepared = prepare_delivery(engine, job)
+    if prepared.done is not None:
+        return prepared.done
+    sent = send_delivery(settings, prepared)
+    with engine.begin() as conn:
+        outcome, again = record_delivery(conn, settings, prepared, sent, notify)
+    if again:
+        raise RetryLater(outcome)
+    return outcome, job.payload
+
+
+def prepare_delivery(engine: Engine, job: jobs.ClaimedJob) -> Prepared:
     delivery_id = int(job.payload["delivery_id"])
     with engine.connect() as conn:
         d = conn.execute(select(deliveries_t).where(deliveries_t.c.id == delivery_id)).first()
@@ -487,14 +521,24 @@ def run_delivery(
             if d is None
             else conn.execute(select(endpoints_t).where(endpoints_t.c.id == d.endpoint_id)).first()
         )
+    found = Prepared(job, delivery_id)
     if d is None or e is None:
-        return "skipped: the delivery or its endpoint was deleted", job.payload
-    if d.status == "delivered" and not job.payload.get("resend"):
-        return f"delivery {delivery_id} was delivered already", job.payload
-    if not e.enabled:
+        found.done = ("skipped: the delivery or its endpoint was deleted", job.payload)
+    elif d.status == "delivered" and not job.payload.get("resend"):
+        found.done = (f"delivery {delivery_id} was delivered already", job.payload)
+    elif not e.enabled:
         _set(engine, delivery_id, status="skipped", last_error=f"webhook {e.name} is disabled")
-        return f"skipped: webhook {e.name} is disabled", job.payload
-    body = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False)
+        found.done = (f"skipped: webhook {e.name} is disabled", job.payload)
+    else:
+        found.endpoint = e
+        found.uid = d.uid
+        found.body = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False)
+    return found
+
+
+def send_delivery(settings: Settings, prepared: Prepared) -> Sent:
+    """The POST alone (no database): safe to run in many threads at once."""
+    e = prepared.endpoint
     started = time.perf_counter()
     code: int | None = None
     error: str | None = None
@@ -502,15 +546,23 @@ def run_delivery(
         check_url(e.url, settings, resolve=True)
         response = _client(settings.webhooks_timeout_s).post(
             e.url,
-            content=body.encode(),
-            headers=signed_headers(e.secret, d.uid, body, datetime.now(UTC)),
+            content=prepared.body.encode(),
+            headers=signed_headers(e.secret, prepared.uid, prepared.body, datetime.now(UTC)),
         )
         code = response.status_code
     except Unreachable as exc:
         error = str(exc)
     except (httpx.HTTPError, RetryLater) as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    took = (time.perf_counter() - started) * 1000
+    return Sent(code, error, (time.perf_counter() - started) * 1000)
+
+
+def record_delivery(
+    conn: Connection, settings: Settings, prepared: Prepared, sent: Sent, notify: Any = None
+) -> tuple[str, bool]:
+    """Log the attempt; the outcome, and whether it is worth another attempt."""
+    job, e, delivery_id = prepared.job, prepared.endpoint, prepared.delivery_id
+    code, error = sent.code, sent.error
     ok = code is not None and 200 <= code < 300
     final = not ok and (
         (code is not None and 400 <= code < 500 and code not in RETRIED_4XX)
@@ -518,36 +570,37 @@ def run_delivery(
         or job.attempts >= job.max_attempts
     )
     said = error or f"HTTP {code}"
-    with engine.begin() as conn:
-        conn.execute(
-            insert(attempts_t).values(
-                delivery_id=delivery_id,
-                at=datetime.now(UTC),
-                status_code=code,
-                error=error,
-                duration_ms=took,
-            )
+    conn.execute(
+        insert(attempts_t).values(
+            delivery_id=delivery_id,
+            at=datetime.now(UTC),
+            status_code=code,
+            error=error,
+            duration_ms=sent.took_ms,
         )
-        values: dict[str, Any] = {
-            "attempts": deliveries_t.c.attempts + 1,
-            "last_status": code,
-            "last_error": None if ok else said,
-        }
-        if ok:
-            values.update(status="delivered", delivered_at=datetime.now(UTC))
-            conn.execute(
-                update(endpoints_t).where(endpoints_t.c.id == e.id).values(failures_in_row=0)
-            )
-        elif final:
-            values.update(status="failed")
-        conn.execute(update(deliveries_t).where(deliveries_t.c.id == delivery_id).values(**values))
-        if not ok:
-            _count_failure(conn, settings, e, said, notify)
+    )
+    values: dict[str, Any] = {
+        "attempts": deliveries_t.c.attempts + 1,
+        "last_status": code,
+        "last_error": None if ok else said,
+    }
     if ok:
-        return f"delivered {delivery_id} to {e.name}: HTTP {code}", job.payload
+        values.update(status="delivered", delivered_at=datetime.now(UTC))
+        conn.execute(
+            update(endpoints_t)
+            .where(endpoints_t.c.id == e.id, endpoints_t.c.failures_in_row > 0)
+            .values(failures_in_row=0)
+        )
+    elif final:
+        values.update(status="failed")
+    conn.execute(update(deliveries_t).where(deliveries_t.c.id == delivery_id).values(**values))
+    if not ok:
+        _count_failure(conn, settings, e, said, notify)
+    if ok:
+        return f"delivered {delivery_id} to {e.name}: HTTP {code}", False
     if final:
-        return f"failed for good: {delivery_id} to {e.name}: {said}", job.payload
-    raise RetryLater(f"delivery {delivery_id} to {e.name}: {said}")
+        return f"failed for good: {delivery_id} to {e.name}: {said}", False
+    return f"delivery {delivery_id} to {e.name}: {said}", True
 
 
 def _set(engine: Engine, delivery_id: int, **values: Any) -> None:
@@ -598,9 +651,10 @@ def run_notice(settings: Settings, job: jobs.ClaimedJob, sender: Any) -> tuple[s
     payload = job.payload
     text = (
         f"The webhook {payload['webhook']} was {payload['reason']}.\n\n"
-        f"Its deliveries wait; enable it again with `cxloop webhooks enable "
-        f"{payload['webhook']}` (or on the settings page) once the receiver works, and "
-        f"re-send what failed.\n"
+        f"While it is disabled its deliveries are skipped (and logged). Enable it again "
+        f"with `cxloop webhooks enable {payload['webhook']}` (or on the settings page) once "
+        f"the receiver works, then re-send the deliveries that failed or were skipped "
+        f"(`cxloop webhooks resend ID`).\n"
     )
     for to in payload["to"]:
         sender(

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,6 +69,7 @@ class Worker:
             )
             self.handlers[SEGMENTS_JOB] = lambda job: _refresh_segments(engine, events)
         self._stalled_at: float | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     def scan(self, now: datetime | None = None) -> dict[str, int]:
         """Queue what stage entries call for and open the follow-ups now due. New stage
@@ -91,6 +93,9 @@ class Worker:
         return found
 
     def run_due(self, *, now: datetime | None = None, limit: int = 20) -> RunSummary:
+        """Claim up to ``limit`` due jobs and run them in turn, except webhook deliveries:
+        they are read and logged in turn, but their POSTs, which wait on someone else's
+        server, go out side by side (``webhooks_concurrency``)."""
         summary = RunSummary()
         with self.engine.begin() as conn:
             claimed = jobs.claim(
@@ -100,45 +105,114 @@ class Worker:
                 kinds=self.handlers.keys(),
                 lease=timedelta(seconds=self.settings.jobs_lease_s),
             )
-        for job in claimed:
-            handler = self.handlers.get(job.kind)
-            try:
-                if handler is None:
-                    raise LookupError(f"no handler for jobs of kind {job.kind!r}")
-                outcome, payload = handler(job)
-            except Exception as exc:
-                with self.engine.begin() as conn:
-                    status = jobs.fail(conn, job, f"{type(exc).__name__}: {exc}", now=now)
-                if status == "failed":
-                    summary.failed += 1
-                    log.error("job %s (%s) failed for good: %s", job.id, job.kind, exc)
-                else:
-                    summary.retrying += 1
-                    log.warning("job %s (%s) failed, retried later: %s", job.id, job.kind, exc)
-                summary.outcomes.append(
-                    {"id": job.id, "kind": job.kind, "status": status, "error": str(exc)}
-                )
-                continue
-            with self.engine.begin() as conn:
-                jobs.finish(conn, job, outcome, payload=payload)
-            summary.done += 1
-            summary.outcomes.append(
-                {"id": job.id, "kind": job.kind, "status": "done", "outcome": outcome}
-            )
+        deliveries = [j for j in claimed if j.kind == webhooks.DELIVER_JOB]
+        if len(deliveries) < 2 or self.settings.webhooks_concurrency < 2:
+            deliveries = []
+        outcomes = [self._run(job, now) for job in claimed if job not in deliveries]
+        outcomes += self._deliver(deliveries, now)
+        for outcome in outcomes:
+            status = outcome["status"]
+            if status == "done":
+                summary.done += 1
+            elif status == "failed":
+                summary.failed += 1
+            else:
+                summary.retrying += 1
+            summary.outcomes.append(outcome)
         return summary
 
-    def run_once(self, *, now: datetime | None = None) -> RunSummary:
-        """One pass: scan, then run every job due (in rounds of 20)."""
+    def _run(self, job: jobs.ClaimedJob, now: datetime | None) -> dict[str, Any]:
+        """One job: its handler, then finished, or failed for a retry (or for good)."""
+        handler = self.handlers.get(job.kind)
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for jobs of kind {job.kind!r}")
+            outcome, payload = handler(job)
+        except Exception as exc:
+            return self._failed(job, exc, now)
+        return self._finished(job, outcome, payload)
+
+    def _deliver(
+        self, claimed: list[jobs.ClaimedJob], now: datetime | None
+    ) -> list[dict[str, Any]]:
+        engine, settings = self.engine, self.settings
+        outcomes: list[dict[str, Any]] = []
+        ready: list[webhooks.Prepared] = []
+        for job in claimed:
+            try:
+                prepared = webhooks.prepare_delivery(engine, job)
+            except Exception as exc:
+                outcomes.append(self._failed(job, exc, now))
+                continue
+            if prepared.done is not None:
+                outcomes.append(self._finished(job, *prepared.done))
+            else:
+                ready.append(prepared)
+        sent = list(self._pool().map(lambda p: webhooks.send_delivery(settings, p), ready))
+        # One transaction logs the round: one commit (an fsync) for up to ``limit`` POSTs.
+        # Should it fail, the jobs' leases run out and they are sent again, same ids.
+        with engine.begin() as conn:
+            for prepared, result in zip(ready, sent, strict=True):
+                job = prepared.job
+                said, again = webhooks.record_delivery(conn, settings, prepared, result)
+                if again:
+                    # The job's error reads as it does when the delivery runs alone.
+                    status = jobs.fail(conn, job, f"RetryLater: {said}", now=now)
+                    log.warning("job %s (%s) failed, retried later: %s", job.id, job.kind, said)
+                    outcomes.append(
+                        {"id": job.id, "kind": job.kind, "status": status, "error": said}
+                    )
+                else:
+                    jobs.finish(conn, job, said, payload=job.payload)
+                    outcomes.append(
+                        {"id": job.id, "kind": job.kind, "status": "done", "outcome": said}
+                    )
+        return outcomes
+
+    def _finished(
+        self, job: jobs.ClaimedJob, outcome: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            jobs.finish(conn, job, outcome, payload=payload)
+        return {"id": job.id, "kind": job.kind, "status": "done", "outcome": outcome}
+
+    def _failed(self, job: jobs.ClaimedJob, exc: Exception, now: datetime | None) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            status = jobs.fail(conn, job, f"{type(exc).__name__}: {exc}", now=now)
+        if status == "failed":
+            log.error("job %s (%s) failed for good: %s", job.id, job.kind, exc)
+        else:
+            log.warning("job %s (%s) failed, retried later: %s", job.id, job.kind, exc)
+        return {"id": job.id, "kind": job.kind, "status": status, "error": str(exc)}
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                self.settings.webhooks_concurrency, thread_name_prefix="cxloop-webhooks"
+            )
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def run_once(
+        self, *, now: datetime | None = None, stopping: Callable[[], bool] | None = None
+    ) -> RunSummary:
+        """One pass: scan, then run every job due (in rounds of 20), or until ``stopping``
+        says the server is shutting down (the rest stays queued for the next start)."""
         scanned = self.scan(now)
         total = RunSummary(scanned=scanned)
-        while True:
+        while stopping is None or not stopping():
             part = self.run_due(now=now)
             total.done += part.done
             total.retrying += part.retrying
             total.failed += part.failed
             total.outcomes.extend(part.outcomes)
             if part.done + part.retrying + part.failed == 0:
-                return total
+                break
+        return total
 
 
 SEGMENTS_JOB = "segments.refresh"
@@ -178,11 +252,12 @@ class WorkerThread:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+        self.worker.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.worker.run_once(now=datetime.now(UTC))
+                self.worker.run_once(now=datetime.now(UTC), stopping=self._stop.is_set)
             except Exception:
                 log.exception("the job worker's pass failed; it runs again shortly")
             self._stop.wait(self.every_s)
