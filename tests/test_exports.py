@@ -124,11 +124,17 @@ def test_customer_lists_and_event_periods_export(
 ) -> None:
     s = embedded_settings
     cx(s, "demo", "--customers", "120", "--no-serve")
+    # A name a spreadsheet would run as a formula (profiles come from browsers).
+    evil = tmp_path / "evil.csv"
+    evil.write_text('user_id,email,name\nevil-1,evil@example.com,"=HYPERLINK(""http://x.test"")"\n')
+    cx(s, "import", "customers", str(evil))
     out = tmp_path / "all.csv"
     cx(s, "export", "customers", "--out", str(out))
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     stats = cx_json(s, "stats")
     assert len(rows) == stats["customers"] and rows[0]["id"] and "email" in rows[0]
+    [row] = [r for r in rows if r["email"] == "evil@example.com"]
+    assert row["name"] == '\'=HYPERLINK("http://x.test")'
     segment = tmp_path / "segment.yaml"
     segment.write_text("rules:\n  - {kind: trait, field: country, op: equals, value: Spain}\n")
     cx(s, "segments", "create", "Spain", "--file", str(segment))
@@ -157,5 +163,5 @@ def test_customer_lists_and_event_periods_export(
         "2026-10-01",
         check=False,
     )
-    assert backwards.returncode == 2 and "to: must be after from" in backwards.stderr
+    assert backwards.returncode == 2 and "to: must not be before from" in backwards.stderr
     assert project_env(s)["CXLOOP_HOME"] == str(s.home)

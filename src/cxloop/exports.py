@@ -15,7 +15,6 @@ database itself**.
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from defusedcsv import csv  # the csv module, with formula-like cells escaped
 from sqlalchemy import (
     JSON,
     Connection,

@@ -8,7 +8,6 @@ project holds: stop it first (or download the same files from the server's
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +25,7 @@ from cxloop.cli.context import (
     remote_server,
 )
 from cxloop.cli.output import Format, console, key_values
+from cxloop.feedback.responses import days_window
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 
@@ -63,11 +63,7 @@ def events_command(
     _no_server("exporting events")
     settings = load_settings()
     first, last = day_option(from_, "--from"), day_option(to, "--to")
-    zone = settings.zone
-    start = None if first is None else datetime.combine(first, time(), zone).astimezone(UTC)
-    end = None
-    if last is not None:
-        end = datetime.combine(last + timedelta(days=1), time(), zone).astimezone(UTC)
+    start, end = days_window(first, last, settings.zone)
     with local_project(settings) as project:
         n = exports.events_parquet(project.events, out, start=start, end=end)
     console.print(f"{n:,} events written to {out}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from cxloop import exports
+from cxloop.feedback.responses import days_window
 from cxloop.web.auth import Analyst
 from cxloop.web.errors import refuse_nul
 from cxloop.web.reports import FromParam, ToParam
@@ -22,7 +22,7 @@ from cxloop.web.reports import FromParam, ToParam
 router = APIRouter(prefix="/api/v1/export", tags=["export"], dependencies=[Depends(refuse_nul)])
 
 
-@router.get("/customers.csv")
+@router.get("/customers.csv", responses={200: {"content": {"text/csv": {}}}})
 def customers_csv(
     state: Analyst,
     segment: Annotated[str | None, Query(max_length=120, description="A saved segment")] = None,
@@ -39,18 +39,12 @@ def customers_csv(
     )
 
 
-@router.get("/events.parquet")
+@router.get("/events.parquet", responses={200: {"content": {"application/vnd.apache.parquet": {}}}})
 def events_parquet(state: Analyst, start: FromParam = None, end: ToParam = None) -> FileResponse:
     """The events of the days ``from`` to ``to`` (the project's time zone, both included) as
     one Parquet file with every column."""
     project = state.project
-    zone = project.settings.zone
-    first = None if start is None else datetime.combine(start, time(), zone).astimezone(UTC)
-    last = None
-    if end is not None:
-        last = datetime.combine(end + timedelta(days=1), time(), zone).astimezone(UTC)
-    if first is not None and last is not None and last <= first:
-        raise ValueError("to: must not be before from")
+    first, last = days_window(start, end, project.settings.zone)
     handle, name = tempfile.mkstemp(suffix=".parquet", prefix="cxloop-events-")
     os.close(handle)
     path = Path(name)

@@ -102,7 +102,7 @@ def segment_customers(
         return segments.member_page(conn, name, limit=limit, offset=offset)
 
 
-@router.get("/segments/{name}/export.csv")
+@router.get("/segments/{name}/export.csv", responses={200: {"content": {"text/csv": {}}}})
 def export_segment(state: Caller, name: str) -> StreamingResponse:
     """The members as CSV (profile fields, userId, traits as JSON) for marketing tools."""
     conn = state.project.engine.connect()
