@@ -42,7 +42,7 @@ def test_the_demo_rules_show_with_their_runs(site: Site, browser_page: Any) -> N
     runs = page.get_by_test_id("runs")
     assert runs.locator("tbody tr").count() > 0 and "done" in runs.inner_text()
     screenshot(page, "settings-automations")
-    page.get_by_role("link", name="Pre-visit notice").click()
+    page.get_by_role("link", name="Pre-visit notice", exact=True).click()
     assert page.get_by_role("heading", name="Recent runs of Pre-visit notice").is_visible()
     assert {r["rule"] for r in _api(site, "/api/v1/automation-runs", rule="Pre-visit notice")} == {
         "Pre-visit notice"
@@ -83,6 +83,18 @@ def test_a_rule_is_previewed_then_saved_from_the_page(site: Site, browser_page: 
     entries = _api(site, "/api/v1/audit", entity="rule")
     assert entries[0]["summary"] == f"rule {name} created"
     assert entries[0]["actor"] == site.email("admin")
+    # Changed on the page: the rule comes back as the YAML it was written in.
+    page.get_by_role("link", name=f"Change {name}").click()
+    assert page.get_by_role("heading", name=f"Change rule {name}").is_visible()
+    written = page.get_by_label("Rule", exact=True).input_value()
+    assert "subject: Thanks {{ customer.first_name }}" in written and "'on': event" in written
+    page.get_by_label("Rule", exact=True).fill(written.replace("Thanks {{", "Thank you {{"))
+    page.get_by_role("button", name="Save changes").click()
+    assert "Rule saved" in page.get_by_test_id("done").inner_text()
+    changed = _api(site, f"/api/v1/automations/{name}")
+    assert changed["actions"][0]["subject"] == "Thank you {{ customer.first_name }}"
+    assert changed["version"] == 2 and page.locator(f'tr[data-name="{name}"]').count() == 1
+    assert _api(site, "/api/v1/audit", entity="rule")[0]["summary"] == f"rule {name} changed"
     page.get_by_role("button", name=f"Delete {name}").click()
     assert page.locator(f'tr[data-name="{name}"]').count() == 0
 

@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import yaml
 from pydantic import ValidationError
 from sqlalchemy import Connection, Table, func, insert, select, update
 
@@ -331,6 +332,49 @@ def _row(conn: Connection, name: str) -> Any:
     if row is None:
         raise NotFound("rule", f"no rule named {name!r}")
     return row
+
+
+RULE_FIELDS = (
+    "name",
+    "description",
+    "trigger",
+    "conditions",
+    "timing",
+    "actions",
+    "once_per_customer_days",
+)
+
+
+def rule_yaml(rule: dict[str, Any]) -> str:
+    """A rule as the YAML one writes (fields left at their defaults left out), to edit and
+    save again with ``cxloop automations update`` or on the settings page."""
+
+    def lean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: lean(v) for k, v in value.items() if v not in (None, [], (), {})}
+        if isinstance(value, list | tuple):
+            return [lean(v) for v in value]
+        return value
+
+    body = lean({k: rule.get(k) for k in RULE_FIELDS})
+    if body.get("timing") == {"delay": "0m"}:
+        del body["timing"]
+    if body.get("once_per_customer_days") == 0:
+        del body["once_per_customer_days"]
+    return yaml.dump(body, Dumper=_RuleDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+class _RuleDumper(yaml.SafeDumper):
+    """Templates of several lines as YAML blocks (``|``), as people write them."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None
+    )
+
+
+_RuleDumper.add_representer(str, _text)
 
 
 def _shown(row: Any, counts: dict[str, int] | None = None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from cxloop.cli.context import (
     read_mapping,
     remote_server,
 )
-from cxloop.cli.output import Format, emit, key_values
+from cxloop.cli.output import Format, console, emit, key_values
 from cxloop.domain.automations import RuleIn
 from cxloop.project import Project
 from cxloop.store import audit
@@ -75,12 +75,12 @@ def _show_rule(rule: dict[str, Any], fmt: Format) -> None:
         return
     shown = {
         **_rule_row(rule),
-        "description": rule.get("description"),
-        "trigger": json.dumps(rule["trigger"], ensure_ascii=False),
-        "conditions": json.dumps(rule.get("conditions"), ensure_ascii=False),
-        "timing": json.dumps(rule.get("timing"), ensure_ascii=False),
+        "version": rule.get("version"),
+        "created_by": rule.get("created_by"),
+        "updated_at": rule.get("updated_at"),
     }
     key_values(shown, fmt, title=f"rule {rule['name']}")
+    console.print(rules.rule_yaml(rule), markup=False, highlight=False, soft_wrap=True, end="")
 
 
 def _save(body: RuleIn, replace: str | None, customer: str | None, fmt: Format) -> None:

@@ -69,6 +69,7 @@ def _rules(
     error: str | None = None,
     preview: dict[str, Any] | None = None,
     customer: str | None = None,
+    replace: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     chosen = page.request.query_params.get("rule") or None
@@ -77,6 +78,10 @@ def _rules(
         names = {r["name"] for r in found}
         runs = rules.list_runs(conn, rule=chosen if chosen in names else None, limit=50)
         models = service.installed_models(conn)
+    if replace is None and page.request.query_params.get("edit") in names:
+        replace = page.request.query_params["edit"]
+        if text is None:
+            text = rules.rule_yaml(next(r for r in found if r["name"] == replace))
     return _render(
         page,
         "automations",
@@ -89,6 +94,7 @@ def _rules(
         error=error,
         preview=preview,
         customer=customer or "",
+        replace=replace,
     )
 
 
@@ -115,6 +121,7 @@ async def save_rule(page: PageCtx) -> Response:
     data = await page.form()
     text = data.get("rule", "")
     customer = data.get("customer", "").strip() or None
+    replace = data.get("replace", "").strip() or None  # the rule being changed
     project = page.state.project
     zone = project.settings.timezone
     try:
@@ -124,16 +131,18 @@ async def save_rule(page: PageCtx) -> Response:
                 page.state,
                 lambda conn: rules.preview(conn, project.events, body, customer, timezone=zone),
             )
-            return _rules(page, text=text, preview=shown, customer=customer)
+            return _rules(page, text=text, preview=shown, customer=customer, replace=replace)
         await written(
             page.state,
             lambda conn: rules.save_rule(
-                conn, project.events, body, page.user.email, preview_customer=customer,
-                timezone=zone,
+                conn, project.events, body, page.user.email, replace=replace,
+                preview_customer=customer, timezone=zone,
             ),
         )  # fmt: skip
     except (ValidationError, ValueError, LookupError) as exc:
-        return _rules(page, text=text, error=str(exc), customer=customer, status_code=422)
+        return _rules(
+            page, text=text, error=str(exc), customer=customer, replace=replace, status_code=422
+        )
     return _back("automations", "rule-saved")
 
 
