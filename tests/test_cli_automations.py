@@ -58,10 +58,10 @@ def test_a_rule_from_a_file_is_checked_shown_changed_and_toggled(
     assert {"Pre-visit notice", "Detractor call-back", "Win-back e-mail"} <= set(listed)
 
     # `show` prints the rule as YAML; that text, edited, is what `update` takes.
-    shown = cx(s, "automations", "show", "Review request", COLUMNS="120").stdout
-    yaml_part = shown[shown.index("name: Review request") :]
-    assert "delay: 3d" in yaml_part and "text: |" in yaml_part
-    path.write_text(yaml_part.replace("How is your", "How do you like your"))
+    shown = cx(s, "automations", "show", "Review request").stdout
+    assert shown.startswith("# rule ") and ", enabled, version 1;" in shown.splitlines()[0]
+    assert "\nname: Review request\n" in shown and "delay: 3d" in shown and "text: |" in shown
+    path.write_text(shown.replace("How is your", "How do you like your"))
     cx(s, "automations", "update", "Review request", "--file", str(path))
     changed = cx_json(s, "automations", "show", "Review request")
     subject = changed["actions"][0]["subject"]

@@ -73,14 +73,18 @@ def _show_rule(rule: dict[str, Any], fmt: Format) -> None:
     if fmt is not Format.table:
         emit(rule, fmt, rows=[rule])
         return
-    shown = {
-        **_rule_row(rule),
-        "version": rule.get("version"),
-        "created_by": rule.get("created_by"),
-        "updated_at": rule.get("updated_at"),
-    }
-    key_values(shown, fmt, title=f"rule {rule['name']}")
-    console.print(rules.rule_yaml(rule), markup=False, highlight=False, soft_wrap=True, end="")
+    # The rule as YAML, its state in comments: redirected to a file, it is what
+    # `cxloop automations update NAME --file` takes.
+    row = _rule_row(rule)
+    header = (
+        f"# rule {row['id']}, {'enabled' if row['enabled'] else 'disabled'}, version "
+        f"{rule.get('version')}; runs: {row['done']} done, {row['skipped']} skipped, "
+        f"{row['failed']} failed, {row['waiting']} waiting\n"
+        f"# created by {rule.get('created_by') or '?'}, changed {rule.get('updated_at')}\n"
+    )
+    console.print(
+        header + rules.rule_yaml(rule), markup=False, highlight=False, soft_wrap=True, end=""
+    )
 
 
 def _save(body: RuleIn, replace: str | None, customer: str | None, fmt: Format) -> None:
