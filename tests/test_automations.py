@@ -128,6 +128,11 @@ def test_bad_rules_are_refused_naming_the_field(quiet_api: ApiClient) -> None:
         ),
         ({**DELIVERED, "actions": [{**email, "text": "{% if %}"}]}, "actions.0.text", "parse"),
         (
+            {**DELIVERED, "actions": [{"type": "case", "subject": "x", "model": "moon"}]},
+            "actions.0.model",
+            "moon",
+        ),
+        (
             {
                 "name": "Loop",
                 "trigger": {"on": "case_opened"},

@@ -52,7 +52,11 @@ def pre_visit(
 
 
 def detractor_callback(
-    *, name: str = "Detractor call-back", department: str | None = None, score: int = 6
+    *,
+    name: str = "Detractor call-back",
+    department: str | None = None,
+    model: str | None = None,
+    score: int = 6,
 ) -> RuleIn:
     """A detractor's answer opens a call-back case and thanks them for being frank."""
     case: dict[str, Any] = {
@@ -62,6 +66,8 @@ def detractor_callback(
     }
     if department:
         case["department"] = department
+    if model:
+        case["model"] = model  # the case is filed under the customer's stage in it
     return RuleIn.model_validate(
         {
             "name": name,
@@ -121,7 +127,7 @@ def build(
     if which == "pre-visit":
         return pre_visit(lead=lead or "24h", event=event or "Visit Scheduled")
     if which == "detractor-callback":
-        return detractor_callback(department=department)
+        return detractor_callback(department=department, model=model)
     if which == "win-back":
         if model is None:
             raise ValueError("model: the win-back preset needs the lifecycle model customers leave")

@@ -108,8 +108,13 @@ def _check_names(conn: Connection, definition: RuleDefinition) -> None:
             ).first()
             if found is None:
                 raise ValueError(f"{where}.endpoint: no webhook named {action.endpoint!r}")
-        elif isinstance(action, FollowUpAction | CaseAction) and action.department:
+        if isinstance(action, FollowUpAction | CaseAction) and action.department:
             department_id(conn, action.department, f"{where}.department")
+        if isinstance(action, CaseAction) and action.model is not None:
+            try:
+                get_model(conn, action.model)
+            except NotFound:
+                raise ValueError(f"{where}.model: no lifecycle model {action.model!r}") from None
     for name in segment_names:
         if conn.execute(select(segments_t.c.id).where(segments_t.c.name == name)).first() is None:
             raise ValueError(f"segment: no saved segment named {name!r}")

@@ -256,6 +256,7 @@ def _act(
                     subject=subject,
                     category=action.category,
                     department=action.department,
+                    model=action.model,
                 ),
                 source="rule",
                 message_id=source,

@@ -168,7 +168,12 @@ def preview(
 @handle_errors
 def preset(
     which: Annotated[str, typer.Argument(help="pre-visit, detractor-callback or win-back")],
-    model: Annotated[str | None, typer.Option("--model", help="win-back: the model")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="win-back: the model left; detractor-callback: the cases' model"
+        ),
+    ] = None,
     lead: Annotated[str | None, typer.Option("--lead", help="pre-visit: 24h, 2d …")] = None,
     event: Annotated[str | None, typer.Option("--event", help="pre-visit: the event")] = None,
     department: Annotated[str | None, typer.Option("--department")] = None,

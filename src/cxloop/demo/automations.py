@@ -79,7 +79,7 @@ def load_automations(project: Project) -> int:
             staff.set_photo(conn, ref, portrait(name, n), ACTOR)
         for body in (
             presets.pre_visit(lead="24h"),
-            presets.detractor_callback(department="customer service"),
+            presets.detractor_callback(department="customer service", model="client-experience"),
             presets.win_back(model="client-experience"),
         ):
             rules.save_rule(conn, project.events, body, ACTOR, timezone=settings.timezone)

@@ -208,6 +208,9 @@ class CaseAction(_Strict):
     subject: Annotated[str, Field(min_length=1, max_length=200)]
     department: Annotated[str, Field(min_length=1, max_length=120)] | None = None
     category: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    # The lifecycle model whose stage the case is filed under (default: the first the
+    # customer is in).
+    model: Annotated[str, Field(min_length=1, max_length=63)] | None = None
 
 
 class TraitAction(_Strict):
