@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from defusedcsv import csv  # the csv module, with formula-like cells escaped
 from sqlalchemy import (
     JSON,
@@ -98,17 +97,9 @@ def events_parquet(
     path.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with pq.ParquetWriter(path, EVENTS_ARROW_SCHEMA) as out:
-        for batch in batches():
-            keep = pa.array([True] * batch.num_rows)
-            stamp = batch.column("timestamp")
-            if start is not None:
-                keep = pc.and_(keep, pc.greater_equal(stamp, pa.scalar(start, stamp.type)))
-            if end is not None:
-                keep = pc.and_(keep, pc.less(stamp, pa.scalar(end, stamp.type)))
-            chosen = batch.filter(keep)
-            if chosen.num_rows:
-                out.write_batch(chosen)
-                written += chosen.num_rows
+        for batch in batches(start=start, end=end):  # the store reads only the period
+            out.write_batch(batch)
+            written += batch.num_rows
     return written
 
 

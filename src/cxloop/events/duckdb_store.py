@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -291,10 +291,20 @@ class DuckDBEventStore:
         for batch in reader:
             yield batch.cast(TOUCH_SCHEMA) if batch.schema != TOUCH_SCHEMA else batch
 
-    def all_events(self, *, batch_rows: int = 200_000) -> Iterator[pa.RecordBatch]:
-        """Every stored event, as EVENTS_ARROW_SCHEMA batches (JSON columns as text)."""
+    def all_events(
+        self,
+        *,
+        batch_rows: int = 200_000,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Every stored event (with ``start <= timestamp < end``, when given), as
+        EVENTS_ARROW_SCHEMA batches (JSON columns as text)."""
+        where, params = where_clause(EventQuery(start=start, end=end), "?")
         reader = (
-            self._cursor().sql(f"SELECT {_COLUMNS_SQL} FROM events").to_arrow_reader(batch_rows)
+            self._cursor()
+            .sql(f"SELECT {_COLUMNS_SQL} FROM events{where}", params=params)
+            .to_arrow_reader(batch_rows)
         )
         for batch in reader:
             yield batch.cast(EVENTS_ARROW_SCHEMA) if batch.schema != EVENTS_ARROW_SCHEMA else batch

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -204,14 +204,22 @@ class PostgresEventStore:
         rows = cur.fetchall()
         return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
 
-    def all_events(self, *, batch_rows: int = 200_000) -> Iterator[pa.RecordBatch]:
-        """Every stored event, as EVENTS_ARROW_SCHEMA batches (JSON columns as text)."""
+    def all_events(
+        self,
+        *,
+        batch_rows: int = 200_000,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Every stored event (with ``start <= timestamp < end``, when given), as
+        EVENTS_ARROW_SCHEMA batches (JSON columns as text)."""
         columns = ", ".join(
             f'"{c}"::text' if c in JSON_COLUMNS else f'"{c}"' for c in EVENTS_ARROW_SCHEMA.names
         )
+        where, params = where_clause(EventQuery(start=start, end=end), "%s")
         with psycopg.connect(self._conninfo) as con, con.cursor(name="cx_export") as cur:
             cur.itersize = batch_rows
-            cur.execute(f"SELECT {columns} FROM events")
+            cur.execute(f"SELECT {columns} FROM events{where}", params)
             while rows := cur.fetchmany(batch_rows):
                 yield pa.RecordBatch.from_arrays(
                     [

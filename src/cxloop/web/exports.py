@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -28,12 +29,24 @@ def customers_csv(
     segment: Annotated[str | None, Query(max_length=120, description="A saved segment")] = None,
 ) -> StreamingResponse:
     """Every customer (or a saved segment's members): id, name, e-mail, profile fields."""
-    engine = state.project.engine
-    with engine.connect() as conn:
-        chunks = list(exports.customers_csv(conn, segment=segment))
+    conn = state.project.engine.connect()
+    pages = exports.customers_csv(conn, segment=segment)
+    try:
+        first = next(pages)  # an unknown segment is refused before the answer starts
+    except Exception:
+        conn.close()
+        raise
+
+    def rest() -> Iterator[str]:
+        try:
+            yield first
+            yield from pages
+        finally:
+            conn.close()
+
     name = f"cxloop-customers{'-' + segment if segment else ''}.csv".replace(" ", "-")
     return StreamingResponse(
-        iter(chunks),
+        rest(),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="{name}"'},
     )
