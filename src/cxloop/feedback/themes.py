@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.feature_extraction.text import CountVectorizer  # type: ignore[import-untyped]
 from sqlalchemy import Connection, null, select
 
 from cxloop.feedback.responses import responses_t
@@ -201,6 +200,9 @@ class _Theming:
 def _count(found: _Comments, rows: Iterable[Any]) -> tuple[Any, Any, list[str]]:
     """Which comments use which phrases (a phrase once per comment, only phrases of at
     least two comments), as the row pointers and columns of a sparse matrix."""
+    # Imported here: scikit-learn takes a second to load, which every command would pay.
+    from sklearn.feature_extraction.text import CountVectorizer  # type: ignore[import-untyped]
+
     vectorizer = CountVectorizer(
         token_pattern=_TOKEN, stop_words="english", ngram_range=(1, 2), binary=True,
         min_df=MIN_COMMENTS, dtype=np.int32,

@@ -59,7 +59,6 @@ from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, Rejec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_EMPTY_TOUCHES = EVENTS_ARROW_SCHEMA.empty_table()
 _encode_json = msgspec.json.Encoder(order="sorted").encode
 
 customers_t = cast(Table, Customer.__table__)
@@ -364,7 +363,7 @@ class IngestPipeline:
         if not self.listeners:
             return
         merges = [(loser, survivor) for _, loser, survivor in moves]
-        table = rows if rows is not None else _EMPTY_TOUCHES
+        table = rows if rows is not None else EVENTS_ARROW_SCHEMA.empty_table()
         for listener in self.listeners:
             try:
                 listener(table, merges)

@@ -17,14 +17,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.calibration import calibration_curve  # type: ignore[import-untyped]
-from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
-from sklearn.metrics import brier_score_loss, roc_auc_score  # type: ignore[import-untyped]
-from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
 from sqlalchemy import Connection, case, func, select
 
 from cxloop.analytics.sql import query_for
@@ -36,6 +32,9 @@ from cxloop.insights.filters import segment_members
 from cxloop.lifecycle.report import transitions_t
 from cxloop.lifecycle.service import get_model
 from cxloop.service.cases import cases_t
+
+if TYPE_CHECKING:  # scikit-learn takes a second to import: only training pays for it
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
 HORIZON_DAYS = 90
 RECENT_DAYS = 90  # behaviour is counted over the last 90 days before the moment described
@@ -232,6 +231,11 @@ class Trained:
 def train(values: Floats, churned: npt.NDArray[np.int_], *, seed: int = 0) -> Trained:
     """Standardise, hold out a stratified quarter, fit a logistic regression on the rest
     and evaluate it on the held-out customers."""
+    from sklearn.calibration import calibration_curve  # type: ignore[import-untyped]
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import brier_score_loss, roc_auc_score  # type: ignore[import-untyped]
+    from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
+
     started = time.perf_counter()
     x_train, x_test, y_train, y_test = train_test_split(
         values, churned, test_size=0.25, random_state=seed, stratify=churned

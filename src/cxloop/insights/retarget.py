@@ -28,7 +28,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from scipy.stats import chi2_contingency, false_discovery_control
 from sqlalchemy import Connection, select
 
 from cxloop.customers.service import FILTER_FIELDS, customers_t
@@ -141,6 +140,8 @@ def _attributes(
 
 def _chi_square(table: np.ndarray) -> tuple[float, float]:
     """(statistic, p-value) of a contingency table; (0, 1) when a margin is empty."""
+    from scipy.stats import chi2_contingency  # loads in most of a second: only when testing
+
     table = table[(table.sum(axis=1) > 0)]
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[0] < 2 or table.shape[1] < 2:
@@ -243,6 +244,8 @@ def retarget(
              "p_value": p_value, "cramers_v": cramers_v}
         )  # fmt: skip
     if tests:
+        from scipy.stats import false_discovery_control
+
         adjusted = false_discovery_control([p for _, p in tests], method="bh")
         for (row, _p), q in zip(tests, adjusted, strict=True):
             row["p_adjusted"] = float(q)

@@ -8,6 +8,7 @@ the time taken does not tell which addresses have accounts.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from datetime import UTC, datetime
@@ -29,7 +30,12 @@ ROLES: tuple[Role, ...] = ("admin", "analyst", "member")
 MIN_PASSWORD = 12
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _hasher = PasswordHash.recommended()  # argon2id
-_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Hashed on first sign-in rather than at import, which every command would pay."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class UserError(ValueError):
@@ -117,7 +123,7 @@ def authenticate(conn: Connection, email: str, password: str) -> dict[str, Any] 
         )
     ).first()
     if row is None:
-        _hasher.verify(password, _DUMMY)  # the same work as for a real account
+        _hasher.verify(password, _dummy_hash())  # the same work as for a real account
         return None
     if not _hasher.verify(password, row.password_hash) or row.disabled_at is not None:
         return None

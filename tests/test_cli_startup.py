@@ -1,0 +1,38 @@
+"""Every command starts by importing the whole command tree, so what that import loads is
+paid by `cxloop --help` and by each import or report alike. Model-training and statistics
+libraries (about two seconds together) must load only in the commands that use them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("sklearn", "scipy", "pandas")
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = (
+        f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    return list(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_the_command_tree_loads_no_heavy_library() -> None:
+    assert _loaded_after("import cxloop.cli.main") == []
+
+
+def test_the_web_app_loads_no_heavy_library() -> None:
+    assert _loaded_after("import cxloop.web.app") == []
+
+
+def test_the_insight_modules_load_their_libraries_only_when_they_compute() -> None:
+    assert _loaded_after("import cxloop.insights.churn, cxloop.insights.retarget") == []
+    assert _loaded_after("import cxloop.feedback.themes") == []
+
+
+def test_the_probe_reports_a_library_that_is_loaded() -> None:
+    assert _loaded_after("import scipy.stats") == ["scipy"]
