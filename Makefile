@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit postgres java chromium poppler venv bench-ingest bench-import bench-lifecycle bench-feedback bench-pages bench-insights bench-funnel bench-analytics-api bench-automations clean
+.PHONY: demo test lint typecheck unit postgres java chromium poppler venv bench-ingest bench-import bench-lifecycle bench-feedback bench-pages bench-insights bench-funnel bench-analytics-api bench-automations bench-startup clean
 
 venv: $(STAMP)
 
@@ -70,6 +70,9 @@ bench-pages: venv
 
 bench-automations: venv
 	$(BIN)/python bench/automations.py
+
+bench-startup: venv
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) .cxloop .pytest_cache .mypy_cache .ruff_cache
