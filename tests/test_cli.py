@@ -274,3 +274,35 @@ def test_serve_reports_a_busy_event_store_in_one_line(embedded_settings: Setting
     assert result.returncode == 1
     assert "in use by another process" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_piped_table_keeps_each_row_on_one_line(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    long_note = "a note long enough to be folded at eighty columns, " * 2
+    source = tmp_path / "notes.csv"
+    with source.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["user_id", "event", "timestamp", "note"])
+        for i in range(3):
+            writer.writerow(
+                [f"reader-{i}", "Note Written", f"2026-01-0{i + 1}T10:00:00Z", long_note]
+            )
+    cx(embedded_settings, "import", "events", str(source))
+
+    def table(**extra: str) -> list[str]:
+        env = project_env(embedded_settings, **extra)
+        if not extra:
+            env.pop("COLUMNS", None)
+        out = subprocess.run(
+            [cxloop_bin(), "events", "list"], env=env, capture_output=True, text=True,
+            timeout=300, check=True,
+        ).stdout  # fmt: skip
+        return [line for line in out.splitlines() if line.startswith("│")]
+
+    piped = table()
+    assert len(piped) == 3  # one line per event, the whole note on it
+    assert all(long_note.strip() in line for line in piped)
+    folded = table(COLUMNS="80")  # a width asked for is kept
+    assert len(folded) > 3
+    assert all(len(line) <= 80 for line in folded)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Sequence
 from enum import StrEnum
@@ -11,10 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+_MAX_PIPED_WIDTH = 10_000  # a cell longer than this still folds, even when piped
 
 
 class Format(StrEnum):
@@ -66,7 +71,7 @@ def emit(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*[_cell(row.get(c)) for c in columns])
-    console.print(table)
+    print_table(table)
 
 
 def key_values(data: dict[str, Any], fmt: Format, title: str | None = None) -> None:
@@ -79,7 +84,25 @@ def key_values(data: dict[str, Any], fmt: Format, title: str | None = None) -> N
     table.add_column("value", overflow="fold")
     for key, value in data.items():
         table.add_row(key, _cell(value))
-    console.print(table)
+    print_table(table)
+
+
+def print_table(table: Table) -> None:
+    """On a terminal the table fits the window. Piped into a file or another program there
+    is no window, and folding cells at Rich's 80 columns would split every record over
+    several lines: there the table gets the width its longest cells need (unless COLUMNS
+    asks for a width)."""
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        console.print(table)
+        return
+    wide = console.options.update_width(_MAX_PIPED_WIDTH)
+    natural = Measurement.get(console, wide, table).maximum
+    width = console.width
+    console.width = max(width, min(natural, _MAX_PIPED_WIDTH))
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def percent(value: float | None) -> str:
