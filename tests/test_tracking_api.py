@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from cxloop.events.base import EventQuery
 from cxloop.store.database import session_scope
 from cxloop.store.keys import revoke_key
+from cxloop.store.models import Customer
 from tests.conftest import ApiClient
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -471,6 +473,43 @@ def test_a_bad_typed_trait_is_kept_as_a_free_trait_with_a_warning(api: ApiClient
     ]
     bo = api.http.get("/api/v1/customers/u-bo", headers=api.auth).json()
     assert (bo["gender"], bo["birth_year"], bo["traits"]) == ("male", None, {"birth_year": "soon"})
+
+
+def test_an_identify_that_changes_nothing_writes_nothing(api: ApiClient) -> None:
+    """Browsers identify on every page load with the same traits; only a change is written,
+    and a value of another JSON type (true for 1) is a change."""
+    engine = api.http.app.state.cxloop.project.engine  # type: ignore[attr-defined]
+
+    def profile() -> tuple[Any, ...]:
+        with engine.connect() as conn:
+            row = conn.execute(
+                select(Customer.updated_at, Customer.city, Customer.traits).where(
+                    Customer.id
+                    == api.http.get("/api/v1/customers/u-cy", headers=api.auth).json()["id"]
+                )
+            ).one()
+        return tuple(row)
+
+    traits = {"city": "Utrecht", "plan": 1, "seats": 3}
+    assert (
+        send(api, "/v1/identify", msg("identify", "c1", userId="u-cy", traits=traits)).status_code
+        == 200
+    )
+    first = profile()
+    assert first[1:] == ("Utrecht", {"plan": 1, "seats": 3})
+    again = msg("identify", "c2", 5, userId="u-cy", traits=dict(reversed(traits.items())))
+    assert send(api, "/v1/identify", again).status_code == 200
+    assert profile() == first  # same values in another order: not even updated_at moved
+    assert len(stored(api, customer="u-cy")) == 2  # the identify itself is still an event
+
+    changed = msg("identify", "c3", 10, userId="u-cy", traits={**traits, "plan": True})
+    assert send(api, "/v1/identify", changed).status_code == 200
+    after = profile()
+    assert after[2] == {"plan": True, "seats": 3}
+    assert after[0] > first[0]
+    moved = msg("identify", "c4", 15, userId="u-cy", traits={"city": "Leiden"})
+    assert send(api, "/v1/identify", moved).status_code == 200
+    assert profile()[1:] == ("Leiden", {"plan": True, "seats": 3})
 
 
 def test_nul_characters_are_refused_on_every_backend(api: ApiClient) -> None:

@@ -471,19 +471,26 @@ class IngestPipeline:
         if not profiles:
             return
         ids = {real(c): p for c, p in profiles.items()}
+        typed_fields = sorted({f for p in ids.values() for f in p.typed})
+        columns = [
+            customers_t.c.id,
+            customers_t.c.traits,
+            *(customers_t.c[f] for f in typed_fields),
+        ]
         current = {
             row.id: row
             for chunk in _chunks(list(ids), _IN_CHUNK)
-            for row in conn.execute(
-                select(customers_t.c.id, customers_t.c.traits).where(customers_t.c.id.in_(chunk))
-            )
+            for row in conn.execute(select(*columns).where(customers_t.c.id.in_(chunk)))
         }
         # One executemany per set of named fields: the others keep their stored value.
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for customer, profile in ids.items():
             row = current.get(customer)
-            traits = dict(row.traits or {}) if row is not None else {}
-            traits.update(profile.free)
+            stored = dict(row.traits or {}) if row is not None else {}
+            traits = {**stored, **profile.free}
+            if row is not None and _unchanged(row, stored, traits, profile.typed):
+                # Clients identify on every page load with the same traits: nothing to write.
+                continue
             named = tuple(sorted(profile.typed))
             groups.setdefault(named, []).append(
                 {
@@ -947,6 +954,18 @@ def _max(a: datetime | None, b: datetime | None) -> datetime | None:
     if b is None:
         return a
     return max(a, b)
+
+
+def _unchanged(
+    row: Any, stored: dict[str, Any], traits: dict[str, Any], typed: dict[str, Any]
+) -> bool:
+    """Whether writing would change nothing. Compared as JSON text and by type, so that
+    ``true`` replacing ``1`` (equal in Python) still counts as a change."""
+    for name, value in typed.items():
+        old = getattr(row, name)
+        if type(old) is not type(value) or old != value:
+            return False
+    return traits == stored and _encode_json(traits) == _encode_json(stored)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
