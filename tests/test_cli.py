@@ -221,9 +221,14 @@ def test_demo_loads_once_and_prints_working_keys(embedded_settings: Settings) ->
     secret_key = re.search(r"secret key:\s+(cxs_\S+)", first.stdout)
     assert write_key and secret_key
     assert "http://127.0.0.1:8000" in first.stdout
+    assert "wait in the job queue until CXLOOP_SMTP_HOST is set" in first.stdout
     stats = cx_json(embedded_settings, "stats")
     assert stats["events"] > 150 * 20
-    cx(embedded_settings, "demo", "--no-serve", "--customers", "150", "--seed", "3")
+    again = cx(
+        embedded_settings, "demo", "--no-serve", "--customers", "150", "--seed", "3",
+        CXLOOP_SMTP_HOST="127.0.0.1",
+    )  # fmt: skip
+    assert "CXLOOP_SMTP_HOST" not in again.stdout  # e-mail set up: nothing to say
     assert cx_json(embedded_settings, "stats")["events"] == stats["events"]
     with TestClient(create_app(embedded_settings)) as http:
         ok = http.get("/api/v1/stats", headers={"Authorization": f"Bearer {secret_key.group(1)}"})

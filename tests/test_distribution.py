@@ -252,6 +252,37 @@ def test_a_mail_server_that_is_down_is_retried_and_nothing_is_lost(
     assert done["status"] == "done" and "token" not in json.dumps(done)
 
 
+def test_e_mail_not_set_up_is_one_warning_and_every_job_waits(
+    quiet_api: ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A missing setting is one problem: the log says it once, not once per waiting job,
+    and the jobs stay queued for when e-mail is set up."""
+    api = quiet_api
+    survey = created(api, "/api/v1/surveys", {"type": "csat", "name": "Install"})
+    created(
+        api,
+        "/api/v1/survey-triggers",
+        {"survey": survey["id"], "on": "event", "event": "Installation Completed"},
+    )
+    people = ["ann", "bo", "cy", "dee"]
+    send(
+        api,
+        *[identify(p, f"{p}@example.com", p.title()) for p in people],
+        *[track(f"i-{p}", p, "Installation Completed", NOW - timedelta(minutes=1)) for p in people],
+    )
+    engine = api.http.app.state.cxloop.project.engine  # type: ignore[attr-defined]
+    worker = Worker(engine, api.settings.model_copy(update={"smtp_host": None}))
+    with caplog.at_level("WARNING", logger="cxloop.service.worker"):
+        first = worker.run_once(now=datetime.now(UTC))
+        later = worker.run_once(now=datetime.now(UTC) + timedelta(minutes=5))
+    assert first.retrying == len(people) and later.retrying == len(people)
+    assert all("e-mail is not set up" in o["error"] for o in first.outcomes)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "CXLOOP_SMTP_HOST" in warnings[0]
+    listed = api.http.get("/api/v1/jobs", headers=api.auth).json()["jobs"]
+    assert [j["status"] for j in listed] == ["queued"] * len(people)
+
+
 def test_a_link_answers_once_and_shows_what_was_typed_escaped(quiet_api: ApiClient) -> None:
     api = quiet_api
     survey = created(api, "/api/v1/surveys", {"type": "nps", "name": "Onboarding"})

@@ -200,6 +200,12 @@ def demo(
     )
     if summary.survey_token:
         console.print(f"  a survey:   {settings.effective_public_url}/s/{summary.survey_token}")
+    if not settings.smtp_host:
+        console.print(
+            "  e-mail:     not set up: survey and automation e-mails wait in the job queue "
+            "until CXLOOP_SMTP_HOST is set (see docs/feedback.md)",
+            soft_wrap=True,
+        )
     if serve_after:
         run_server(settings)
 

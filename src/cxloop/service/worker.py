@@ -33,6 +33,7 @@ from cxloop.store import jobs
 log = logging.getLogger(__name__)
 POLL_S = 5.0
 STALLED_EVERY_S = 900.0
+UNCONFIGURED_LOG_EVERY_S = 600.0
 
 
 @dataclass
@@ -42,6 +43,32 @@ class RunSummary:
     retrying: int = 0
     failed: int = 0
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _QuietLog:
+    """One warning for a missing setting rather than one per job it holds back.
+
+    Without e-mail set up, every e-mail job fails the same way; a project with a backlog
+    (the demo has hundreds) would bury every other line of the log. The first job is
+    logged, then at most every ``every_s`` seconds how many more waited meanwhile."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._logged_at: float | None = None
+        self._since = 0
+
+    def note(self, job: jobs.ClaimedJob, exc: Exception) -> None:
+        clock = time.monotonic()
+        if self._logged_at is not None and clock - self._logged_at < self.every_s:
+            self._since += 1
+            return
+        more = f" ({self._since} more jobs waited for it since)" if self._since else ""
+        log.warning(
+            "job %s (%s) waits, retried later: %s%s; further jobs that wait for it are "
+            "counted here every %.0f minutes",
+            job.id, job.kind, exc, more, self.every_s / 60,
+        )  # fmt: skip
+        self._logged_at, self._since = clock, 0
 
 
 class Worker:
@@ -70,6 +97,7 @@ class Worker:
             self.handlers[SEGMENTS_JOB] = lambda job: _refresh_segments(engine, events)
         self._stalled_at: float | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._unconfigured = _QuietLog(UNCONFIGURED_LOG_EVERY_S)
 
     def scan(self, now: datetime | None = None) -> dict[str, int]:
         """Queue what stage entries call for and open the follow-ups now due. New stage
@@ -181,6 +209,8 @@ class Worker:
             status = jobs.fail(conn, job, f"{type(exc).__name__}: {exc}", now=now)
         if status == "failed":
             log.error("job %s (%s) failed for good: %s", job.id, job.kind, exc)
+        elif isinstance(exc, mail.MailNotConfigured):
+            self._unconfigured.note(job, exc)
         else:
             log.warning("job %s (%s) failed, retried later: %s", job.id, job.kind, exc)
         return {"id": job.id, "kind": job.kind, "status": status, "error": str(exc)}
