@@ -144,6 +144,18 @@ def test_customer_lists_and_event_periods_export(
     assert members and {m["country"] for m in members} == {"Spain"}
     unknown = cx(s, "export", "customers", "--out", str(spain), "--segment", "Mars", check=False)
     assert unknown.returncode == 2 and "Mars" in unknown.stderr
+    # The web download streams the same file; an unknown segment is refused before it starts.
+    _write, secret = make_keys(s)
+    with TestClient(create_app(s.model_copy(update={"jobs_poll_s": 0}))) as http:
+        auth = {"Authorization": f"Bearer {secret}"}
+        download = http.get("/api/v1/export/customers.csv?segment=Spain", headers=auth)
+        assert download.status_code == 200
+        assert list(csv.DictReader(io.StringIO(download.text))) == members
+        assert 'filename="cxloop-customers-Spain.csv"' in download.headers["content-disposition"]
+        whole = http.get("/api/v1/export/customers.csv", headers=auth)
+        assert list(csv.DictReader(io.StringIO(whole.text))) == rows
+        refused = http.get("/api/v1/export/customers.csv?segment=Mars", headers=auth)
+        assert refused.status_code == 404 and "Mars" in refused.text
 
     days = tmp_path / "october.parquet"
     cx(s, "export", "events", "--out", str(days), "--from", "2026-10-01", "--to", "2026-10-31")

@@ -129,6 +129,9 @@ def test_rules_of_each_kind_and_their_use_as_a_filter(quiet_api: ApiClient) -> N
     rows = list(csv.DictReader(io.StringIO(export.text)))
     assert {r["user_id"] for r in rows} == {f"u{i}" for i in busy_pros}
     assert all('"plan": "pro"' in r["traits"] for r in rows)
+    assert export.headers["content-disposition"] == 'attachment; filename="Busy_pros.csv"'
+    unknown = api.http.get("/api/v1/segments/Nobody/export.csv", headers=api.auth)
+    assert unknown.status_code == 404 and "Nobody" in unknown.text  # refused, not an empty file
 
     # New data changes the members only when the segment is refreshed.
     send(api, track("late", "u1", "Order Completed", NOW - timedelta(days=1)),

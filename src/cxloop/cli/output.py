@@ -98,7 +98,7 @@ def print_table(table: Table) -> None:
     wide = console.options.update_width(_MAX_PIPED_WIDTH)
     natural = Measurement.get(console, wide, table).maximum
     width = console.width
-    console.width = max(width, min(natural, _MAX_PIPED_WIDTH))
+    console.width = max(width, natural)
     try:
         console.print(table)
     finally:

@@ -486,7 +486,7 @@ class IngestPipeline:
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for customer, profile in ids.items():
             row = current.get(customer)
-            stored = dict(row.traits or {}) if row is not None else {}
+            stored = (row.traits or {}) if row is not None else {}
             traits = {**stored, **profile.free}
             if row is not None and _unchanged(row, stored, traits, profile.typed):
                 # Clients identify on every page load with the same traits: nothing to write.

@@ -22,7 +22,6 @@ histories.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,20 +45,14 @@ from cxloop.domain.lifecycle import (
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)  # rules never read a touch's time
 _US = timedelta(microseconds=1)
-_KINDS = ("enter", "progress", "back", "exit")  # an Arrow array only when used: see _kind_names
+# Not an Arrow array at import: pyarrow imports pandas for its first one, a third of a second
+# that every command importing this module would pay.
+_KINDS = ("enter", "progress", "back", "exit")
 _ENTER, _PROGRESS, _BACK, _EXIT = range(4)
 _SEP = "\x1f"  # between type and name: JSON and event names keep control characters out
 
 Ints = npt.NDArray[np.int64]
-
 Flags = npt.NDArray[np.bool_]
-
-
-@functools.cache
-def _kind_names() -> pa.Array:
-    """Built on first use: pyarrow imports pandas for its first array, a third of a second
-    that every command importing this module would otherwise pay."""
-    return pa.array(_KINDS)
 
 
 @dataclass(frozen=True)
@@ -260,7 +253,7 @@ def fold_columns(model: LifecycleModel, rows: pa.Table, as_of: datetime | None) 
             "customer_id": pa.array(move_customer, pa.int64()),
             "seq": pa.array(seq, pa.int32()),
             "cycle": pa.array(move_cycle, pa.int32()),
-            "kind": _kind_names().take(pa.array(kind)),
+            "kind": pa.array(_KINDS).take(pa.array(kind)),
             "from_stage": _take_optional(stage_keys, from_stage),
             "to_stage": _take_optional(stage_keys, to_stage),
             "at": pa.array(move_at, pa.timestamp("us", tz="UTC")),

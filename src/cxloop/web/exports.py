@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy import Connection, Engine
 from starlette.background import BackgroundTask
 
 from cxloop import exports
@@ -29,10 +30,23 @@ def customers_csv(
     segment: Annotated[str | None, Query(max_length=120, description="A saved segment")] = None,
 ) -> StreamingResponse:
     """Every customer (or a saved segment's members): id, name, e-mail, profile fields."""
-    conn = state.project.engine.connect()
-    pages = exports.customers_csv(conn, segment=segment)
+    name = f"cxloop-customers{'-' + segment if segment else ''}.csv".replace(" ", "-")
+    return csv_download(
+        state.project.engine, lambda conn: exports.customers_csv(conn, segment=segment), name
+    )
+
+
+def csv_download(
+    engine: Engine, pages_of: Callable[[Connection], Iterator[str]], filename: str
+) -> StreamingResponse:
+    """A CSV streamed page by page from one open connection, closed when the stream ends.
+
+    The first page is read before the answer starts, so what the pages refuse (an unknown
+    segment) is an error response rather than a download cut short."""
+    conn = engine.connect()
+    pages = pages_of(conn)
     try:
-        first = next(pages)  # an unknown segment is refused before the answer starts
+        first = next(pages)
     except Exception:
         conn.close()
         raise
@@ -44,11 +58,10 @@ def customers_csv(
         finally:
             conn.close()
 
-    name = f"cxloop-customers{'-' + segment if segment else ''}.csv".replace(" ", "-")
     return StreamingResponse(
         rest(),
         media_type="text/csv; charset=utf-8",
-        headers={"content-disposition": f'attachment; filename="{name}"'},
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
     )
 
 

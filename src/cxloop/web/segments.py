@@ -14,6 +14,7 @@ from cxloop.customers.service import SAVED_SEGMENT
 from cxloop.domain.segments import SegmentIn
 from cxloop.web.auth import Analyst, Caller
 from cxloop.web.errors import refuse_nul
+from cxloop.web.exports import csv_download
 from cxloop.web.state import state_of, written
 
 router = APIRouter(prefix="/api/v1", tags=["segments"], dependencies=[Depends(refuse_nul)])
@@ -105,22 +106,8 @@ def segment_customers(
 @router.get("/segments/{name}/export.csv", responses={200: {"content": {"text/csv": {}}}})
 def export_segment(state: Caller, name: str) -> StreamingResponse:
     """The members as CSV (profile fields, userId, traits as JSON) for marketing tools."""
-    conn = state.project.engine.connect()
-    try:
-        segments.get_segment(conn, name)  # 404 before the stream starts
-    except Exception:
-        conn.close()
-        raise
-
-    def rows() -> Any:
-        try:
-            yield from segments.export_csv(conn, name)
-        finally:
-            conn.close()
-
     filename = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "segment"
-    return StreamingResponse(
-        rows(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+    # An unknown segment is a 404: the first page, read before the answer starts, looks it up.
+    return csv_download(
+        state.project.engine, lambda conn: segments.export_csv(conn, name), f"{filename}.csv"
     )
