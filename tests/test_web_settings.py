@@ -302,7 +302,9 @@ def test_a_model_definition_is_checked_and_its_stages_edited(site: Site, browser
     assert page.get_by_label("The model:", exact=False).input_value() == broken
     assert key not in [m["key"] for m in _api(site, "/api/v1/lifecycle/models")]
     screenshot(page, "settings-model-error")
-    page.get_by_label("The model:", exact=False).fill(broken.replace("target_days: -3", "target_days: 14"))
+    page.get_by_label("The model:", exact=False).fill(
+        broken.replace("target_days: -3", "target_days: 14")
+    )
     page.get_by_role("button", name="Install model").click()
     page.wait_for_url(f"**/settings/models/{key}?done=model-installed", timeout=INSTALL_MS)
     expect(page.get_by_role("heading", level=1)).to_contain_text("(version 1)")
