@@ -204,6 +204,60 @@ def test_imported_rows_widen_first_and_last_seen(project: Project) -> None:
     assert profile.event_count == 5
 
 
+def test_an_imported_table_creates_each_customer_once_with_its_bounds(project: Project) -> None:
+    """The bulk path: a customer met through several (userId, anonymousId) pairs gets the
+    first and last time over all of them, one row, and each identity once."""
+    import pyarrow as pa
+
+    rows = [  # (message id, userId, anonymousId, minutes after T0)
+        ("b1", "h-1", None, 30),
+        ("b2", "h-1", "dev-1", 5),
+        ("b3", None, "dev-1", 50),
+        ("b4", "h-2", None, 12),
+        ("b5", None, "dev-9", 7),
+        ("b6", None, "dev-9", 3),
+    ]
+    project.pipeline.ingest_table(
+        pa.table(
+            {
+                "message_id": [r[0] for r in rows],
+                "type": ["track"] * len(rows),
+                "event": ["Order Completed"] * len(rows),
+                "user_id": pa.array([r[1] for r in rows], pa.string()),
+                "anonymous_id": pa.array([r[2] for r in rows], pa.string()),
+                "timestamp": pa.array(
+                    [T0 + timedelta(minutes=r[3]) for r in rows], pa.timestamp("us", tz="UTC")
+                ),
+                "channel": pa.nulls(len(rows), pa.string()),
+                "properties": ["{}"] * len(rows),
+            }
+        ),
+        source="test",
+    )
+    with project.engine.connect() as conn:
+        found = {
+            ref: service.get_customer(conn, project.events, ref) for ref in ("h-1", "h-2", "dev-9")
+        }
+        identities = conn.execute(select(CustomerIdentity.kind, CustomerIdentity.value)).all()
+        customers = conn.execute(select(Customer.id)).all()
+    bounds = {ref: (p.first_seen, p.last_seen, p.created_at) for ref, p in found.items()}
+    assert bounds == {
+        "h-1": (T0 + timedelta(minutes=5), T0 + timedelta(minutes=50), T0 + timedelta(minutes=5)),
+        "h-2": (T0 + timedelta(minutes=12),) * 3,
+        "dev-9": (T0 + timedelta(minutes=3), T0 + timedelta(minutes=7), T0 + timedelta(minutes=3)),
+    }
+    assert {p.event_count for p in found.values()} == {3, 1, 2}
+    assert len(customers) == 3
+    assert sorted(identities) == [
+        ("anonymous_id", "dev-1"),
+        ("anonymous_id", "dev-9"),
+        ("user_id", "h-1"),
+        ("user_id", "h-2"),
+    ]
+    assert customer_of(project, "dev-1") == customer_of(project, "h-1")
+    assert_no_orphans(project)
+
+
 def test_demo_scale_history_has_no_orphans(project: Project) -> None:
     from cxloop.demo.generator import generate_messages
 
