@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import hypothesis
 import pytest
 from fastapi.testclient import TestClient
 
@@ -36,6 +37,12 @@ PG_ADMIN = os.environ.get(
     "CXLOOP_TEST_PG_ADMIN_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 )
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Property tests draw the same examples every run, so a failure is reproducible and a run
+# does not pass or fail by chance; CXLOOP_HYPOTHESIS_RANDOM=1 searches new examples instead.
+hypothesis.settings.register_profile(
+    "cxloop", derandomize=not os.environ.get("CXLOOP_HYPOTHESIS_RANDOM"), database=None
+)
+hypothesis.settings.load_profile("cxloop")
 BACKENDS = ("embedded", "postgres")
 # Analytics also run on Spark, over a Parquet lake exported from an embedded project.
 ENGINES = (*BACKENDS, "spark")

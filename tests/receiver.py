@@ -1,5 +1,8 @@
 """A real HTTP server on loopback that receives webhooks: it answers with the status codes
-a test scripts (then 200), and keeps what arrived (headers and body) for the test to read."""
+a test scripts (then 200), and keeps what arrived (headers and body) for the test to read.
+
+With ``hold_after=N`` the requests after the first N wait until ``release()``: a test can
+stop the sender at a known point instead of racing it."""
 
 from __future__ import annotations
 
@@ -10,8 +13,13 @@ from typing import Any
 
 
 class Receiver:
-    def __init__(self, codes: list[int] | None = None, delay_s: float = 0.0) -> None:
+    def __init__(
+        self, codes: list[int] | None = None, delay_s: float = 0.0, hold_after: int | None = None
+    ) -> None:
         self.codes: deque[int] = deque(codes or [])
+        self.hold_after = hold_after
+        self.admitted = 0
+        self.released = threading.Event()
         self.always: int | None = None
         self.delay_s = delay_s
         self.received: list[dict[str, Any]] = []
@@ -25,6 +33,11 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with receiver.lock:
+                    admitted = receiver.admitted
+                    receiver.admitted += 1
+                if receiver.hold_after is not None and admitted >= receiver.hold_after:
+                    receiver.released.wait()
                 with receiver.lock:
                     receiver.in_flight += 1
                     receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
@@ -65,6 +78,10 @@ class Receiver:
         self.thread.start()
         return self
 
+    def release(self) -> None:
+        self.released.set()
+
     def __exit__(self, *_exc: Any) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()

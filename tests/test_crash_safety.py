@@ -49,6 +49,22 @@ class Ledger:
     failures: list[tuple[str, list[str]]] = field(default_factory=list)
     acked_enough: threading.Event = field(default_factory=threading.Event)
     failed: threading.Event = field(default_factory=threading.Event)
+    in_flight: int = 0  # requests sent whose outcome is not recorded yet
+    settled: threading.Condition = field(default_factory=threading.Condition)
+
+    def begin(self) -> None:
+        with self.settled:
+            self.in_flight += 1
+
+    def end(self) -> None:
+        with self.settled:
+            self.in_flight -= 1
+            self.settled.notify_all()
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Every request sent so far has its answer or its failure recorded."""
+        with self.settled:
+            return self.settled.wait_for(lambda: self.in_flight == 0, timeout)
 
     def acked_ids(self) -> list[str]:
         with self.lock:
@@ -58,19 +74,23 @@ class Ledger:
 def _wrap(real: Any, ledger: Ledger) -> Any:
     def post(*args: Any, **kwargs: Any) -> Any:
         ids = [m["messageId"] for m in kwargs["batch"]]
+        ledger.begin()
         try:
-            response = real(*args, **kwargs)
-        except Exception as exc:
+            try:
+                response = real(*args, **kwargs)
+            except Exception as exc:
+                with ledger.lock:
+                    ledger.failures.append((type(exc).__name__, ids))
+                ledger.failed.set()
+                raise
             with ledger.lock:
-                ledger.failures.append((type(exc).__name__, ids))
-            ledger.failed.set()
-            raise
-        with ledger.lock:
-            ledger.acked.append(ids)
-            ledger.accepted.append(int(response.json()["accepted"]))
-            if sum(len(b) for b in ledger.acked) >= KILL_AFTER:
-                ledger.acked_enough.set()
-        return response
+                ledger.acked.append(ids)
+                ledger.accepted.append(int(response.json()["accepted"]))
+                if sum(len(b) for b in ledger.acked) >= KILL_AFTER:
+                    ledger.acked_enough.set()
+            return response
+        finally:
+            ledger.end()
 
     return post
 
@@ -174,6 +194,8 @@ def test_acknowledged_messages_survive_sigkill(
         # The clients meet the dead server (with the second part at the latest) before the
         # restart, so some batch is certainly retried.
         assert ledger.failed.wait(WAIT), "no client met the dead server"
+        # An answer that arrived just before the kill is recorded before the snapshot.
+        assert ledger.wait_settled(WAIT), "a request to the dead server never ended"
         # The store as the crash left it, before any retry: every acknowledged message is
         # in it. Messages stored but never acknowledged were committed by a request the
         # kill cut off before its answer; the client sends them again.

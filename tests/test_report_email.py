@@ -19,7 +19,16 @@ from tests.test_distribution import Inbox, created, mailing, quiet_api, send, sm
 from tests.test_segments import _data
 
 __all__ = ["quiet_api", "smtp"]  # the fixtures, shared
-LATER = datetime.now(UTC) + timedelta(days=8)  # a week's moment has passed since the schedule
+
+
+def _thursday_noon_after(moment: datetime) -> datetime:
+    noon = moment.replace(hour=12, minute=0, second=0, microsecond=0)
+    return noon + timedelta(days=(3 - noon.weekday()) % 7)
+
+
+# A week's moment has passed since the schedule was made; pinned to Thursday noon (UTC), so
+# the hours the tests add after it never reach the next Monday 08:00 or Wednesday 07:00 slot.
+LATER = _thursday_noon_after(datetime.now(UTC) + timedelta(days=8))
 
 
 def _parts(message: Message) -> dict[str, Any]:
