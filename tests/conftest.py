@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import hypothesis
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
