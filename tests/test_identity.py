@@ -5,11 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from cxloop.customers import service
 from cxloop.domain.messages import from_dict, normalise
 from cxloop.events.base import EventQuery
+from cxloop.ingest.identity import (
+    ANON,
+    USER,
+    IdentityClaim,
+    IdentityPlanner,
+    Key,
+    plan_single_keys,
+)
 from cxloop.project import Project
 from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge
 
@@ -290,3 +300,27 @@ def test_last_seen_is_kept_to_the_minute(project: Project) -> None:
         assert profile.last_seen is not None
         assert newest - timedelta(minutes=1) <= profile.last_seen <= newest
     assert profile.last_seen == T0 + timedelta(seconds=400)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    keys=st.lists(
+        st.tuples(st.sampled_from([USER, ANON]), st.sampled_from([f"v{i}" for i in range(12)])),
+        unique=True,
+    ),
+    owned=st.lists(st.booleans()),
+)
+def test_single_key_plans_equal_the_planners(keys: list[Key], owned: list[bool]) -> None:
+    """The bulk shortcut for imported rows gives exactly what the planner gives."""
+    shared = zip(keys, owned, strict=False)  # some customers own several keys
+    owner = {key: 100 + n % 3 for n, (key, mine) in enumerate(shared) if mine}
+    planner = IdentityPlanner(dict(owner), set())
+    for index, (kind, value) in enumerate(keys):
+        planner.add(index, IdentityClaim("track", **{kind: value}))
+    expected = planner.finish()
+    got = plan_single_keys(keys, owner)
+    assert got.customer_of == expected.customer_of
+    assert got.new_customers == expected.new_customers
+    assert got.new_identities == expected.new_identities
+    assert got.identified == expected.identified
+    assert got.merges == expected.merges == []

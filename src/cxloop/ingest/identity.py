@@ -15,7 +15,7 @@ then written in bulk by the pipeline. Rules, as the best CDPs apply them:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -169,6 +169,29 @@ class IdentityPlanner:
         ]
         plan.identified = {self._find(c) for c in plan.identified}
         return plan
+
+
+def plan_single_keys(keys: Sequence[Key], owner: Mapping[Key, int]) -> IdentityPlan:
+    """The plan of distinct claims that each name one identity (imported rows with a userId
+    or an anonymousId, never both), made without the planner.
+
+    Such claims cannot touch each other: each key is owned or gets a new customer, and no
+    customer is merged. This gives the planner's result at a fraction of its cost, which
+    counts for the hundred thousand customers of a large import.
+    """
+    plan = IdentityPlan()
+    provisional = -1
+    for key in keys:
+        customer = owner.get(key)
+        if customer is None:
+            customer = provisional
+            provisional -= 1
+            plan.new_customers.append(customer)
+            plan.new_identities[key] = customer
+            if key[0] == USER:
+                plan.identified.add(customer)
+        plan.customer_of.append(customer)
+    return plan
 
 
 def claim_keys(claims: Iterable[IdentityClaim]) -> set[Key]:

@@ -50,6 +50,7 @@ from cxloop.ingest.identity import (
     IdentityPlanner,
     Key,
     claim_keys,
+    plan_single_keys,
 )
 from cxloop.ingest.overlap import OverlappedAppend
 from cxloop.ingest.rows import messages_table
@@ -197,12 +198,19 @@ class IngestPipeline:
             .aggregate([("u", "first"), ("a", "first"), ("ts", "min"), ("ts", "max")])
             .rename_columns(["k", "u", "a", "ts_min", "ts_max"])
         )
-        claims = [
-            IdentityClaim("track", user_id=u or None, anonymous_id=a or None)
-            for u, a in zip(pairs["u"].to_pylist(), pairs["a"].to_pylist(), strict=True)
-        ]
+        users, anons = pairs["u"].to_pylist(), pairs["a"].to_pylist()
         with self._lock:
-            plan, owner = self._plan(claims)
+            named = (pc.not_equal(pairs["u"], ""), pc.not_equal(pairs["a"], ""))
+            if not pc.all(pc.xor(*named)).as_py():
+                claims = [
+                    IdentityClaim("track", user_id=u or None, anonymous_id=a or None)
+                    for u, a in zip(users, anons, strict=True)
+                ]
+                plan, owner = self._plan(claims)
+            else:  # one identity a row: nothing to link or merge
+                keys = [(USER, u) if u else (ANON, a) for u, a in zip(users, anons, strict=True)]
+                owner = self._owners(set(keys))
+                plan = plan_single_keys(keys, owner)
             now = datetime.now(UTC)
             seen = _customer_bounds(plan.customer_of, pairs["ts_min"], pairs["ts_max"])
             known = seen.filter(pc.greater_equal(seen["customer"], 0))
@@ -376,13 +384,17 @@ class IngestPipeline:
 
     # -- identity planning ---------------------------------------------------------------
 
-    def _plan(self, claims: Sequence[IdentityClaim]) -> tuple[IdentityPlan, dict[Key, int]]:
-        keys = claim_keys(claims)
+    def _owners(self, keys: set[Key]) -> dict[Key, int]:
+        """The customers owning ``keys``, from the cache or the app database."""
         missing = [k for k in keys if k not in self._owner]
         owner = {k: self._owner[k] for k in keys if k in self._owner}
         if missing:
             with self.engine.connect() as conn:
                 owner.update(_load_owners(conn, missing))
+        return owner
+
+    def _plan(self, claims: Sequence[IdentityClaim]) -> tuple[IdentityPlan, dict[Key, int]]:
+        owner = self._owners(claim_keys(claims))
         unknown = {c for c in owner.values() if c not in self._identified}
         identified = set(self._identified)
         if unknown:
