@@ -311,3 +311,20 @@ def test_a_piped_table_keeps_each_row_on_one_line(
     folded = table(COLUMNS="80")  # a width asked for is kept
     assert len(folded) > 3
     assert all(len(line) <= 80 for line in folded)
+
+
+def test_a_registered_server_that_does_not_answer_is_one_clear_error(
+    embedded_settings: Settings,
+) -> None:
+    """server.json names a live process (this test's) whose address answers nothing: the
+    command says so in one line instead of a traceback, and stores nothing locally."""
+    import os
+
+    home = embedded_settings.home_dir
+    home.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{free_port()}"
+    (home / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid(), "token": "t"}))
+    result = cx(embedded_settings, "stats", check=False)
+    assert result.returncode == 1, result.stderr
+    assert "error: the running server did not answer" in result.stderr
+    assert "Traceback" not in result.stderr

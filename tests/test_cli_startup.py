@@ -11,9 +11,9 @@ import sys
 HEAVY = ("sklearn", "scipy", "pandas")
 
 
-def _loaded_after(code: str) -> list[str]:
+def _loaded_after(code: str, modules: tuple[str, ...] = HEAVY) -> list[str]:
     probe = (
-        f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+        f"{code}\nimport json, sys\nprint(json.dumps([m for m in {modules!r} if m in sys.modules]))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
@@ -23,6 +23,11 @@ def _loaded_after(code: str) -> list[str]:
 
 def test_the_command_tree_loads_no_heavy_library() -> None:
     assert _loaded_after("import cxloop.cli.main") == []
+
+
+def test_the_http_client_loads_only_to_reach_a_server_or_send_a_webhook() -> None:
+    assert _loaded_after("import cxloop.cli.main, cxloop.project", ("httpx",)) == []
+    assert _loaded_after("import cxloop.web.app", ("httpx",)) == []
 
 
 def test_the_web_app_loads_no_heavy_library() -> None:

@@ -28,10 +28,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,6 +50,9 @@ from cxloop.store.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 endpoints_t = cast(Table, WebhookEndpoint.__table__)
@@ -452,7 +454,10 @@ _clients_lock = threading.Lock()
 
 
 def _client(timeout: float) -> httpx.Client:
-    """One pooled client per timeout, so deliveries to an endpoint reuse connections."""
+    """One pooled client per timeout, so deliveries to an endpoint reuse connections.
+    (httpx is loaded with the first delivery, not by every command that opens a project.)"""
+    import httpx
+
     with _clients_lock:
         client = _clients.get(timeout)
         if client is None:
@@ -538,6 +543,8 @@ def prepare_delivery(engine: Engine, job: jobs.ClaimedJob) -> Prepared:
 
 def send_delivery(settings: Settings, prepared: Prepared) -> Sent:
     """The POST alone (no database): safe to run in many threads at once."""
+    import httpx
+
     e = prepared.endpoint
     started = time.perf_counter()
     code: int | None = None

@@ -14,7 +14,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import httpx
 import typer
 import yaml
 from pydantic import ValidationError
@@ -64,9 +63,6 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except EventStoreUnavailable as exc:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
-        except httpx.HTTPError as exc:
-            err_console.print(f"[red]error:[/red] the running server did not answer: {exc}")
-            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -81,10 +77,17 @@ def local_project(settings: Settings) -> Iterator[Project]:
 
 
 class RemoteServer:
-    """The project's running server, called with its per-run token."""
+    """The project's running server, called with its per-run token.
+
+    The HTTP client library is loaded here, when a server runs, rather than by every
+    command at start-up.
+    """
 
     def __init__(self, info: ServerInfo) -> None:
+        import httpx
+
         self.info = info
+        self._transport_error = httpx.HTTPError
         self.client = httpx.Client(
             base_url=info.url,
             headers={"Authorization": f"Bearer {info.token}"},
@@ -92,7 +95,10 @@ class RemoteServer:
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.client.request(method, path, **kwargs)
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except self._transport_error as exc:
+            raise CliError(f"the running server did not answer: {exc}") from None
         if response.status_code >= 400:
             try:
                 message = response.json()["error"]["message"]
