@@ -7,7 +7,6 @@ as ``cli:USER``.
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ import typer
 from cxloop.automations import presets, rules, staff, webhooks
 from cxloop.cli.context import (
     call_project,
+    cli_actor,
     handle_errors,
     load_settings,
     local_project,
@@ -41,13 +41,6 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json o
 NameArg = Annotated[str, typer.Argument(help="The rule's name")]
 RULE_COLUMNS = ("id", "name", "enabled", "on", "actions", "done", "skipped", "failed", "waiting")
 RUN_COLUMNS = ("id", "rule", "customer_id", "status", "due_at", "occurrence", "outcome")
-
-
-def cli_actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 def _read_rule(path: Path) -> RuleIn:

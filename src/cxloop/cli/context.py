@@ -8,6 +8,7 @@ that read or write events send their request to it (its address and a per-run to
 from __future__ import annotations
 
 import functools
+import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -36,6 +37,14 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+def cli_actor() -> str:
+    """Who the audit log names for what a command changes: cli:USER."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def load_settings() -> Settings:

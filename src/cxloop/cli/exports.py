@@ -118,8 +118,11 @@ class _progress:
         self.bar.stop()
 
 
-def register(export_app: typer.Typer, import_app: typer.Typer) -> None:
+def register_export(export_app: typer.Typer) -> None:
     export_app.command("customers")(handle_errors(customers_command))
     export_app.command("events")(handle_errors(events_command))
     export_app.command("project")(handle_errors(project_command))
+
+
+def register_import(import_app: typer.Typer) -> None:
     import_app.command("project")(handle_errors(import_project_command))

@@ -3,30 +3,235 @@
 from __future__ import annotations
 
 import gc
+import importlib
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from cxloop import __version__
-from cxloop.cli import (
-    analytics,
-    automations,
-    data,
-    exports,
-    feedback,
-    imports,
-    insights,
-    keys,
-    lifecycle,
-    report,
-    segments,
-    service,
-    users,
+from cxloop.cli.context import (
+    CliError,
+    cli_actor,
+    handle_errors,
+    load_settings,
+    local_project,
+    remote_server,
 )
-from cxloop.cli.automations import cli_actor
-from cxloop.cli.context import CliError, handle_errors, load_settings, local_project, remote_server
+from cxloop.cli.lazy import LazyCommand, LazyGroup
 from cxloop.cli.output import Format, console, err_console, key_values
 from cxloop.store import audit
+
+
+def _keys() -> typer.Typer:
+    from cxloop.cli import keys
+
+    return keys.app
+
+
+def _users() -> typer.Typer:
+    from cxloop.cli import users
+
+    return users.app
+
+
+def _data(name: str) -> Callable[[], Any]:
+    def load() -> Any:
+        from cxloop.cli import data
+
+        return getattr(data, name)
+
+    return load
+
+
+def _imports() -> typer.Typer:
+    from cxloop.cli import exports, imports
+
+    exports.register_import(imports.app)
+    return imports.app
+
+
+def _exports() -> typer.Typer:
+    from cxloop.cli import analytics, exports
+
+    exports.register_export(analytics.export_app)
+    return analytics.export_app
+
+
+def _from(module: str, name: str) -> Callable[[], Any]:
+    def load() -> Any:
+        return getattr(importlib.import_module(f"cxloop.cli.{module}"), name)
+
+    return load
+
+
+def _audit() -> Callable[..., Any]:
+    from cxloop.cli import automations
+
+    return handle_errors(automations.audit_command)
+
+
+# Each line is the first paragraph of the command's own help (tests/test_cli_lazy.py holds
+# the two to each other).
+LAZY_COMMANDS = [
+    LazyCommand(
+        "timeline",
+        "A customer's events, stage changes, responses, cases, follow-ups and notes in one "
+        "timeline, newest first.",
+        _from("service", "timeline_command"),
+    ),
+    LazyCommand(
+        "funnel",
+        "Customers per step of a funnel, conversion, drop-off and time to convert.",
+        _from("analytics", "funnel"),
+    ),
+    LazyCommand(
+        "trends",
+        "Events and unique customers per day, week or month.",
+        _from("analytics", "trends"),
+    ),
+    LazyCommand(
+        "retention",
+        "Cohorts by their first start event, and who came back in each following period.",
+        _from("analytics", "retention"),
+    ),
+    LazyCommand(
+        "paths",
+        "The most common paths after (or before) an event; $exit marks where customers left.",
+        _from("analytics", "paths"),
+    ),
+    LazyCommand(
+        "nps", "NPS with its 95% margin of error, overall or per group.", _from("feedback", "nps")
+    ),
+    LazyCommand(
+        "enps",
+        "eNPS per department beside the customer NPS of the stages it owns, and how the two "
+        "correlate across departments.",
+        _from("feedback", "enps"),
+    ),
+    LazyCommand(
+        "csat",
+        "CSAT with its 95% margin of error, overall or per group.",
+        _from("feedback", "csat"),
+    ),
+    LazyCommand(
+        "ces", "CES with its 95% margin of error, overall or per group.", _from("feedback", "ces")
+    ),
+    LazyCommand(
+        "comments",
+        "What the comments say: their sentiment (-1 to +1) overall, per NPS class and per "
+        "group, with the most negative and most positive as examples.",
+        _from("feedback", "comments"),
+    ),
+    LazyCommand(
+        "themes",
+        "What the comments keep coming back to: recurring phrases overall and per group, "
+        "ranked by how much more that group says them, with recent comments as examples.",
+        _from("feedback", "themes"),
+    ),
+    LazyCommand("stats", "Customers, events and events per day.", _data("stats")),
+    LazyCommand(
+        "report",
+        "Write the report: overview, stage flow, gaps, drivers of NPS, NPS against its "
+        "benchmarks and the follow-ups' status, with charts, in one self-contained file.",
+        _from("report", "report_command"),
+    ),
+    LazyCommand(
+        "audit",
+        "Who changed what and when (models, rules, users, keys, merges …), newest first.",
+        _audit,
+    ),
+]
+LAZY_GROUPS = [
+    LazyCommand("keys", "Manage API keys (stored hashed; shown once).", _keys),
+    LazyCommand("users", "Users of the web app: admins, analysts, department members.", _users),
+    LazyCommand("customers", "Search and show customer profiles.", _data("customers_app")),
+    LazyCommand("events", "Query the event stream.", _data("events_app")),
+    LazyCommand("rejected", "Messages refused by ingestion or import.", _data("rejected_app")),
+    LazyCommand(
+        "import",
+        "Import customers or events from CSV, JSONL or Parquet, or survey responses from "
+        "CSV. Re-importing a file changes nothing; rejected rows go to FILE.rejects.csv with "
+        "the reason.",
+        _imports,
+    ),
+    LazyCommand(
+        "lifecycle",
+        "Lifecycle models, stage flows and stalled customers.",
+        _from("lifecycle", "app"),
+    ),
+    LazyCommand(
+        "departments",
+        "Departments that own lifecycle stages.",
+        _from("lifecycle", "departments_app"),
+    ),
+    LazyCommand(
+        "insights",
+        "Insights: gaps per stage, drivers of NPS and churn, retargeting, purchases, churn risk.",
+        _from("insights", "app"),
+    ),
+    LazyCommand(
+        "segments", "Saved segments: rules, members, CSV export.", _from("segments", "app")
+    ),
+    LazyCommand(
+        "surveys",
+        "Surveys (NPS, CSAT, CES, custom) tied to a stage and/or a touchpoint.",
+        _from("feedback", "surveys_app"),
+    ),
+    LazyCommand(
+        "benchmarks",
+        "Published NPS/eNPS/CSAT/CES figures to read ours against (none are shipped).",
+        _from("feedback", "benchmarks_app"),
+    ),
+    LazyCommand(
+        "triggers",
+        "Send a survey after an event, a stage entry or a resolved case.",
+        _from("service", "triggers_app"),
+    ),
+    LazyCommand(
+        "cases", "Support cases: open, assign, resolve, metrics.", _from("service", "cases_app")
+    ),
+    LazyCommand(
+        "followups",
+        "Follow-ups for the department that owns the stage.",
+        _from("service", "followups_app"),
+    ),
+    LazyCommand("notes", "Notes on a customer's timeline.", _from("service", "notes_app")),
+    LazyCommand(
+        "jobs", "The durable job queue (survey e-mails, scans).", _from("service", "jobs_app")
+    ),
+    LazyCommand("export", "Write the data out for other engines.", _exports),
+    LazyCommand(
+        "report-schedules",
+        "Weekly report e-mails per department (sent by the job queue).",
+        _from("report", "schedules_app"),
+    ),
+    LazyCommand(
+        "automations",
+        "Rules: when something happens to a customer, do something.",
+        _from("automations", "app"),
+    ),
+    LazyCommand(
+        "webhooks",
+        "Outgoing webhooks and their delivery log.",
+        _from("automations", "webhooks_app"),
+    ),
+    LazyCommand(
+        "staff",
+        "Staff profiles (the people customers meet) for pre-visit notices.",
+        _from("automations", "staff_app"),
+    ),
+]
+
+
+class CxloopGroup(LazyGroup):
+    lazy = {command.name: command for command in [*LAZY_COMMANDS, *LAZY_GROUPS]}
+    order = [
+        *(c.name for c in LAZY_COMMANDS),
+        *("init", "serve", "demo", "config"),
+        *(c.name for c in LAZY_GROUPS),
+    ]
+
 
 app = typer.Typer(
     name="cxloop",
@@ -34,46 +239,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=CxloopGroup,
 )
 config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-app.add_typer(keys.app, name="keys")
-app.add_typer(users.app, name="users")
-app.add_typer(data.customers_app, name="customers")
-app.add_typer(data.events_app, name="events")
-app.add_typer(data.rejected_app, name="rejected")
-app.add_typer(imports.app, name="import")
-app.add_typer(lifecycle.app, name="lifecycle")
-app.add_typer(lifecycle.departments_app, name="departments")
-app.add_typer(insights.app, name="insights")
-app.add_typer(segments.app, name="segments")
-app.add_typer(feedback.surveys_app, name="surveys")
-app.add_typer(feedback.benchmarks_app, name="benchmarks")
-app.add_typer(service.triggers_app, name="triggers")
-app.add_typer(service.cases_app, name="cases")
-app.add_typer(service.followups_app, name="followups")
-app.add_typer(service.notes_app, name="notes")
-app.add_typer(service.jobs_app, name="jobs")
-app.command("timeline")(service.timeline_command)
-app.command("funnel")(analytics.funnel)
-app.command("trends")(analytics.trends)
-app.command("retention")(analytics.retention)
-app.command("paths")(analytics.paths)
-app.command("nps")(feedback.nps)
-app.command("enps")(feedback.enps)
-app.command("csat")(feedback.csat)
-app.command("ces")(feedback.ces)
-app.command("comments")(feedback.comments)
-app.command("themes")(feedback.themes)
-app.add_typer(analytics.export_app, name="export")
-exports.register(analytics.export_app, imports.app)
-app.command("stats")(data.stats)
-app.command("report")(report.report_command)
-app.add_typer(report.schedules_app, name="report-schedules")
-app.add_typer(automations.app, name="automations")
-app.add_typer(automations.webhooks_app, name="webhooks")
-app.add_typer(automations.staff_app, name="staff")
-app.command("audit")(handle_errors(automations.audit_command))
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 
