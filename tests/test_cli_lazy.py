@@ -34,6 +34,19 @@ def test_each_command_answers_its_help(lazy: LazyCommand) -> None:
     assert result.exit_code == 0, result.output
     assert f"Usage: cxloop {lazy.name}" in result.output
     assert " ".join(lazy.help.split())[:40] in " ".join(result.output.split())
+    assert "--show-completion" not in result.output  # as before: the root offers none
+
+
+def test_commands_registered_by_a_loader_are_registered_once() -> None:
+    from cxloop.cli import analytics, imports
+
+    for _ in range(3):
+        assert CliRunner().invoke(app, ["import", "--help"]).exit_code == 0
+        assert CliRunner().invoke(app, ["export", "--help"]).exit_code == 0
+    imported = [c.name for c in imports.app.registered_commands]
+    exported = [c.name for c in analytics.export_app.registered_commands]
+    assert imported.count("project") == 1
+    assert sorted(exported) == ["customers", "events", "parquet", "project"]
 
 
 def test_the_root_help_lists_every_command_without_loading_them() -> None:

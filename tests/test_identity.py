@@ -220,14 +220,15 @@ def test_an_imported_table_creates_each_customer_once_with_its_bounds(project: P
     import pyarrow as pa
 
     rows = [  # (message id, userId, anonymousId, minutes after T0)
+        # The device's customer and h-1's are planned apart, then merged by the pair.
+        ("b3", None, "dev-1", 50),
         ("b1", "h-1", None, 30),
         ("b2", "h-1", "dev-1", 5),
-        ("b3", None, "dev-1", 50),
         ("b4", "h-2", None, 12),
         ("b5", None, "dev-9", 7),
         ("b6", None, "dev-9", 3),
     ]
-    project.pipeline.ingest_table(
+    result = project.pipeline.ingest_table(
         pa.table(
             {
                 "message_id": [r[0] for r in rows],
@@ -257,7 +258,7 @@ def test_an_imported_table_creates_each_customer_once_with_its_bounds(project: P
         "dev-9": (T0 + timedelta(minutes=3), T0 + timedelta(minutes=7), T0 + timedelta(minutes=3)),
     }
     assert {p.event_count for p in found.values()} == {3, 1, 2}
-    assert len(customers) == 3
+    assert len(customers) == result.customers_created == 3
     assert sorted(identities) == [
         ("anonymous_id", "dev-1"),
         ("anonymous_id", "dev-9"),

@@ -35,7 +35,7 @@ class LazyCommand:
         if isinstance(loaded, typer.Typer):
             command = typer.main.get_group(loaded)
         else:
-            single = typer.Typer()
+            single = typer.Typer(add_completion=False)  # as the root: no completion options
             single.command(self.name)(loaded)
             command = typer.main.get_command(single)
         command.name = self.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 from collections.abc import Callable
@@ -44,6 +45,7 @@ def _data(name: str) -> Callable[[], Any]:
     return load
 
 
+@functools.cache  # the tree is built anew for each invocation; register once
 def _imports() -> typer.Typer:
     from cxloop.cli import exports, imports
 
@@ -51,6 +53,7 @@ def _imports() -> typer.Typer:
     return imports.app
 
 
+@functools.cache
 def _exports() -> typer.Typer:
     from cxloop.cli import analytics, exports
 
