@@ -325,3 +325,40 @@ def test_single_key_plans_equal_the_planners(keys: list[Key], owned: list[bool])
     assert got.new_identities == expected.new_identities
     assert got.identified == expected.identified
     assert got.merges == expected.merges == []
+
+
+def test_imported_ids_holding_any_character_keep_their_own_customers(project: Project) -> None:
+    """Rows are grouped by (userId, anonymousId): no two different pairs may be confused,
+    whatever characters the ids hold."""
+    import pyarrow as pa
+
+    rows = [
+        ("sep-1", "a\x1f", None),
+        ("sep-2", "a", "\x1f"),
+        ("sep-3", "a:", ""),
+        ("sep-4", "a", ":"),
+    ]
+    result = project.pipeline.ingest_table(
+        pa.table(
+            {
+                "message_id": [r[0] for r in rows],
+                "type": ["track"] * len(rows),
+                "event": ["Order Completed"] * len(rows),
+                "user_id": pa.array([r[1] for r in rows], pa.string()),
+                "anonymous_id": pa.array([r[2] or None for r in rows], pa.string()),
+                "timestamp": pa.array([T0] * len(rows), pa.timestamp("us", tz="UTC")),
+                "channel": pa.nulls(len(rows), pa.string()),
+                "properties": ["{}"] * len(rows),
+            }
+        ),
+        source="test",
+    )
+    assert result.stored == 4 and result.customers_created == 3
+    with project.engine.connect() as conn:  # by identity: references are stripped
+        owners = dict(
+            conn.execute(select(CustomerIdentity.value, CustomerIdentity.customer_id)).all()
+        )
+    assert sorted(owners) == sorted(["a\x1f", "a", "a:", "\x1f", ":"])
+    assert len({owners["a\x1f"], owners["a"], owners["a:"]}) == 3
+    assert owners["\x1f"] == owners[":"] == owners["a"]
+    assert_no_orphans(project)

@@ -190,8 +190,10 @@ class IngestPipeline:
         user = pc.fill_null(table["user_id"], "")
         anon = pc.fill_null(table["anonymous_id"], "")
         # One text key per (userId, anonymousId) pair: grouping and looking rows up by a
-        # single column is much cheaper than a two-column join.
-        key = pc.binary_join_element_wise(user, anon, "\x1f")
+        # single column is much cheaper than a two-column join. The userId's length leads,
+        # so no two pairs share a key whatever characters the ids hold.
+        size = pc.cast(pc.binary_length(user), pa.string())
+        key = pc.binary_join_element_wise(size, user, anon, ":")
         pairs = (
             pa.table({"k": key, "u": user, "a": anon, "ts": table["timestamp"]})
             .group_by(["k"], use_threads=False)
