@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -183,24 +184,28 @@ def test_interrupted_merge_moves_events_at_next_open(project: Project) -> None:
     assert_no_orphans(project)
 
 
-def test_imported_rows_widen_first_and_last_seen(project: Project) -> None:
-    import pyarrow as pa
+def track_rows(rows: list[tuple[str, str | None, str | None, int]]) -> pa.Table:
+    """Imported track rows as the bulk path takes them: (message id, userId, anonymousId,
+    minutes after T0)."""
+    return pa.table(
+        {
+            "message_id": [r[0] for r in rows],
+            "type": ["track"] * len(rows),
+            "event": ["Order Completed"] * len(rows),
+            "user_id": pa.array([r[1] for r in rows], pa.string()),
+            "anonymous_id": pa.array([r[2] for r in rows], pa.string()),
+            "timestamp": pa.array(
+                [T0 + timedelta(minutes=r[3]) for r in rows], pa.timestamp("us", tz="UTC")
+            ),
+            "channel": pa.nulls(len(rows), pa.string()),
+            "properties": ["{}"] * len(rows),
+        }
+    )
 
+
+def test_imported_rows_widen_first_and_last_seen(project: Project) -> None:
     def rows(user: str, minutes: list[int]) -> pa.Table:
-        return pa.table(
-            {
-                "message_id": [f"{user}-{m}" for m in minutes],
-                "type": ["track"] * len(minutes),
-                "event": ["Order Completed"] * len(minutes),
-                "user_id": [user] * len(minutes),
-                "anonymous_id": pa.nulls(len(minutes), pa.string()),
-                "timestamp": pa.array(
-                    [T0 + timedelta(minutes=m) for m in minutes], pa.timestamp("us", tz="UTC")
-                ),
-                "channel": pa.nulls(len(minutes), pa.string()),
-                "properties": ["{}"] * len(minutes),
-            }
-        )
+        return track_rows([(f"{user}-{m}", user, None, m) for m in minutes])
 
     project.pipeline.ingest_table(rows("g-1", [10, 20]), source="test")
     project.pipeline.ingest_table(rows("g-1", [5]), source="test")
@@ -217,8 +222,6 @@ def test_imported_rows_widen_first_and_last_seen(project: Project) -> None:
 def test_an_imported_table_creates_each_customer_once_with_its_bounds(project: Project) -> None:
     """The bulk path: a customer met through several (userId, anonymousId) pairs gets the
     first and last time over all of them, one row, and each identity once."""
-    import pyarrow as pa
-
     rows = [  # (message id, userId, anonymousId, minutes after T0)
         # The device's customer and h-1's are planned apart, then merged by the pair.
         ("b3", None, "dev-1", 50),
@@ -228,23 +231,7 @@ def test_an_imported_table_creates_each_customer_once_with_its_bounds(project: P
         ("b5", None, "dev-9", 7),
         ("b6", None, "dev-9", 3),
     ]
-    result = project.pipeline.ingest_table(
-        pa.table(
-            {
-                "message_id": [r[0] for r in rows],
-                "type": ["track"] * len(rows),
-                "event": ["Order Completed"] * len(rows),
-                "user_id": pa.array([r[1] for r in rows], pa.string()),
-                "anonymous_id": pa.array([r[2] for r in rows], pa.string()),
-                "timestamp": pa.array(
-                    [T0 + timedelta(minutes=r[3]) for r in rows], pa.timestamp("us", tz="UTC")
-                ),
-                "channel": pa.nulls(len(rows), pa.string()),
-                "properties": ["{}"] * len(rows),
-            }
-        ),
-        source="test",
-    )
+    result = project.pipeline.ingest_table(track_rows(rows), source="test")
     with project.engine.connect() as conn:
         found = {
             ref: service.get_customer(conn, project.events, ref) for ref in ("h-1", "h-2", "dev-9")
@@ -330,29 +317,13 @@ def test_single_key_plans_equal_the_planners(keys: list[Key], owned: list[bool])
 def test_imported_ids_holding_any_character_keep_their_own_customers(project: Project) -> None:
     """Rows are grouped by (userId, anonymousId): no two different pairs may be confused,
     whatever characters the ids hold."""
-    import pyarrow as pa
-
-    rows = [
-        ("sep-1", "a\x1f", None),
-        ("sep-2", "a", "\x1f"),
-        ("sep-3", "a:", ""),
-        ("sep-4", "a", ":"),
+    rows: list[tuple[str, str | None, str | None, int]] = [
+        ("sep-1", "a\x1f", None, 0),
+        ("sep-2", "a", "\x1f", 0),
+        ("sep-3", "a:", None, 0),
+        ("sep-4", "a", ":", 0),
     ]
-    result = project.pipeline.ingest_table(
-        pa.table(
-            {
-                "message_id": [r[0] for r in rows],
-                "type": ["track"] * len(rows),
-                "event": ["Order Completed"] * len(rows),
-                "user_id": pa.array([r[1] for r in rows], pa.string()),
-                "anonymous_id": pa.array([r[2] or None for r in rows], pa.string()),
-                "timestamp": pa.array([T0] * len(rows), pa.timestamp("us", tz="UTC")),
-                "channel": pa.nulls(len(rows), pa.string()),
-                "properties": ["{}"] * len(rows),
-            }
-        ),
-        source="test",
-    )
+    result = project.pipeline.ingest_table(track_rows(rows), source="test")
     assert result.stored == 4 and result.customers_created == 3
     with project.engine.connect() as conn:  # by identity: references are stripped
         owners = dict(
