@@ -96,7 +96,6 @@ class RemoteServer:
         import httpx
 
         self.info = info
-        self._transport_error = httpx.HTTPError
         self.client = httpx.Client(
             base_url=info.url,
             headers={"Authorization": f"Bearer {info.token}"},
@@ -104,9 +103,11 @@ class RemoteServer:
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx  # loaded by __init__ already
+
         try:
             response = self.client.request(method, path, **kwargs)
-        except self._transport_error as exc:
+        except httpx.HTTPError as exc:
             raise CliError(f"the running server did not answer: {exc}") from None
         if response.status_code >= 400:
             try:

@@ -24,27 +24,6 @@ from cxloop.cli.output import Format, console, err_console, key_values
 from cxloop.store import audit
 
 
-def _keys() -> typer.Typer:
-    from cxloop.cli import keys
-
-    return keys.app
-
-
-def _users() -> typer.Typer:
-    from cxloop.cli import users
-
-    return users.app
-
-
-def _data(name: str) -> Callable[[], Any]:
-    def load() -> Any:
-        from cxloop.cli import data
-
-        return getattr(data, name)
-
-    return load
-
-
 @functools.cache  # the tree is built anew for each invocation; register once
 def _imports() -> typer.Typer:
     from cxloop.cli import exports, imports
@@ -62,6 +41,8 @@ def _exports() -> typer.Typer:
 
 
 def _from(module: str, name: str) -> Callable[[], Any]:
+    """A loader of ``name`` from ``cxloop.cli.<module>``."""
+
     def load() -> Any:
         return getattr(importlib.import_module(f"cxloop.cli.{module}"), name)
 
@@ -132,7 +113,7 @@ LAZY_COMMANDS = [
         "ranked by how much more that group says them, with recent comments as examples.",
         _from("feedback", "themes"),
     ),
-    LazyCommand("stats", "Customers, events and events per day.", _data("stats")),
+    LazyCommand("stats", "Customers, events and events per day.", _from("data", "stats")),
     LazyCommand(
         "report",
         "Write the report: overview, stage flow, gaps, drivers of NPS, NPS against its "
@@ -146,11 +127,17 @@ LAZY_COMMANDS = [
     ),
 ]
 LAZY_GROUPS = [
-    LazyCommand("keys", "Manage API keys (stored hashed; shown once).", _keys),
-    LazyCommand("users", "Users of the web app: admins, analysts, department members.", _users),
-    LazyCommand("customers", "Search and show customer profiles.", _data("customers_app")),
-    LazyCommand("events", "Query the event stream.", _data("events_app")),
-    LazyCommand("rejected", "Messages refused by ingestion or import.", _data("rejected_app")),
+    LazyCommand("keys", "Manage API keys (stored hashed; shown once).", _from("keys", "app")),
+    LazyCommand(
+        "users",
+        "Users of the web app: admins, analysts, department members.",
+        _from("users", "app"),
+    ),
+    LazyCommand("customers", "Search and show customer profiles.", _from("data", "customers_app")),
+    LazyCommand("events", "Query the event stream.", _from("data", "events_app")),
+    LazyCommand(
+        "rejected", "Messages refused by ingestion or import.", _from("data", "rejected_app")
+    ),
     LazyCommand(
         "import",
         "Import customers or events from CSV, JSONL or Parquet, or survey responses from "

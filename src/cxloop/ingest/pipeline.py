@@ -872,18 +872,13 @@ def _insert_new_customers(conn: Connection, bounds: pa.Table, real: RealIds, now
 def _insert_new_identities(
     conn: Connection, plan: IdentityPlan, real: RealIds, now: datetime
 ) -> None:
-    if not plan.new_identities:
-        return
-    claimed = plan.new_identities
-    rows = pa.table(
-        {
-            "customer_id": pa.array([real(c) for c in claimed.values()], pa.int64()),
-            "kind": pa.array([kind for kind, _ in claimed], pa.string()),
-            "value": pa.array([value for _, value in claimed], pa.string()),
-        }
+    bulk_insert(
+        conn,
+        identities_t,
+        ("customer_id", "kind", "value"),
+        [(real(c), kind, value) for (kind, value), c in plan.new_identities.items()],
+        constants={"created_at": now},
     )
-    prepared = driver_rows(conn.dialect, identities_t, rows, {"created_at": now})
-    insert_driver_rows(conn, identities_t, prepared)
 
 
 def _profiles(messages: Sequence[Message], customers: Sequence[int]) -> dict[int, _Profile]:

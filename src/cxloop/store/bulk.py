@@ -28,9 +28,11 @@ def bulk_insert(
     rows: Sequence[tuple[Any, ...]],
     *,
     replace_on: Sequence[str] = (),
+    constants: Mapping[str, Any] | None = None,
 ) -> None:
     """executemany straight to the driver. With ``replace_on`` (the columns of a unique key)
-    a row whose key exists replaces the stored one (an upsert on SQLite and PostgreSQL)."""
+    a row whose key exists replaces the stored one (an upsert on SQLite and PostgreSQL).
+    ``constants`` fill columns equal in every row, converted once instead of per row."""
     if not rows:
         return
     dialect = conn.dialect
@@ -42,6 +44,12 @@ def bulk_insert(
             for values, convert in zip(columns_in, converters, strict=True)
         ]
         rows = list(zip(*columns_out, strict=True))
+    if constants:
+        fixed = tuple(
+            _driver_value(table.c[name].type, dialect, v) for name, v in constants.items()
+        )
+        rows = [(*row, *fixed) for row in rows]
+        columns = [*columns, *constants]
     _execute(conn, table, columns, rows if isinstance(rows, list) else list(rows), replace_on)
 
 
@@ -61,8 +69,7 @@ def driver_rows(
     Kept apart from the insert so a caller can convert in one thread and write in another."""
     values: list[Sequence[Any] | Iterator[Any]] = []
     for name, value in (constants or {}).items():
-        convert = _converter(table.c[name].type, dialect)
-        values.append(repeat(convert([value])[0] if convert else value, rows.num_rows))
+        values.append(repeat(_driver_value(table.c[name].type, dialect, value), rows.num_rows))
     for name in rows.column_names:
         values.append(_arrow_values(rows.column(name), table.c[name].type, dialect))
     return DriverRows([*(constants or {}), *rows.column_names], list(zip(*values, strict=True)))
@@ -118,6 +125,11 @@ def _arrow_values(
         return cast(list[Any], converted[codes].tolist())
     plain = values.to_pylist()
     return plain if convert is None else convert(plain)
+
+
+def _driver_value(column_type: Any, dialect: Any, value: Any) -> Any:
+    convert = _converter(column_type, dialect)
+    return convert([value])[0] if convert else value
 
 
 def _converter(column_type: Any, dialect: Any) -> Callable[[Sequence[Any]], Sequence[Any]] | None:
