@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -13,6 +14,8 @@ from cxloop.events.base import EVENTS_ARROW_SCHEMA
 
 _encode = msgspec.json.Encoder().encode
 _TYPES = {f.name: f.type for f in EVENTS_ARROW_SCHEMA}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _json(values: list[dict[str, Any]]) -> pa.Array:
@@ -20,12 +23,30 @@ def _json(values: list[dict[str, Any]]) -> pa.Array:
     return pa.array([_encode(v) if v else None for v in values], pa.binary()).cast(pa.string())
 
 
+def _timestamps(values: Iterable[datetime | None], arrow_type: pa.DataType) -> pa.Array:
+    """Aware date-times as microseconds since the epoch, exact, then viewed as timestamps.
+
+    Arrow converts an aware datetime with a call to its ``utcoffset`` per value, which costs
+    two to three times this integer arithmetic; and a request's receive time (often its
+    sentAt too) is one object repeated, converted once here.
+    """
+    micros: list[int | None] = []
+    last: object = object()
+    value: int | None = None
+    for moment in values:
+        if moment is not last:
+            last = moment
+            value = None if moment is None else (moment - _EPOCH) // _MICROSECOND
+        micros.append(value)
+    return pa.array(micros, pa.int64()).view(arrow_type)
+
+
 def messages_table(
     messages: Sequence[Message], customer_ids: Sequence[int], source: str
 ) -> pa.Table:
     """Columns built as Python lists once, then one Arrow table: cheaper than row dicts.
 
-    Timestamps are aware UTC datetimes, converted by Arrow itself (exact to the microsecond).
+    Timestamps are aware datetimes, exact to the microsecond (``_timestamps``).
     """
     ts = _TYPES["timestamp"]
     columns: dict[str, pa.Array] = {
@@ -36,10 +57,10 @@ def messages_table(
         "customer_id": pa.array(customer_ids, pa.int64()),
         "user_id": pa.array([m.user_id for m in messages], pa.string()),
         "anonymous_id": pa.array([m.anonymous_id for m in messages], pa.string()),
-        "timestamp": pa.array([m.timestamp for m in messages], ts),
-        "original_timestamp": pa.array([m.original_timestamp for m in messages], ts),
-        "sent_at": pa.array([m.sent_at for m in messages], ts),
-        "received_at": pa.array([m.received_at for m in messages], ts),
+        "timestamp": _timestamps((m.timestamp for m in messages), ts),
+        "original_timestamp": _timestamps((m.original_timestamp for m in messages), ts),
+        "sent_at": _timestamps((m.sent_at for m in messages), ts),
+        "received_at": _timestamps((m.received_at for m in messages), ts),
         "channel": pa.array([m.channel for m in messages], pa.string()),
         "source": pa.array([source] * len(messages), pa.string()),
         "properties": pa.array([m.properties for m in messages], pa.string()),
