@@ -115,6 +115,23 @@ def test_batch_and_import_store_every_message_type(api: ApiClient, path: str) ->
     assert api.http.get("/api/v1/stats", headers=api.auth).json()["events"] == 6
 
 
+def test_tracking_answers_carry_the_headers_and_routing_of_every_answer(api: ApiClient) -> None:
+    """The tracking routes are answered ahead of FastAPI's routing: nothing else changes."""
+    ok = send(api, "/v1/batch", {"batch": [msg("track", "h-1", userId="u-1", event="A")]})
+    refused = api.http.post("/v1/track", content=b"{}")
+    for response in (ok, refused):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "same-origin"
+        assert response.headers["server-timing"].startswith("app;dur=")
+        assert response.headers["content-type"] == "application/json"
+    assert (ok.status_code, refused.status_code) == (200, 401)
+    assert refused.json()["error"]["code"] == "unauthorized"
+    # Other methods and paths still meet FastAPI's own answers.
+    assert api.http.get("/v1/batch", headers=basic(api.write_key)).status_code == 405
+    assert send(api, "/v1/nothing", {"batch": []}).status_code == 404
+    assert api.http.get("/api/v1/stats", headers=api.auth).json()["events"] == 1
+
+
 # -- write keys -----------------------------------------------------------------------------
 
 

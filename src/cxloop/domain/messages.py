@@ -107,6 +107,14 @@ class MessageError:
         return {"index": self.index, "field": self.field, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A refused message with the raw text kept for inspection."""
+
+    error: MessageError
+    payload: str
+
+
 class InvalidMessage(ValueError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import msgspec
 
-from cxloop.domain.messages import Message
-from cxloop.ingest.pipeline import Rejected
+from cxloop.domain.messages import Message, Rejected
 
 log = logging.getLogger(__name__)
 

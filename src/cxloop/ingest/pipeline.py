@@ -38,7 +38,7 @@ from sqlalchemy import (
     update,
 )
 
-from cxloop.domain.messages import Message, MessageError
+from cxloop.domain.messages import Message, MessageError, Rejected
 from cxloop.domain.traits import TYPED_FIELDS, split_traits
 from cxloop.domain.values import as_utc
 from cxloop.events.base import EVENTS_ARROW_SCHEMA, AppendResult, EventStore, utc_datetimes
@@ -71,14 +71,6 @@ _IN_CHUNK = 500
 _CACHE_LIMIT = 2_000_000
 _SEEN_LIMIT = 1_000_000
 _SEEN_GRANULARITY = timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A refused message with the raw text kept for inspection."""
-
-    error: MessageError
-    payload: str
 
 
 @dataclass

@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from cxloop.domain.messages import Message
+from cxloop.domain.messages import Message, Rejected
 from cxloop.ingest.log import IngestLog, LogRecord
-from cxloop.ingest.pipeline import IngestPipeline, IngestResult, Rejected
+from cxloop.ingest.pipeline import IngestPipeline, IngestResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,9 +90,12 @@ class GroupCommitWriter:
         self, messages: Sequence[Message], rejects: Sequence[Rejected], source: str
     ) -> IngestResult:
         """Durably log one request's messages; returns once they are on disk."""
+        return await self.ingest_record(LogRecord(source, list(messages), list(rejects)))
+
+    async def ingest_record(self, record: LogRecord) -> IngestResult:
+        """Durably log one checked request's record; returns once it is on disk."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[IngestResult] = loop.create_future()
-        record = LogRecord(source, list(messages), list(rejects))
         self._incoming.put(_Ingest(record, _resolver(loop, future)))
         return await future
 

@@ -31,6 +31,7 @@ from cxloop.web import (
     tracking,
 )
 from cxloop.web.errors import install_error_handlers
+from cxloop.web.headers import SecurityHeaders
 from cxloop.web.pages import install_pages
 from cxloop.web.state import ServerState
 
@@ -127,6 +128,9 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     app.include_router(automations.router)
     app.include_router(exports.router)
     install_pages(app)
+    # The last added runs first: the headers wrap the tracking shortcut's answers too.
+    app.add_middleware(tracking.TrackingShortcut)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

@@ -1,15 +1,13 @@
 """The web app's pages: server-rendered (Jinja2 + htmx), charts by ECharts, no build step.
 
 ``install_pages`` mounts the static files, the page routers, the handlers that turn a
-missing session into the sign-in page and a refused role into a 403 page, and the
-security headers every answer carries.
+missing session into the sign-in page and a refused role into a 403 page (the security
+headers every answer carries are ``cxloop.web.headers``).
 """
 
 from __future__ import annotations
 
 import inspect
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
@@ -52,13 +50,6 @@ ROUTERS = [
     automations.router,
 ]
 
-# Scripts only from this site (no inline script anywhere); ECharts and htmx set inline
-# styles, and the journey map's PNG export makes a data: URL.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-)
-
 
 def install_pages(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -99,20 +90,3 @@ def install_pages(app: FastAPI) -> None:
 
     app.add_exception_handler(PageForbidden, _refused)
     app.add_exception_handler(PageBadInput, _refused)
-
-    @app.middleware("http")
-    async def _headers(  # security headers, and the server time of every answer
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        spent_ms = (time.perf_counter() - started) * 1000
-        response.headers["Server-Timing"] = f"app;dur={spent_ms:.1f}"
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers.setdefault("X-Frame-Options", "DENY")
-            if not request.url.path.startswith("/docs"):
-                response.headers.setdefault("Content-Security-Policy", CSP)
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
