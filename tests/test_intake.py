@@ -60,3 +60,17 @@ def test_a_single_message_takes_the_type_of_its_endpoint() -> None:
     assert (checked.status, json.loads(checked.answer)) == (200, {"success": True, "warnings": []})
     assert checked.record is not None
     assert [(m.type, m.name) for m in checked.record.messages] == [("page", "Home")]
+
+
+def test_invalid_utf8_in_a_raw_object_is_one_refused_message() -> None:
+    good = json.dumps(msg("track", "ok-1", userId="u-1", event="A")).encode()
+    bad = b'{"type": "track", "userId": "u-2", "event": "B", "properties": {"a": "\xff"}}'
+    checked = check(job(b'{"batch": [' + good + b", " + bad + b"]}"))
+    assert checked.status == 200
+    answer = json.loads(checked.answer)
+    assert answer["accepted"] == 1
+    assert answer["rejected"] == [
+        {"index": 1, "field": "properties", "reason": "is not valid UTF-8"}
+    ]
+    single = check(job(b'{"userId": "u-2", "event": "B", "context": {"a": "\xff"}}', "track"))
+    assert (single.status, json.loads(single.answer)["error"]["field"]) == (400, "context")

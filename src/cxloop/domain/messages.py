@@ -243,7 +243,10 @@ def _object_text(raw: msgspec.Raw, field: str) -> str | None:
     """The raw JSON of an object field as text (None when absent, null or empty)."""
     if not raw:
         return None
-    text = bytes(raw).decode()
+    try:
+        text = bytes(raw).decode()
+    except UnicodeDecodeError:  # msgspec checks strings it decodes, not a raw object's bytes
+        raise InvalidMessage(field, "is not valid UTF-8") from None
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise InvalidMessage(field, _NUL_REASON)
     head = text.lstrip()[:1]
