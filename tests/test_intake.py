@@ -6,15 +6,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from cxloop.ingest.intake import Job, check
+from cxloop.ingest.intake import Checked, check
 from tests.test_tracking_api import msg
 
 RECEIVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LIMIT = 32 * 1024
 
 
-def job(body: bytes, implied: str | None = None) -> Job:
-    return Job(body, "tests", RECEIVED, implied, LIMIT)
+def checked_body(body: bytes, implied: str | None = None) -> Checked:
+    return check(
+        body, source="tests", received_at=RECEIVED, implied=implied, max_message_bytes=LIMIT
+    )
 
 
 def test_a_batch_keeps_its_valid_messages_and_reports_each_refused_one() -> None:
@@ -24,7 +26,7 @@ def test_a_batch_keeps_its_valid_messages_and_reports_each_refused_one() -> None
     messages.append(msg("identify", "id-1", userId="u-1", traits={"birthday": "soon"}))
     messages.append({"type": "track", "userId": "u-1"})  # no event
     body = json.dumps({"batch": messages, "context": {"locale": "de"}}).encode()
-    checked = check(job(body))
+    checked = checked_body(body)
     answer = json.loads(checked.answer)
     assert checked.status == 200
     assert answer["accepted"] == 4
@@ -39,14 +41,14 @@ def test_a_batch_keeps_its_valid_messages_and_reports_each_refused_one() -> None
 
 
 def test_a_malformed_batch_is_refused_whole_and_leaves_nothing_to_log() -> None:
-    checked = check(job(b'{"batch": ['))
+    checked = checked_body(b'{"batch": [')
     assert checked.status == 400
     assert json.loads(checked.answer)["error"]["code"] == "invalid_json"
     assert checked.record is None
 
 
 def test_a_refused_single_message_is_kept_as_a_reject() -> None:
-    checked = check(job(b'{"userId": "u-9"}', implied="track"))
+    checked = checked_body(b'{"userId": "u-9"}', implied="track")
     assert checked.status == 400
     error = json.loads(checked.answer)["error"]
     assert (error["code"], error["field"]) == ("invalid_message", "event")
@@ -56,7 +58,7 @@ def test_a_refused_single_message_is_kept_as_a_reject() -> None:
 
 
 def test_a_single_message_takes_the_type_of_its_endpoint() -> None:
-    checked = check(job(b'{"messageId": "p-1", "anonymousId": "a-1", "name": "Home"}', "page"))
+    checked = checked_body(b'{"messageId": "p-1", "anonymousId": "a-1", "name": "Home"}', "page")
     assert (checked.status, json.loads(checked.answer)) == (200, {"success": True, "warnings": []})
     assert checked.record is not None
     assert [(m.type, m.name) for m in checked.record.messages] == [("page", "Home")]
@@ -65,12 +67,12 @@ def test_a_single_message_takes_the_type_of_its_endpoint() -> None:
 def test_invalid_utf8_in_a_raw_object_is_one_refused_message() -> None:
     good = json.dumps(msg("track", "ok-1", userId="u-1", event="A")).encode()
     bad = b'{"type": "track", "userId": "u-2", "event": "B", "properties": {"a": "\xff"}}'
-    checked = check(job(b'{"batch": [' + good + b", " + bad + b"]}"))
+    checked = checked_body(b'{"batch": [' + good + b", " + bad + b"]}")
     assert checked.status == 200
     answer = json.loads(checked.answer)
     assert answer["accepted"] == 1
     assert answer["rejected"] == [
         {"index": 1, "field": "properties", "reason": "is not valid UTF-8"}
     ]
-    single = check(job(b'{"userId": "u-2", "event": "B", "context": {"a": "\xff"}}', "track"))
+    single = checked_body(b'{"userId": "u-2", "event": "B", "context": {"a": "\xff"}}', "track")
     assert (single.status, json.loads(single.answer)["error"]["field"]) == (400, "context")

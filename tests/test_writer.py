@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from cxloop.domain.messages import Message, from_dict, normalise
 from cxloop.events.base import EventQuery
-from cxloop.ingest.log import IngestLog
+from cxloop.ingest.log import IngestLog, LogRecord
 from cxloop.ingest.pipeline import IngestPipeline, IngestResult, Rejected
 from cxloop.ingest.writer import GroupCommitWriter
 from cxloop.project import Project
@@ -45,8 +45,8 @@ def test_a_message_the_stores_refuse_is_kept_aside_and_the_rest_applied(
 
     async def send() -> None:
         await asyncio.gather(
-            writer.ingest([message("a"), message("refused")], [], "web"),
-            writer.ingest([message("b")], [], "web"),
+            writer.ingest(LogRecord("web", [message("a"), message("refused")], [])),
+            writer.ingest(LogRecord("web", [message("b")], [])),
         )
         assert await writer.settled(timeout=60)
 

@@ -26,17 +26,6 @@ from cxloop.domain.traits import split_traits
 from cxloop.ingest.log import LogRecord
 
 
-@dataclass(frozen=True)
-class Job:
-    """One request to check: ``implied`` is the type of a single-message endpoint."""
-
-    body: bytes
-    source: str
-    received_at: datetime
-    implied: str | None
-    max_message_bytes: int
-
-
 @dataclass
 class Checked:
     """The answer (JSON) to send once ``record``, if there is one, is durable."""
@@ -56,25 +45,30 @@ def error_answer(status: int, code: str, message: str, field: str | None = None)
     return Checked(status, _encode({"success": False, "error": error}))
 
 
-def check(job: Job) -> Checked:
-    """Decode and check every message of a request; bad ones become rejects, never errors."""
-    if job.implied is not None:
-        return _check_single(job, job.implied)
+def check(
+    body: bytes, *, source: str, received_at: datetime, implied: str | None, max_message_bytes: int
+) -> Checked:
+    """Decode and check every message of a request; bad ones become rejects, never errors.
+
+    ``implied`` is the type of a single-message endpoint (None for a batch).
+    """
+    if implied is not None:
+        return _check_single(body, source, received_at, implied)
     try:
-        wire = decode_batch(job.body)
+        wire = decode_batch(body)
     except InvalidMessage as exc:
         return error_answer(400, "invalid_json", f"{exc.field}: {exc.reason}", exc.field)
     messages: list[Message] = []
     indices: list[int] = []
     rejects: list[Rejected] = []
-    limit = job.max_message_bytes
+    limit = max_message_bytes
     for index, raw in enumerate(wire.batch):
         try:
             if len(raw) > limit:
                 raise InvalidMessage("body", f"message is larger than {limit // 1024} KB")
             message = normalise(
                 decode_message(raw),
-                received_at=job.received_at,
+                received_at=received_at,
                 batch_context=wire.context,
                 batch_integrations=wire.integrations,
                 batch_sent_at=wire.sentAt,
@@ -91,21 +85,19 @@ def check(job: Job) -> Checked:
         "rejected": [r.error.as_dict() for r in rejects],
         "warnings": _warnings(messages, indices),
     }
-    return Checked(200, _encode(answer), LogRecord(job.source, messages, rejects))
+    return Checked(200, _encode(answer), LogRecord(source, messages, rejects))
 
 
-def _check_single(job: Job, implied: str) -> Checked:
+def _check_single(body: bytes, source: str, received_at: datetime, implied: str) -> Checked:
     try:
-        message = normalise(
-            decode_message(job.body), received_at=job.received_at, implied_type=implied
-        )
+        message = normalise(decode_message(body), received_at=received_at, implied_type=implied)
     except InvalidMessage as exc:
-        reject = Rejected(MessageError(0, exc.field, exc.reason), job.body.decode(errors="replace"))
+        reject = Rejected(MessageError(0, exc.field, exc.reason), body.decode(errors="replace"))
         refused = error_answer(400, "invalid_message", f"{exc.field}: {exc.reason}", exc.field)
-        refused.record = LogRecord(job.source, [], [reject])
+        refused.record = LogRecord(source, [], [reject])
         return refused
     answer = {"success": True, "warnings": _warnings([message], [0])}
-    return Checked(200, _encode(answer), LogRecord(job.source, [message], []))
+    return Checked(200, _encode(answer), LogRecord(source, [message], []))
 
 
 def _warnings(messages: list[Message], indices: list[int]) -> list[dict[str, Any]]:

@@ -23,11 +23,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from cxloop.domain.messages import Message, Rejected
 from cxloop.ingest.log import IngestLog, LogRecord
 from cxloop.ingest.pipeline import IngestPipeline, IngestResult
 
@@ -86,13 +85,7 @@ class GroupCommitWriter:
 
     # -- called from the event loop ---------------------------------------------------------------
 
-    async def ingest(
-        self, messages: Sequence[Message], rejects: Sequence[Rejected], source: str
-    ) -> IngestResult:
-        """Durably log one request's messages; returns once they are on disk."""
-        return await self.ingest_record(LogRecord(source, list(messages), list(rejects)))
-
-    async def ingest_record(self, record: LogRecord) -> IngestResult:
+    async def ingest(self, record: LogRecord) -> IngestResult:
         """Durably log one checked request's record; returns once it is on disk."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[IngestResult] = loop.create_future()

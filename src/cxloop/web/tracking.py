@@ -24,7 +24,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cxloop.domain.messages import write_key_of
-from cxloop.ingest.intake import Checked, Job, check, error_answer
+from cxloop.ingest.intake import Checked, check, error_answer
 from cxloop.web.state import ServerState, basic_user, state_of
 
 log = logging.getLogger(__name__)
@@ -111,22 +111,28 @@ def _authenticate(request: Request, body: bytes, state: ServerState) -> str | Re
     return source
 
 
-async def _checked(request: Request, implied: str | None, limit: int) -> Response:
+async def _checked(request: Request, implied: str | None) -> Response:
     """Check the request, log it durably, then answer."""
     received_at = datetime.now(UTC)
     state = state_of(request)
+    settings = state.project.settings
+    limit = settings.max_message_bytes if implied else settings.max_batch_bytes
     body = await _read_body(request, limit)
     if isinstance(body, Response):
         return body
     source = _authenticate(request, body, state)
     if isinstance(source, Response):
         return source
-    settings = state.project.settings
-    job = Job(body, source, received_at, implied, settings.max_message_bytes)
-    checked = check(job)
+    checked = check(
+        body,
+        source=source,
+        received_at=received_at,
+        implied=implied,
+        max_message_bytes=settings.max_message_bytes,
+    )
     if checked.record is not None:
         try:
-            await state.writer.ingest_record(checked.record)
+            await state.writer.ingest(checked.record)
         except Exception:
             log.exception("ingestion failed")
             if checked.status == 200:  # a refused single message is answered 400 all the same
@@ -136,9 +142,7 @@ async def _checked(request: Request, implied: str | None, limit: int) -> Respons
 
 def _single(implied: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
     async def handle(request: Request) -> Response:
-        return await _checked(
-            request, implied, state_of(request).project.settings.max_message_bytes
-        )
+        return await _checked(request, implied)
 
     handle.__name__ = f"track_{implied}"
     handle.__doc__ = f"Record one `{implied}` message (Segment spec)."
@@ -147,7 +151,7 @@ def _single(implied: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
 
 async def batch(request: Request) -> Response:
     """Record many messages; valid ones are stored, each invalid one is reported."""
-    return await _checked(request, None, state_of(request).project.settings.max_batch_bytes)
+    return await _checked(request, None)
 
 
 for _kind in ("track", "identify", "page", "screen", "group", "alias"):
