@@ -16,6 +16,12 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _URL_PASSWORD = re.compile(r"(?P<head>://[^:/@]+:)(?P<password>[^@]+)(?P<tail>@)")
+# What a browser sends as Origin: scheme, host and an optional port, nothing after.
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+
+
+def _origin_items(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 class Settings(BaseSettings):
@@ -41,6 +47,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None,
         description="Optional extra API secret key accepted as a Bearer token.",
+    )
+    tracking_origins: str = Field(
+        default="*",
+        description="Web pages whose browsers may send to the Tracking API: * for any, or "
+        "origins separated by commas, such as https://shop.example.com,https://example.com.",
     )
     max_message_bytes: int = Field(default=32 * 1024, ge=1024)
     max_batch_bytes: int = Field(default=500 * 1024, ge=1024)
@@ -138,12 +149,26 @@ class Settings(BaseSettings):
             raise ValueError("must start with duckdb:// or postgresql://")
         return value
 
+    @field_validator("tracking_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in _origin_items(value):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin: * or scheme://host[:port], no path")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _web_address(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
+
+    @cached_property
+    def tracking_origin_list(self) -> list[str]:
+        """The origins as a list; ``["*"]`` when any is allowed."""
+        items = _origin_items(self.tracking_origins)
+        return ["*"] if "*" in items or not items else items
 
     @cached_property
     def home_dir(self) -> Path:
@@ -185,6 +210,7 @@ class Settings(BaseSettings):
             "host": self.host,
             "port": self.port,
             "secret_key": "********" if self.secret_key else None,
+            "tracking_origins": self.tracking_origins,
             "max_message_bytes": self.max_message_bytes,
             "max_batch_bytes": self.max_batch_bytes,
             "commit_max_messages": self.commit_max_messages,

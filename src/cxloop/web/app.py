@@ -129,7 +129,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
     app.include_router(exports.router)
     install_pages(app)
     # The last added runs first: the headers wrap the tracking shortcut's answers too.
-    app.add_middleware(tracking.TrackingShortcut)
+    app.add_middleware(tracking.TrackingShortcut, origins=settings.tracking_origin_list)
     app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", tags=["meta"])

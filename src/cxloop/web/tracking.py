@@ -1,5 +1,10 @@
 """Segment-compatible Tracking API: /v1/track, identify, page, screen, group, alias, batch.
 
+Browsers send here too: Segment's analytics.js posts each message to a one-letter path
+(``/v1/t``, ``/v1/i`` …, batches to ``/v1/b``) as ``text/plain`` with the write key in the
+body, from the page's own origin, so these paths answer CORS (``CXLOOP_TRACKING_ORIGINS``
+says which pages may send; a POST from any other page is refused).
+
 The hot path avoids FastAPI's body validation: bodies are read as bytes and decoded with
 msgspec, one message at a time, so that a bad message costs only its own rejection. The
 routes are registered with FastAPI (for the OpenAPI document), but ``TrackingShortcut``
@@ -21,6 +26,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cxloop.domain.messages import write_key_of
@@ -181,6 +187,10 @@ for _path in ("/batch", "/import"):
             }
         },
     )
+# The paths analytics.js posts to: the type's first letter, and b for a batch.
+for _kind in ("track", "identify", "page", "screen", "group", "alias"):
+    router.add_api_route(f"/{_kind[0]}", _single(_kind), methods=["POST"], include_in_schema=False)
+router.add_api_route("/b", batch, methods=["POST"], name="batch_b", include_in_schema=False)
 
 
 _HANDLERS: dict[str, Callable[[Request], Coroutine[Any, Any, Response]]] = {
@@ -191,18 +201,48 @@ _HANDLERS: dict[str, Callable[[Request], Coroutine[Any, Any, Response]]] = {
 
 
 class TrackingShortcut:
-    """Sends a Tracking API POST straight to its handler; everything else goes on."""
+    """Sends a Tracking API POST straight to its handler; everything else goes on.
 
-    def __init__(self, app: ASGIApp) -> None:
+    A request with an Origin header (a browser's) goes through Starlette's CORS middleware
+    first, which answers preflights and marks the answer readable by the page; a server
+    client sends no Origin and skips it.
+    """
+
+    def __init__(self, app: ASGIApp, origins: list[str] | None = None) -> None:
         self.app = app
+        self.cors = CORSMiddleware(
+            self._from_browser,
+            allow_origins=origins or ["*"],
+            allow_methods=["POST"],
+            allow_headers=["*"],
+            max_age=86400,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["method"] in ("POST", "OPTIONS"):
             path: str = scope["path"]
             root: str = scope.get("root_path", "")
             handler = _HANDLERS.get(path.removeprefix(root) if root else path)
             if handler is not None:
-                response = await handler(Request(scope, receive))
-                await response(scope, receive, send)
-                return
+                if any(name == b"origin" for name, _ in scope["headers"]):
+                    await self.cors(scope, receive, send)
+                    return
+                if scope["method"] == "POST":
+                    response = await handler(Request(scope, receive))
+                    await response(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
+
+    async def _from_browser(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        origin = request.headers.get("origin", "")
+        if scope["method"] != "POST":  # an OPTIONS that is no preflight
+            response: Response = Response(status_code=204, headers={"Allow": "POST, OPTIONS"})
+        elif not self.cors.is_allowed_origin(origin):
+            response = _error(
+                403, "origin_not_allowed", f"pages on {origin} may not send events here"
+            )
+        else:
+            handler = _HANDLERS[scope["path"].removeprefix(scope.get("root_path", ""))]
+            response = await handler(request)
+        await response(scope, receive, send)
