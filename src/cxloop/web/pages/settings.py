@@ -602,6 +602,7 @@ def _keys(
         errors=errors or {},
         values=values or {"kind": "write"},
         created=created,
+        public_url=page.state.project.settings.effective_public_url,
     )
 
 
