@@ -216,6 +216,18 @@ def test_a_delivery_trigger_mails_one_link_per_customer_within_the_cap(
     send(api, track("d1", "ann", "Order Delivered", delivered))
     again = worker.run_once(now=delivered + timedelta(days=4))
     assert again.done == 0 and len(inbox.messages) == 1
+    # History from before the trigger existed (an import of last month's deliveries) asks
+    # nobody; a delivery that reaches cxloop a few hours late still does.
+    send(
+        api,
+        identify("cy", "cy@example.com", "Cy"),
+        identify("dee", "dee@example.com", "Dee"),
+        track("d4", "cy", "Order Delivered", NOW - timedelta(days=30)),
+        track("d5", "dee", "Order Delivered", NOW - timedelta(hours=5)),
+    )
+    with api.http.app.state.cxloop.project.engine.connect() as conn:  # type: ignore[attr-defined]
+        queued = jobs.list_jobs(conn, kind="survey.send")
+    assert len(queued) == 4 and queued[0]["key"].endswith(":d5")  # dee's, not cy's
 
 
 def test_a_mail_server_that_is_down_is_retried_and_nothing_is_lost(
@@ -416,6 +428,11 @@ def test_stage_triggers_fire_on_entries_after_they_are_made(quiet_api: ApiClient
     engine = api.http.app.state.cxloop.project.engine  # type: ignore[attr-defined]
     worker = Worker(engine, api.settings)
     assert worker.scan()["stage_triggers"] == 1  # gus, not fay (before the trigger existed)
+    assert worker.scan()["stage_triggers"] == 0
+    # A rebuilt history writes the same moves as new rows: nobody is asked again, and
+    # fay's entry, from before the trigger, still asks nobody.
+    rebuilt = api.http.post("/api/v1/lifecycle/rebuild", json={}, headers=api.auth)
+    assert rebuilt.status_code == 200 and rebuilt.json()["transitions"] >= 2, rebuilt.text
     assert worker.scan()["stage_triggers"] == 0
     with engine.connect() as conn:
         [job] = jobs.list_jobs(conn, kind="survey.send")

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.domain.automations import MAX_CHAIN, RuleDefinition, minutes_in
 from cxloop.domain.values import iso_utc, utc
-from cxloop.lifecycle.service import moves_since, transitions_t
+from cxloop.lifecycle.service import move_key, moves_since, transitions_t
 from cxloop.store import activity, jobs
 from cxloop.store.models import Automation, AutomationRun, FollowUp, Survey, SurveyResponse
 
@@ -295,11 +295,7 @@ def _scan_stages(conn: Connection, rules: list[ActiveRule], batch: int) -> int:
                     "reason": row.reason,
                 },
             }
-            # Keyed by what the move is, not its row id: a rebuild rewrites the rows.
-            key = (
-                f"stage:{row.model}:{row.customer_id}:{row.cycle}:{row.kind}:{row.to_stage}:"
-                f"{iso_utc(row.at)}"
-            )
+            key = move_key(row.model, row)
             started += start_run(conn, rule, int(row.customer_id), key, row.at, data)
     if rows:
         jobs.save_cursor(conn, name, int(rows[-1].id))

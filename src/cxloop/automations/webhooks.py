@@ -379,7 +379,7 @@ def _scan_stages(conn: Connection, batch: int) -> int:
     if not _subscribed(conn, "stage"):
         jobs.skip_to_end(conn, name, transitions_t)
         return 0
-    from cxloop.lifecycle.service import moves_since
+    from cxloop.lifecycle.service import move_key, moves_since
 
     rows = moves_since(conn, jobs.read_cursor(conn, name), batch=batch)
     queued = 0
@@ -396,8 +396,7 @@ def _scan_stages(conn: Connection, batch: int) -> int:
             "event": r.event,
             "reason": r.reason,
         }
-        key = f"stage:{r.model}:{r.customer_id}:{r.cycle}:{r.kind}:{r.to_stage}:{iso_utc(r.at)}"
-        queued += publish(conn, "stage", kind, key, data, r.at)
+        queued += publish(conn, "stage", kind, move_key(r.model, r), data, r.at)
     if rows:
         jobs.save_cursor(conn, name, int(rows[-1].id))
     return queued

@@ -2,8 +2,11 @@
 
 A trigger fires on an event (a touchpoint), on entering a lifecycle stage, or on a
 support case being resolved; it queues a ``survey.send`` job to run after its delay. The
-job is keyed by trigger and occurrence, so a replayed batch or a rescanned stage entry
-never asks twice. When the job runs it applies the frequency cap (no customer asked more
+job is keyed by trigger and occurrence (a stage entry by what the move is, not its row, so
+a rebuilt history asks nobody again), so a replayed batch or a rescanned stage entry never
+asks twice. An occurrence from before the trigger existed (less ``LATE_GRACE``, for
+events that reach cxloop late) asks nobody: importing last year's orders must not survey
+every customer about them. When the job runs it applies the frequency cap (no customer asked more
 than once per ``cap_days``, whatever the survey), creates the single-use invite, and sends
 it by e-mail (or leaves it for the app to show).
 """
@@ -25,7 +28,7 @@ from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 from cxloop.domain.values import MAX_INT, utc
 from cxloop.feedback.invites import create_invite, get_invite, invites_t, mark_sent
 from cxloop.feedback.surveys import get_survey
-from cxloop.lifecycle.service import NotFound, get_model
+from cxloop.lifecycle.service import NotFound, get_model, move_key
 from cxloop.settings import Settings
 from cxloop.store import jobs
 from cxloop.store.models import Customer, StageTransition, SurveyTrigger
@@ -38,6 +41,7 @@ FiresOn = Literal["event", "stage", "case_resolved"]
 _DELAY = re.compile(r"^\s*(\d+)\s*(m|min|h|d)\s*$")
 _UNIT_MINUTES = {"m": 1, "min": 1, "h": 60, "d": 1440}
 MAX_DELAY_DAYS = 365
+LATE_GRACE = timedelta(days=1)
 
 
 class TriggerIn(BaseModel):
@@ -163,6 +167,8 @@ def _queue(
     touchpoint: str | None,
     case_id: int | None = None,
 ) -> bool:
+    if utc(moment) < utc(trigger.created_at) - LATE_GRACE:
+        return False
     payload = {
         "trigger_id": int(trigger.id),
         "survey_id": int(trigger.survey_id),
@@ -220,6 +226,9 @@ def scan_stage_entries(conn: Connection, *, batch: int = 5000) -> int:
                 transitions_t.c.customer_id,
                 transitions_t.c.at,
                 transitions_t.c.event,
+                transitions_t.c.cycle,
+                transitions_t.c.kind,
+                transitions_t.c.to_stage,
             )
             .where(
                 transitions_t.c.id > position,
@@ -231,9 +240,8 @@ def scan_stage_entries(conn: Connection, *, batch: int = 5000) -> int:
             .limit(batch)
         ).all()
         for row in rows:
-            queued += _queue(
-                conn, trigger, int(row.customer_id), f"transition:{row.id}", row.at, row.event
-            )
+            occurrence = move_key(trigger.stage_model, row)
+            queued += _queue(conn, trigger, int(row.customer_id), occurrence, row.at, row.event)
         if rows:
             jobs.save_cursor(conn, name, int(rows[-1].id))
     return queued

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, Table, func, or_, select, update
 
 from cxloop.customers.service import user_ids
 from cxloop.domain.lifecycle import LifecycleModel
-from cxloop.domain.values import as_utc
+from cxloop.domain.values import as_utc, iso_utc
 from cxloop.lifecycle.engine import StageEngine
 from cxloop.store import audit
 from cxloop.store.models import Department, LifecycleModelRow, LifecycleState, StageTransition
@@ -511,6 +511,15 @@ def current_stages(conn: Connection, customer_ids: list[int]) -> dict[int, list[
     for stages in found.values():
         stages.sort(key=lambda s: str(s["model"]))
     return found
+
+
+def move_key(model: str, move: Any) -> str:
+    """What a stage move is, for keying what it sets off: not its row id, because a
+    rebuild writes the same moves again as new rows."""
+    return (
+        f"stage:{model}:{move.customer_id}:{move.cycle}:{move.kind}:{move.to_stage}:"
+        f"{iso_utc(move.at)}"
+    )
 
 
 def moves_since(conn: Connection, position: int, *, batch: int = 5000) -> list[Any]:
