@@ -57,14 +57,15 @@ def open_project(settings: Settings, *, migrate_schema: bool = True) -> Project:
     except BaseException:
         engine.dispose()
         raise
-    pipeline = IngestPipeline(engine, events)
+    pipeline = IngestPipeline(engine, events, backlog_dir=settings.home_dir / "listener-backlog")
     stages = StageEngine(engine, events)
-    pipeline.listeners.append(stages.on_batch)
-    pipeline.listeners.append(lambda rows, _merges: cases.on_events(engine, rows))
-    pipeline.listeners.append(lambda rows, _merges: triggers.on_events(engine, rows))
-    pipeline.listeners.append(lambda rows, _merges: firing.on_events(engine, rows))
-    pipeline.listeners.append(lambda rows, _merges: webhooks.on_events(engine, rows))
+    pipeline.listen("stages", stages.on_batch)
+    pipeline.listen("cases", lambda rows, _merges: cases.on_events(engine, rows))
+    pipeline.listen("survey-triggers", lambda rows, _merges: triggers.on_events(engine, rows))
+    pipeline.listen("automations", lambda rows, _merges: firing.on_events(engine, rows))
+    pipeline.listen("webhooks", lambda rows, _merges: webhooks.on_events(engine, rows))
     pipeline.recover()
+    pipeline.catch_up()
     stages.mirror.resync()
     return Project(settings, engine, make_sessionmaker(engine), events, pipeline, stages)
 

@@ -100,7 +100,7 @@ class IngestLog:
         path = self.directory / f"{first_seq:020d}.log"
         self._fh = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._size = os.fstat(self._fh).st_size
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return self._fh
 
     # -- applying ------------------------------------------------------------------------------
@@ -182,7 +182,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a file created or renamed in ``directory`` survive a power cut."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -42,6 +43,7 @@ from cxloop.domain.messages import Message, MessageError, Rejected
 from cxloop.domain.traits import TYPED_FIELDS, split_traits
 from cxloop.domain.values import as_utc
 from cxloop.events.base import EVENTS_ARROW_SCHEMA, AppendResult, EventStore, utc_datetimes
+from cxloop.ingest.backlog import ListenerBacklog
 from cxloop.ingest.identity import (
     ANON,
     USER,
@@ -60,6 +62,8 @@ from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, Rejec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Told each stored batch's rows and the (loser, survivor) merges it caused.
+Listener = Callable[[pa.Table, list[tuple[int, int]]], object]
 _encode_json = msgspec.json.Encoder(order="sorted").encode
 
 customers_t = cast(Table, Customer.__table__)
@@ -121,7 +125,9 @@ class _Profile:
 class IngestPipeline:
     """Owns the identity cache; one batch at a time (the process is the only writer)."""
 
-    def __init__(self, engine: Engine, events: EventStore) -> None:
+    def __init__(
+        self, engine: Engine, events: EventStore, *, backlog_dir: Path | None = None
+    ) -> None:
         self.engine = engine
         self.events = events
         self._owner: dict[Key, int] = {}
@@ -130,8 +136,9 @@ class IngestPipeline:
         self._seen_learned: dict[int, tuple[datetime, datetime]] = {}
         self._lock = threading.Lock()
         self._overlap = OverlappedAppend(events)
-        # Called after each stored batch with its rows and the merges it caused.
-        self.listeners: list[Callable[[pa.Table, list[tuple[int, int]]], object]] = []
+        # Called after each stored batch with its rows and the merges it caused, by name.
+        self.listeners: list[tuple[str, Listener]] = []
+        self.backlog = ListenerBacklog(backlog_dir)
 
     # -- public entry points -------------------------------------------------------------
 
@@ -364,18 +371,56 @@ class IngestPipeline:
             self._notify(None, moves)
         return len(pending)
 
+    def listen(self, name: str, listener: Listener) -> None:
+        """Call ``listener`` after each stored batch; ``name`` keeps its backlog apart."""
+        self.listeners.append((name, listener))
+
+    def catch_up(self) -> int:
+        """Hand each listener the batches it failed on before; how many it took."""
+        with self._lock:
+            return sum(self._catch_up(name, listener) for name, listener in self.listeners)
+
     def _notify(self, rows: pa.Table | None, moves: Sequence[tuple[int, int, int]]) -> None:
-        """Tell listeners (the stage engine) what was stored. Their failure must not undo
-        or refuse stored events: it is logged, and a rebuild repairs derived data."""
+        """Tell listeners (the stage engine, cases, triggers, rules, webhooks) what was
+        stored. Their failure must not undo or refuse stored events, nor be forgotten:
+        the batch is kept in the backlog and handed to that listener again."""
         if not self.listeners:
             return
         merges = [(loser, survivor) for _, loser, survivor in moves]
         table = rows if rows is not None else EVENTS_ARROW_SCHEMA.empty_table()
-        for listener in self.listeners:
+        if table.num_rows == 0 and not merges:
+            return
+        for name, listener in self.listeners:
+            if self.backlog.pending(name) and self._catch_up(name, listener) < 0:
+                self.backlog.keep(name, table, merges)  # after the ones still waiting
+                continue
             try:
                 listener(table, merges)
             except Exception:
-                log.exception("a listener of stored events failed (%s)", listener)
+                kept = self.backlog.keep(name, table, merges)
+                log.exception(
+                    "the %s listener failed on a stored batch of %d events; %s",
+                    name,
+                    table.num_rows,
+                    f"kept in {kept} to hand it again" if kept else "it is not kept",
+                )
+
+    def _catch_up(self, name: str, listener: Listener) -> int:
+        """The kept batches this listener took, oldest first; -1 when one failed again
+        (it and the later ones stay kept, in order)."""
+        taken = 0
+        for path in self.backlog.pending(name):
+            rows, merges = self.backlog.load(path)
+            try:
+                listener(rows, merges)
+            except Exception as error:
+                log.warning("the %s listener failed again on %s: %s", name, path.name, error)
+                return -1
+            self.backlog.done(path)
+            taken += 1
+        if taken:
+            log.info("the %s listener took %d kept batches", name, taken)
+        return taken
 
     # -- identity planning ---------------------------------------------------------------
 

@@ -54,13 +54,18 @@ def _warm_sequences(project: Project) -> None:
 
 
 async def _sweep_inactive(writer: GroupCommitWriter, project: Project) -> None:
-    """Record inactivity exits as they fall due (no event will arrive to reveal them)."""
+    """Record inactivity exits as they fall due (no event will arrive to reveal them), and
+    hand listeners the batches they failed on, even when no new batch arrives."""
     while True:
         await asyncio.sleep(SWEEP_EVERY_S)
         try:
             await writer.call(project.stages.sweep)
         except Exception:
             log.exception("the inactivity sweep failed; it runs again in a minute")
+        try:
+            await writer.call(project.pipeline.catch_up)
+        except Exception:
+            log.exception("handing kept batches to their listeners failed; again in a minute")
 
 
 def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
