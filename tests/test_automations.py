@@ -163,6 +163,11 @@ def test_bad_rules_are_refused_naming_the_field(quiet_api: ApiClient) -> None:
             "cron",
         ),
         ({**DELIVERED, "trigger": {"on": "event"}}, "trigger", "needs event"),
+        (
+            {**DELIVERED, "actions": [{"type": "set_trait", "trait": "email", "value": "a@b.c"}]},
+            "actions.0",
+            "identify",
+        ),
     ]
     for body, field, reason in cases:
         response = api.http.post("/api/v1/automations", json=body, headers=api.auth)
@@ -187,7 +192,7 @@ def test_answers_cases_and_stages_act_through_every_action(quiet_api: ApiClient)
         api,
         {
             **identify("ann", "ann@example.com", "Ann"),
-            "traits": {"name": "Ann", "plan": "pro", "email": "ann@example.com"},
+            "traits": {"name": "Ann", "plan": "pro", "email": "ann@example.com", "city": "Lyon"},
         },
         {
             **identify("bob", "bob@example.com", "Bob"),
@@ -244,8 +249,19 @@ def test_answers_cases_and_stages_act_through_every_action(quiet_api: ApiClient)
             "name": "Welcome",
             "trigger": {"on": "stage_entered", "model": "client-experience", "stage": "engage"},
             "actions": [
-                {"type": "set_trait", "trait": "engaged_via", "value": "{{ stage.event }}"}
+                {"type": "set_trait", "trait": "engaged_via", "value": "{{ stage.event }}"},
+                # A profile field's name sets the field, checked as identify checks it.
+                {"type": "set_trait", "trait": "gender", "value": "F"},
+                {"type": "set_trait", "trait": "city", "value": None},
             ],
+        },
+    )
+    rule(
+        api,
+        {
+            "name": "Bad year",
+            "trigger": {"on": "stage_entered", "model": "client-experience", "stage": "engage"},
+            "actions": [{"type": "set_trait", "trait": "birth_year", "value": "{{ stage.event }}"}],
         },
     )
     for who, score in (("ann", 3), ("bob", 2), ("ann", 9)):
@@ -264,6 +280,14 @@ def test_answers_cases_and_stages_act_through_every_action(quiet_api: ApiClient)
     ann = get(api, "/api/v1/customers/ann")
     assert ann["traits"]["last_detractor_score"] == "3"
     assert ann["traits"]["engaged_via"] == "Order Completed"
+    assert ann["gender"] == "female" and ann["city"] is None
+    assert "gender" not in ann["traits"] and "city" not in ann["traits"]
+    # A value the field cannot take fails that step, naming it; the profile keeps its year.
+    [bad_year] = runs(api, rule="Bad year")
+    assert bad_year["status"] == "failed" and ann["birth_year"] is None
+    assert bad_year["actions"][0]["outcome"] == (
+        "actions.0.value: birth year must be a year, got 'Order Completed'"
+    )
     mine = [
         f
         for f in get(api, "/api/v1/followups", limit=200)

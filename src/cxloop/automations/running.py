@@ -40,6 +40,7 @@ from cxloop.domain.automations import (
     TraitAction,
     WebhookAction,
 )
+from cxloop.domain.traits import TYPED_FIELDS, split_traits
 from cxloop.feedback.invites import create_invite, get_invite, mark_sent
 from cxloop.feedback.surveys import get_survey
 from cxloop.feedback.triggers import Sender, survey_email
@@ -268,7 +269,7 @@ def _act(
             value = action.value
             if isinstance(value, str):
                 value = templates.render(value, variables, f"{where}.value")
-            _set_trait(conn, customer["id"], action.trait, value)
+            _set_trait(conn, customer["id"], action.trait, value, where)
             said = f"trait {action.trait} set to {value!r}"
         elif isinstance(action, SegmentAction):
             fresh = segments.add_member(conn, action.segment, customer["id"], source)
@@ -293,18 +294,23 @@ def _act(
         return _end_step(engine, run_id, position, "done", said, conn)
 
 
-def _set_trait(conn: Connection, customer_id: int, trait: str, value: Any) -> None:
+def _set_trait(conn: Connection, customer_id: int, trait: str, value: Any, where: str) -> None:
+    """Like an identify message's trait: a profile field's name sets that field (checked the
+    same way), any other name a free trait."""
     from cxloop.customers.service import customers_t
 
-    traits = conn.execute(
-        select(customers_t.c.traits).where(customers_t.c.id == customer_id)
-    ).scalar_one()
-    changed = {**(traits or {}), trait: value}
-    conn.execute(
-        update(customers_t)
-        .where(customers_t.c.id == customer_id)
-        .values(traits=changed, updated_at=datetime.now(UTC))
-    )
+    typed, free, problems = split_traits({trait: value})
+    if problems:
+        raise Final(f"{where}.value: {problems[0][1]}")
+    changes: dict[str, Any] = {**typed, "updated_at": datetime.now(UTC)}
+    if value is None and trait in TYPED_FIELDS:
+        changes[trait] = None  # a rule may clear a field, where identify leaves it alone
+    elif free or value is None:
+        traits = conn.execute(
+            select(customers_t.c.traits).where(customers_t.c.id == customer_id)
+        ).scalar_one()
+        changes["traits"] = {**(traits or {}), **(free or {trait: None})}
+    conn.execute(update(customers_t).where(customers_t.c.id == customer_id).values(**changes))
 
 
 def _email(

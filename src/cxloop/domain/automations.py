@@ -214,11 +214,22 @@ class CaseAction(_Strict):
 
 
 class TraitAction(_Strict):
-    """Set a trait on the customer's profile; a text value is a template."""
+    """Set a trait on the customer's profile; a text value is a template. A profile field's
+    name (``city``, ``gender`` …) sets that field, as an identify message would; the e-mail
+    address is refused, because identities hang on it and only identify changes them."""
 
     type: Literal["set_trait"] = "set_trait"
     trait: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f.]+$")]
     value: str | int | float | bool | None
+
+    @model_validator(mode="after")
+    def _not_an_identity(self) -> TraitAction:
+        if self.trait == "email":
+            raise ValueError(
+                "trait: email is how customers are recognised; it changes only with an "
+                "identify message, not a rule"
+            )
+        return self
 
 
 class SegmentAction(_Strict):
