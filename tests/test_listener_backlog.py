@@ -76,7 +76,7 @@ def test_a_failed_listener_takes_its_batch_with_the_next_one_in_order(
         outage = first_install_during_an_outage(api, monkeypatch)
         # The events are stored and acknowledged; the listener's batch is kept on disk.
         stats = api.http.get("/api/v1/stats", headers=api.auth).json()
-        assert stats["events"] == 2 and sends(api) == []
+        assert stats["events"] == 2 and stats["listener_backlog"] == 1 and sends(api) == []
         backlog = ListenerBacklog(settings.home_dir / "listener-backlog")
         [kept] = backlog.pending("survey-triggers")
         rows, _merges = backlog.load(kept)
@@ -91,6 +91,7 @@ def test_a_failed_listener_takes_its_batch_with_the_next_one_in_order(
         send(api, identify("dee", "dee@example.com", "Dee"))
         send(api, track("i3", "dee", "Installation Completed", NOW - timedelta(minutes=1)))
         assert backlog.pending("survey-triggers") == []
+        assert api.http.get("/api/v1/stats", headers=api.auth).json()["listener_backlog"] == 0
         assert sorted(j["key"].rsplit(":", 1)[1] for j in sends(api)) == ["i1", "i2", "i3"]
     finally:
         http.__exit__(None, None, None)

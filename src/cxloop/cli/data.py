@@ -264,7 +264,13 @@ def stats(
 
     def local(project: Project) -> Stats:
         with project.engine.connect() as conn:
-            return service.stats(conn, project.events, timezone=settings.timezone, days=days)
+            return service.stats(
+                conn,
+                project.events,
+                timezone=settings.timezone,
+                days=days,
+                listener_backlog=project.pipeline.backlog.count(),
+            )
 
     result = _run(Stats, "/api/v1/stats", {"days": days}, local)
     if fmt is Format.json:

@@ -96,6 +96,11 @@ class Stats(BaseModel):
     events: int
     rejected_messages: int
     merges: int
+    listener_backlog: int = Field(
+        default=0,
+        description="Stored batches a listener (stages, cases, survey triggers, rules, "
+        "webhooks) failed on and will be handed again; above 0 for long, see the server log",
+    )
     events_per_day: list[DayCount]
 
 

@@ -260,7 +260,14 @@ def list_events(
     )
 
 
-def stats(conn: Connection, events: EventStore, *, timezone: str, days: int = 90) -> Stats:
+def stats(
+    conn: Connection,
+    events: EventStore,
+    *,
+    timezone: str,
+    days: int = 90,
+    listener_backlog: int = 0,
+) -> Stats:
     live = customers_t.c.merged_into_id.is_(None)
     customers = conn.execute(select(func.count()).select_from(customers_t).where(live)).scalar_one()
     identified = conn.execute(
@@ -277,6 +284,7 @@ def stats(conn: Connection, events: EventStore, *, timezone: str, days: int = 90
         events=events.count(),
         rejected_messages=rejected,
         merges=merges,
+        listener_backlog=listener_backlog,
         events_per_day=[
             DayCount(day=d, events=n) for d, n in events.events_per_day(timezone, days)
         ],

@@ -158,9 +158,14 @@ def events(
 @router.get("/stats", response_model=Stats)
 def stats(state: Caller, days: Annotated[int, Query(ge=1, le=3660)] = 90) -> Stats:
     """Totals, and events per day (project time zone) over the last ``days`` days."""
-    with state.project.engine.connect() as conn:
+    project = state.project
+    with project.engine.connect() as conn:
         return service.stats(
-            conn, state.project.events, timezone=state.project.settings.timezone, days=days
+            conn,
+            project.events,
+            timezone=project.settings.timezone,
+            days=days,
+            listener_backlog=project.pipeline.backlog.count(),
         )
 
 
