@@ -410,7 +410,7 @@ def test_stage_triggers_fire_on_entries_after_they_are_made(quiet_api: ApiClient
         "/api/v1/surveys",
         {"type": "nps", "name": "Delivery NPS", "stage": "client-experience:delivery"},
     )
-    created(
+    trigger = created(
         api,
         "/api/v1/survey-triggers",
         {
@@ -433,6 +433,16 @@ def test_stage_triggers_fire_on_entries_after_they_are_made(quiet_api: ApiClient
     # fay's entry, from before the trigger, still asks nobody.
     rebuilt = api.http.post("/api/v1/lifecycle/rebuild", json={}, headers=api.auth)
     assert rebuilt.status_code == 200 and rebuilt.json()["transitions"] >= 2, rebuilt.text
+    assert worker.scan()["stage_triggers"] == 0
+    # Entries while the trigger is paused ask nobody once it is resumed.
+    path = f"/api/v1/survey-triggers/{trigger['id']}"
+    assert api.http.patch(path, json={"active": False}, headers=api.auth).status_code == 200
+    send(
+        api,
+        identify("hal", "hal@example.com", "Hal"),
+        track("e2", "hal", "Delivery Completed", NOW - timedelta(hours=1)),
+    )
+    assert api.http.patch(path, json={"active": True}, headers=api.auth).status_code == 200
     assert worker.scan()["stage_triggers"] == 0
     with engine.connect() as conn:
         [job] = jobs.list_jobs(conn, kind="survey.send")

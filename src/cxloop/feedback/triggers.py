@@ -119,8 +119,7 @@ def create_trigger(conn: Connection, new: TriggerIn) -> dict[str, Any]:
     )
     new_id = conn.execute(insert(triggers_t).values(**row).returning(triggers_t.c.id)).scalar_one()
     if new.on == "stage":  # entries from now on, not the whole history
-        latest = conn.execute(select(func.max(transitions_t.c.id))).scalar_one()
-        jobs.save_cursor(conn, f"trigger:{new_id}", int(latest or 0))
+        jobs.skip_to_end(conn, f"trigger:{new_id}", transitions_t)
     return get_trigger(conn, int(new_id))
 
 
@@ -150,8 +149,12 @@ def list_triggers(conn: Connection) -> list[dict[str, Any]]:
 
 
 def set_active(conn: Connection, trigger_id: int, active: bool) -> dict[str, Any]:
-    get_trigger(conn, trigger_id)
+    """Pause or resume. A resumed stage trigger starts from now, as an event trigger does
+    (events while it was paused asked nobody): the stage entries of the pause ask nobody."""
+    found = get_trigger(conn, trigger_id)
     conn.execute(update(triggers_t).where(triggers_t.c.id == trigger_id).values(active=active))
+    if active and not found["active"] and found["on"] == "stage":
+        jobs.skip_to_end(conn, f"trigger:{trigger_id}", transitions_t)
     return get_trigger(conn, trigger_id)
 
 
