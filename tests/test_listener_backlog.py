@@ -117,6 +117,48 @@ def test_a_batch_kept_when_the_server_stopped_is_taken_at_the_next_start(
         http.__exit__(None, None, None)
 
 
+def test_a_batch_the_listener_alone_cannot_take_is_set_aside_not_holding_back_others(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http, api = start(settings)
+    try:
+        survey = created(api, "/api/v1/surveys", {"type": "csat", "name": "Install"})
+        created(
+            api,
+            "/api/v1/survey-triggers",
+            {"survey": survey["id"], "on": "event", "event": "Installation Completed"},
+        )
+        real = triggers.on_events
+
+        def choking(engine: Any, rows: pa.Table) -> int:
+            if "poison" in rows.column("message_id").to_pylist():
+                raise ValueError("a row this listener cannot take")
+            return real(engine, rows)
+
+        monkeypatch.setattr(triggers, "on_events", choking)
+        send(
+            api,
+            identify("cy", "cy@example.com", "Cy"),
+            track("poison", "cy", "Installation Completed", NOW - timedelta(minutes=3)),
+        )
+        send(api, track("g1", "cy", "Installation Completed", NOW - timedelta(minutes=2)))
+        # One kept batch failing might still be the database: the next waits behind it.
+        assert (
+            len(ListenerBacklog(settings.home_dir / "listener-backlog").pending("survey-triggers"))
+            == 2
+        )
+        # The next round: the listener takes g1 but not the first batch, so that is set aside.
+        send(api, track("g2", "cy", "Installation Completed", NOW - timedelta(minutes=1)))
+        stats = api.http.get("/api/v1/stats", headers=api.auth).json()
+        assert (stats["listener_backlog"], stats["listener_set_aside"]) == (0, 1)
+        assert sorted(j["key"].rsplit(":", 1)[1] for j in sends(api)) == ["g1", "g2"]
+        [aside] = (settings.home_dir / "listener-backlog" / "survey-triggers").glob("set-aside/*")
+        rows, _merges = ListenerBacklog.load(aside)
+        assert "poison" in rows.column("message_id").to_pylist()
+    finally:
+        http.__exit__(None, None, None)
+
+
 def test_a_kept_batch_comes_back_with_its_rows_types_and_merges(tmp_path: Any) -> None:
     backlog = ListenerBacklog(tmp_path)
     rows = pa.table(

@@ -269,7 +269,7 @@ def stats(
                 project.events,
                 timezone=settings.timezone,
                 days=days,
-                listener_backlog=project.pipeline.backlog.count(),
+                listener_backlog=project.pipeline.backlog.counts(),
             )
 
     result = _run(Stats, "/api/v1/stats", {"days": days}, local)

@@ -101,6 +101,11 @@ class Stats(BaseModel):
         description="Stored batches a listener (stages, cases, survey triggers, rules, "
         "webhooks) failed on and will be handed again; above 0 for long, see the server log",
     )
+    listener_set_aside: int = Field(
+        default=0,
+        description="Kept batches a listener kept failing on while it took later ones; "
+        "set aside in CXLOOP_HOME/listener-backlog/NAME/set-aside (see the server log)",
+    )
     events_per_day: list[DayCount]
 
 

@@ -266,8 +266,9 @@ def stats(
     *,
     timezone: str,
     days: int = 90,
-    listener_backlog: int = 0,
+    listener_backlog: tuple[int, int] = (0, 0),
 ) -> Stats:
+    """Totals; ``listener_backlog`` is the kept batches waiting and set aside."""
     live = customers_t.c.merged_into_id.is_(None)
     customers = conn.execute(select(func.count()).select_from(customers_t).where(live)).scalar_one()
     identified = conn.execute(
@@ -284,7 +285,8 @@ def stats(
         events=events.count(),
         rejected_messages=rejected,
         merges=merges,
-        listener_backlog=listener_backlog,
+        listener_backlog=listener_backlog[0],
+        listener_set_aside=listener_backlog[1],
         events_per_day=[
             DayCount(day=d, events=n) for d, n in events.events_per_day(timezone, days)
         ],

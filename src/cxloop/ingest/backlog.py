@@ -7,7 +7,8 @@ never see that batch: its cases, surveys, rule runs and webhook deliveries would
 not happen. Each failed batch is written as one Arrow IPC file per listener, fsynced and
 renamed into place, and handed to that listener again, oldest first, before its next
 batch, at start-up and every minute. The listeners are idempotent per occurrence, so a
-batch they had half-taken is safe to hand them again.
+batch they had half-taken is safe to hand them again. A batch the listener alone cannot
+take, while it takes the ones after it, is moved to ``NAME/set-aside/``, never deleted.
 """
 
 from __future__ import annotations
@@ -78,3 +79,20 @@ class ListenerBacklog:
     @staticmethod
     def done(path: Path) -> None:
         path.unlink(missing_ok=True)
+
+    @staticmethod
+    def set_aside(path: Path) -> Path:
+        """Out of the way of the listener's later batches, kept for an operator to look at
+        (``set-aside`` holds no ``*.arrow`` the listener reads)."""
+        folder = path.parent / "set-aside"
+        folder.mkdir(exist_ok=True)
+        target = folder / path.name
+        os.replace(path, target)
+        fsync_dir(path.parent)
+        return target
+
+    def counts(self) -> tuple[int, int]:
+        """Kept batches waiting, and set aside."""
+        if self.folder is None or not self.folder.is_dir():
+            return 0, 0
+        return self.count(), sum(1 for _ in self.folder.glob("*/set-aside/*.arrow"))

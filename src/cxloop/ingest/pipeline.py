@@ -406,21 +406,48 @@ class IngestPipeline:
                 )
 
     def _catch_up(self, name: str, listener: Listener) -> int:
-        """The kept batches this listener took, oldest first; -1 when one failed again
-        (it and the later ones stay kept, in order)."""
+        """The kept batches this listener took, oldest first; -1 when some still wait.
+
+        While the listener fails on every batch (its database is away), they all wait, in
+        order. When it fails on the oldest alone and takes the next, and the oldest fails
+        once more right after, that batch is one it cannot take (a poison batch): it is set
+        aside, never deleted, so that it does not hold back every later batch.
+        """
         taken = 0
+        stuck: Path | None = None
         for path in self.backlog.pending(name):
-            rows, merges = self.backlog.load(path)
-            try:
-                listener(rows, merges)
-            except Exception as error:
-                log.warning("the %s listener failed again on %s: %s", name, path.name, error)
-                return -1
-            self.backlog.done(path)
+            if not self._hand(name, listener, path):
+                if stuck is not None:
+                    return -1  # two in a row: the listener is failing, not the batch
+                stuck = path
+                continue
             taken += 1
+            if stuck is not None:
+                if self._hand(name, listener, stuck):
+                    taken += 1
+                else:
+                    aside = self.backlog.set_aside(stuck)
+                    log.error(
+                        "the %s listener keeps failing on one kept batch while it takes the "
+                        "others; set aside as %s (move it back into %s to hand it again)",
+                        name,
+                        aside,
+                        aside.parent.parent,
+                    )
+                stuck = None
         if taken:
             log.info("the %s listener took %d kept batches", name, taken)
-        return taken
+        return -1 if stuck is not None else taken
+
+    def _hand(self, name: str, listener: Listener, path: Path) -> bool:
+        rows, merges = self.backlog.load(path)
+        try:
+            listener(rows, merges)
+        except Exception as error:
+            log.warning("the %s listener failed again on %s: %s", name, path.name, error)
+            return False
+        self.backlog.done(path)
+        return True
 
     # -- identity planning ---------------------------------------------------------------
 

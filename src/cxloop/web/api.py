@@ -165,7 +165,7 @@ def stats(state: Caller, days: Annotated[int, Query(ge=1, le=3660)] = 90) -> Sta
             project.events,
             timezone=project.settings.timezone,
             days=days,
-            listener_backlog=project.pipeline.backlog.count(),
+            listener_backlog=project.pipeline.backlog.counts(),
         )
 
 
