@@ -51,14 +51,19 @@ def start(settings: Settings) -> tuple[TestClient, ApiClient]:
     return http, ApiClient(http, write_key, secret_key, quiet)
 
 
-def first_install_during_an_outage(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> Outage:
-    """A survey trigger on installs, then cy's install while its listener is down."""
+def install_trigger(api: ApiClient) -> None:
+    """A CSAT survey sent after each install."""
     survey = created(api, "/api/v1/surveys", {"type": "csat", "name": "Install"})
     created(
         api,
         "/api/v1/survey-triggers",
         {"survey": survey["id"], "on": "event", "event": "Installation Completed"},
     )
+
+
+def first_install_during_an_outage(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> Outage:
+    """A survey trigger on installs, then cy's install while its listener is down."""
+    install_trigger(api)
     outage = Outage(monkeypatch)
     send(
         api,
@@ -122,12 +127,7 @@ def test_a_batch_the_listener_alone_cannot_take_is_set_aside_not_holding_back_ot
 ) -> None:
     http, api = start(settings)
     try:
-        survey = created(api, "/api/v1/surveys", {"type": "csat", "name": "Install"})
-        created(
-            api,
-            "/api/v1/survey-triggers",
-            {"survey": survey["id"], "on": "event", "event": "Installation Completed"},
-        )
+        install_trigger(api)
         real = triggers.on_events
 
         def choking(engine: Any, rows: pa.Table) -> int:
