@@ -3,15 +3,21 @@ case, rule run or webhook is silently lost because the app database was briefly 
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
+from cxloop.domain.messages import from_dict, normalise
 from cxloop.feedback import triggers
-from cxloop.ingest.backlog import ListenerBacklog
+from cxloop.ingest.backlog import ListenerBacklog, should_set_aside
+from cxloop.project import Project, open_project
 from cxloop.settings import Settings
 from cxloop.store import jobs
 from cxloop.web.app import create_app
@@ -32,10 +38,19 @@ class Outage:
         def flaky(engine: Any, rows: pa.Table) -> int:
             self.calls += 1
             if self.down:
-                raise RuntimeError("database is locked")
+                raise locked()
             return real(engine, rows)
 
         monkeypatch.setattr(triggers, "on_events", flaky)
+
+
+def locked() -> OperationalError:
+    """What SQLAlchemy raises while another process holds the SQLite database."""
+    return OperationalError("UPDATE jobs", {}, sqlite3.OperationalError("database is locked"))
+
+
+def stats_of(api: ApiClient) -> dict[str, Any]:
+    return api.http.get("/api/v1/stats", headers=api.auth).json()  # type: ignore[no-any-return]
 
 
 def sends(api: ApiClient) -> list[dict[str, Any]]:
@@ -82,9 +97,9 @@ def test_a_failed_listener_takes_its_batch_with_the_next_one_in_order(
         # The events are stored and acknowledged; the listener's batch is kept on disk.
         stats = api.http.get("/api/v1/stats", headers=api.auth).json()
         assert stats["events"] == 2 and stats["listener_backlog"] == 1 and sends(api) == []
-        backlog = ListenerBacklog(settings.home_dir / "listener-backlog")
+        backlog = api.http.app.state.cxloop.project.pipeline.backlog  # type: ignore[attr-defined]
         [kept] = backlog.pending("survey-triggers")
-        rows, _merges = backlog.load(kept)
+        rows, _merges = backlog.load(kept.path)
         assert sorted(rows.column("message_id").to_pylist()) == ["i1", "id-cy"]
         assert backlog.pending("automations") == []  # the others took it
 
@@ -117,7 +132,7 @@ def test_a_batch_kept_when_the_server_stopped_is_taken_at_the_next_start(
         [job] = sends(api)
         assert job["key"].endswith(":i1") and outage.calls == 2
         backlog = ListenerBacklog(settings.home_dir / "listener-backlog")
-        assert backlog.count() == 0
+        assert backlog.counts() == (0, 0)
     finally:
         http.__exit__(None, None, None)
 
@@ -143,13 +158,10 @@ def test_a_batch_the_listener_alone_cannot_take_is_set_aside_not_holding_back_ot
         )
         send(api, track("g1", "cy", "Installation Completed", NOW - timedelta(minutes=2)))
         # One kept batch failing might still be the database: the next waits behind it.
-        assert (
-            len(ListenerBacklog(settings.home_dir / "listener-backlog").pending("survey-triggers"))
-            == 2
-        )
+        assert stats_of(api)["listener_backlog"] == 2
         # The next round: the listener takes g1 but not the first batch, so that is set aside.
         send(api, track("g2", "cy", "Installation Completed", NOW - timedelta(minutes=1)))
-        stats = api.http.get("/api/v1/stats", headers=api.auth).json()
+        stats = stats_of(api)
         assert (stats["listener_backlog"], stats["listener_set_aside"]) == (0, 1)
         assert sorted(j["key"].rsplit(":", 1)[1] for j in sends(api)) == ["g1", "g2"]
         [aside] = (settings.home_dir / "listener-backlog" / "survey-triggers").glob("set-aside/*")
@@ -168,10 +180,138 @@ def test_a_kept_batch_comes_back_with_its_rows_types_and_merges(tmp_path: Any) -
         }
     )
     first = backlog.keep("stages", rows, [(3, 7)])
-    second = backlog.keep("stages", rows.slice(0, 1), [])
-    assert backlog.pending("stages") == [first, second] and backlog.count() == 2
-    assert backlog.load(first) == (rows, [(3, 7)])
+    second = backlog.keep("stages", rows.slice(0, 1), [], failed=False)
+    assert first is not None and second is not None
+    assert backlog.pending("stages") == [first, second] and backlog.counts() == (2, 0)
+    assert backlog.load(first.path) == (rows, [(3, 7)])
     assert backlog.pending("cases") == [] and ListenerBacklog(None).keep("x", rows, []) is None
-    assert first is not None
-    backlog.done(first)
-    assert backlog.pending("stages") == [second]
+    # The name carries the order, the failures and when it first failed, for a restart.
+    assert (first.order, first.failures, second.order, second.failures) == (1, 1, 2, 0)
+    assert first.first_failed > 0 and second.first_failed == 0
+    again = backlog.failed("stages", second)
+    assert again.failures == 1 and again.first_failed > 0 and not second.path.exists()
+    assert ListenerBacklog(tmp_path).pending("stages") == [first, again]
+    backlog.done("stages", first)
+    assert backlog.pending("stages") == [again]
+    # Order goes on after the largest kept or set-aside batch, also after a restart.
+    backlog.set_aside("stages", again)
+    assert backlog.counts() == (0, 1)
+    third = ListenerBacklog(tmp_path).keep("stages", rows, [])
+    assert third is not None and third.order == 3
+
+
+# -- the backlog itself failing, and batches failing alone ---------------------------------
+
+
+class Probe:
+    """A listener that fails on the batches holding ``failing`` message ids with ``error``."""
+
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+        self.error: Exception = locked()
+        self.taken: list[str] = []
+
+    def __call__(self, rows: pa.Table, _merges: list[tuple[int, int]]) -> None:
+        ids = rows.column("message_id").to_pylist()
+        if self.failing & set(ids):
+            raise self.error
+        self.taken.extend(ids)
+
+
+def probed(settings: Settings) -> tuple[Project, Probe]:
+    opened = open_project(settings)
+    probe = Probe()
+    opened.pipeline.listen("probe", probe)
+    return opened, probe
+
+
+def store(project: Project, *ids: str) -> int:
+    """Store one track per id as one batch; how many were stored."""
+    at = NOW - timedelta(minutes=5)
+    messages = [
+        normalise(
+            from_dict(
+                {"type": "track", "event": "Seen", "userId": "u", "messageId": mid,
+                 "timestamp": at.isoformat()}
+            ),
+            received_at=NOW,
+        )
+        for mid in ids
+    ]  # fmt: skip
+    return project.pipeline.ingest(messages, source="test").stored
+
+
+def test_a_disk_refusing_the_backlog_does_not_refuse_the_stored_batch(
+    embedded_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    project, probe = probed(embedded_settings)
+    try:
+        # Where the probe's kept batches go is a file, so the OS refuses to write there.
+        (embedded_settings.home_dir / "listener-backlog").mkdir(exist_ok=True)
+        (embedded_settings.home_dir / "listener-backlog" / "probe").write_text("not a folder")
+        probe.failing = {"a1"}
+        assert store(project, "a1") == 1  # stored and acknowledged all the same
+        assert project.events.count() == 1
+        assert "could not keep a batch of 1 events for the probe listener" in caplog.text
+        assert project.pipeline.backlog.counts() == (0, 0)
+        probe.failing = set()
+        assert store(project, "a2") == 1 and probe.taken == ["a2"]
+    finally:
+        project.close()
+
+
+def test_an_unreadable_kept_batch_is_set_aside_and_the_project_still_opens(
+    embedded_settings: Settings,
+) -> None:
+    place = embedded_settings.home_dir / "listener-backlog" / "stages"
+    place.mkdir(parents=True)
+    (place / "000000000001.f1.t0.arrow").write_bytes(b"junk")
+    (place / "00000001764892800000-000000.arrow").write_bytes(b"")  # an older cxloop's name
+    stale, fresh = place / "000000000002.f0.t0.partial", place / "000000000003.f0.t0.partial"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"being written")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    project = open_project(embedded_settings)
+    try:
+        assert project.pipeline.backlog.counts() == (0, 2)
+        assert sorted(p.name for p in (place / "set-aside").iterdir()) == [
+            "000000000001.f1.t0.arrow",
+            "00000001764892800000-000000.arrow",
+        ]
+        # A crash's leftover goes; one that may still be being written stays.
+        assert not stale.exists() and fresh.exists()
+        assert store(project, "b1") == 1
+    finally:
+        project.close()
+
+
+def test_a_batch_failing_alone_on_a_locked_database_waits_rather_than_being_set_aside(
+    embedded_settings: Settings,
+) -> None:
+    project, probe = probed(embedded_settings)
+    backlog = project.pipeline.backlog
+    try:
+        probe.failing = {"a"}
+        store(project, "a")  # fails: kept
+        store(project, "b")  # a fails again: b waits behind it
+        assert [k.failures for k in backlog.pending("probe")] == [2, 0]
+        store(project, "c")  # a fails, b is taken, a fails once more: still the lock?
+        [waiting] = backlog.pending("probe")
+        assert waiting.failures == 4 and backlog.counts() == (1, 0)
+        assert probe.taken == ["b", "c"]
+        store(project, "d")  # a rests a while rather than being tried with every batch
+        assert probe.taken == ["b", "c", "d"] and backlog.pending("probe") == [waiting]
+        probe.failing = set()
+        assert project.pipeline.catch_up() == 1  # the sweep hands it again
+        assert probe.taken == ["b", "c", "d", "a"] and backlog.counts() == (0, 0)
+    finally:
+        project.close()
+
+
+def test_a_lock_that_never_lifts_for_one_batch_sets_it_aside_after_an_hour() -> None:
+    assert not should_set_aside(2, time.time(), ValueError("bad row"))
+    assert should_set_aside(3, time.time(), ValueError("bad row"))
+    assert not should_set_aside(9, time.time() - 7200, locked())
+    assert not should_set_aside(10, time.time() - 60, locked())
+    assert should_set_aside(10, time.time() - 3601, locked())
+    assert not should_set_aside(50, time.time() - 60, OSError(28, "No space left on device"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,7 +44,7 @@ from cxloop.domain.messages import Message, MessageError, Rejected
 from cxloop.domain.traits import TYPED_FIELDS, split_traits
 from cxloop.domain.values import as_utc
 from cxloop.events.base import EVENTS_ARROW_SCHEMA, AppendResult, EventStore, utc_datetimes
-from cxloop.ingest.backlog import ListenerBacklog
+from cxloop.ingest.backlog import RETRY_ALONE_AFTER_S, Kept, ListenerBacklog, should_set_aside
 from cxloop.ingest.identity import (
     ANON,
     USER,
@@ -139,6 +140,9 @@ class IngestPipeline:
         # Called after each stored batch with its rows and the merges it caused, by name.
         self.listeners: list[tuple[str, Listener]] = []
         self.backlog = ListenerBacklog(backlog_dir)
+        # A kept batch failing alone waits this long before it is tried again, by name.
+        self._resting: dict[str, float] = {}
+        self._last_error: dict[str, BaseException] = {}
 
     # -- public entry points -------------------------------------------------------------
 
@@ -376,14 +380,24 @@ class IngestPipeline:
         self.listeners.append((name, listener))
 
     def catch_up(self) -> int:
-        """Hand each listener the batches it failed on before; how many it took."""
+        """Hand each listener the batches it failed on before; how many it took. Never
+        raises: a listener or a disk failing here is logged and tried again later."""
+        taken = 0
         with self._lock:
-            return sum(self._catch_up(name, listener) for name, listener in self.listeners)
+            self._resting.clear()  # the sweep tries the batches failing alone, too
+            for name, listener in self.listeners:
+                try:
+                    self.backlog.refresh(name)
+                    taken += self._catch_up(name, listener)[0]
+                except Exception:
+                    log.exception("could not hand the %s listener its kept batches", name)
+        return taken
 
     def _notify(self, rows: pa.Table | None, moves: Sequence[tuple[int, int, int]]) -> None:
         """Tell listeners (the stage engine, cases, triggers, rules, webhooks) what was
         stored. Their failure must not undo or refuse stored events, nor be forgotten:
-        the batch is kept in the backlog and handed to that listener again."""
+        the batch is kept in the backlog and handed to that listener again. Never raises,
+        since the events are committed already."""
         if not self.listeners:
             return
         merges = [(loser, survivor) for _, loser, survivor in moves]
@@ -391,62 +405,112 @@ class IngestPipeline:
         if table.num_rows == 0 and not merges:
             return
         for name, listener in self.listeners:
-            if self.backlog.pending(name) and self._catch_up(name, listener) < 0:
-                self.backlog.keep(name, table, merges)  # after the ones still waiting
-                continue
             try:
-                listener(table, merges)
+                self._notify_one(name, listener, table, merges)
             except Exception:
-                kept = self.backlog.keep(name, table, merges)
                 log.exception(
-                    "the %s listener failed on a stored batch of %d events; %s",
+                    "the %s listener's batch of %d events was neither taken nor kept",
                     name,
                     table.num_rows,
-                    f"kept in {kept} to hand it again" if kept else "it is not kept",
                 )
 
-    def _catch_up(self, name: str, listener: Listener) -> int:
-        """The kept batches this listener took, oldest first; -1 when some still wait.
+    def _notify_one(
+        self, name: str, listener: Listener, table: pa.Table, merges: list[tuple[int, int]]
+    ) -> None:
+        if self.backlog.has(name):
+            try:
+                taking = self._catch_up(name, listener)[1]
+            except Exception:
+                log.exception("could not hand the %s listener its kept batches", name)
+                taking = False
+            if not taking:
+                self.backlog.keep(name, table, merges, failed=False)  # after the ones waiting
+                return
+        try:
+            listener(table, merges)
+        except Exception:
+            kept = self.backlog.keep(name, table, merges)
+            log.exception(
+                "the %s listener failed on a stored batch of %d events; %s",
+                name,
+                table.num_rows,
+                f"kept in {kept.path} to hand it again" if kept else "it is not kept",
+            )
 
-        While the listener fails on every batch (its database is away), they all wait, in
-        order. When it fails on the oldest alone and takes the next, and the oldest fails
-        once more right after, that batch is one it cannot take (a poison batch): it is set
-        aside, never deleted, so that it does not hold back every later batch.
+    def _catch_up(self, name: str, listener: Listener) -> tuple[int, bool]:
+        """The kept batches this listener took, oldest first, and whether it is taking
+        batches (False when it failed on two in a row: its database is away).
+
+        A batch it fails on alone, while it takes the next, is tried again right after;
+        failing again, it is either left to rest (tried again at the next sweep) or set
+        aside, never deleted, so that it does not hold back every later batch
+        (:func:`~cxloop.ingest.backlog.should_set_aside`).
         """
         taken = 0
-        stuck: Path | None = None
-        for path in self.backlog.pending(name):
-            if not self._hand(name, listener, path):
+        stuck: Kept | None = None
+        now = time.monotonic()
+        for kept in self.backlog.pending(name):
+            if self._resting.get(kept.path.name, 0.0) > now:
+                continue
+            outcome = self._hand(name, listener, kept)
+            if outcome is None:
+                continue  # unreadable, set aside
+            if isinstance(outcome, Kept):
                 if stuck is not None:
-                    return -1  # two in a row: the listener is failing, not the batch
-                stuck = path
+                    return taken, False  # two in a row: the listener is failing, not the batch
+                stuck = outcome
                 continue
             taken += 1
             if stuck is not None:
-                if self._hand(name, listener, stuck):
+                retried = self._hand(name, listener, stuck)
+                if retried is True:
                     taken += 1
-                else:
-                    aside = self.backlog.set_aside(stuck)
-                    log.error(
-                        "the %s listener keeps failing on one kept batch while it takes the "
-                        "others; set aside as %s (move it back into %s to hand it again)",
-                        name,
-                        aside,
-                        aside.parent.parent,
-                    )
+                elif isinstance(retried, Kept):
+                    self._judge(name, retried)
                 stuck = None
         if taken:
             log.info("the %s listener took %d kept batches", name, taken)
-        return -1 if stuck is not None else taken
+        return taken, stuck is None
 
-    def _hand(self, name: str, listener: Listener, path: Path) -> bool:
-        rows, merges = self.backlog.load(path)
+    def _judge(self, name: str, kept: Kept) -> None:
+        """``kept`` failed again right after the listener took a later batch."""
+        if not should_set_aside(kept.failures, kept.first_failed, self._last_error[name]):
+            self._resting[kept.path.name] = time.monotonic() + RETRY_ALONE_AFTER_S
+            return
+        self._resting.pop(kept.path.name, None)
+        aside = self.backlog.set_aside(name, kept)
+        log.error(
+            "the %s listener failed %d times on one kept batch while it took the others "
+            "(last: %s); set aside as %s (move it back into %s to hand it again)",
+            name,
+            kept.failures,
+            self._last_error[name],
+            aside,
+            aside.parent.parent,
+        )
+
+    def _hand(self, name: str, listener: Listener, kept: Kept) -> bool | Kept | None:
+        """True when the listener took ``kept``; the file with one more failure counted
+        when it failed; None when the file cannot be read (then it is set aside)."""
+        try:
+            rows, merges = self.backlog.load(kept.path)
+        except Exception as error:
+            aside = self.backlog.set_aside(name, kept)
+            log.error(
+                "a kept batch of the %s listener cannot be read (%s); set aside as %s",
+                name,
+                error,
+                aside,
+            )
+            return None
         try:
             listener(rows, merges)
         except Exception as error:
-            log.warning("the %s listener failed again on %s: %s", name, path.name, error)
-            return False
-        self.backlog.done(path)
+            self._last_error[name] = error
+            log.warning("the %s listener failed again on %s: %s", name, kept.path.name, error)
+            return self.backlog.failed(name, kept)
+        self.backlog.done(name, kept)
+        self._resting.pop(kept.path.name, None)
         return True
 
     # -- identity planning ---------------------------------------------------------------
