@@ -177,6 +177,12 @@ def test_origin_settings_are_read_as_a_list(tmp_path: Path) -> None:
     assert Settings(home=tmp_path).tracking_origin_list == ["*"]
     listed = Settings(home=tmp_path, tracking_origins="https://a.com, http://[::1]:8080")
     assert listed.tracking_origin_list == ["https://a.com", "http://[::1]:8080"]
+    # spelled as a browser's Origin header spells them
+    spelled = Settings(
+        home=tmp_path,
+        tracking_origins="HTTPS://Shop.Example.com:443, http://a.com:80, http://b.io:443",
+    )
+    assert spelled.tracking_origin_list == [SHOP, "http://a.com", "http://b.io:443"]
 
 
 # -- Segment's analytics.js in Debian's chromium ----------------------------------------------
@@ -244,10 +250,20 @@ def test_the_snippet_of_a_new_write_key_tracks_a_website_into_cxloop(
     shop_url, handler = shop
     user = f"web-{time.time_ns()}"
     handler.html = SHOP_PAGE.format(snippet=snippet, server=site.url, key=key, user=user).encode()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.clock.install()  # so that the page's timers can be run ahead below
     page.goto(shop_url)
     answer = page.evaluate("window.done")
     assert answer["status"] == 200
     assert answer["body"]["success"] is True, answer
+    # The page's visitors contact the shop and cxloop alone: analytics.js would report
+    # its own usage metrics every 30 s unless the snippet turns them off.
+    page.clock.run_for("02:00")
+    page.wait_for_timeout(500)
+    elsewhere = [u for u in requested if not u.startswith((shop_url, f"{site.url}/"))]
+    assert elsewhere == [] and not [u for u in requested if u.endswith("/v1/m")], requested
+    assert f"{site.url}/v1/p" in requested
 
     auth = {"Authorization": f"Bearer {site.secret_key}"}
     deadline = time.monotonic() + 30

@@ -17,11 +17,25 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _URL_PASSWORD = re.compile(r"(?P<head>://[^:/@]+:)(?P<password>[^@]+)(?P<tail>@)")
 # What a browser sends as Origin: scheme, host and an optional port, nothing after.
-_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+_ORIGIN = re.compile(
+    r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?", re.IGNORECASE
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def _origin_items(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _as_browsers_send(origin: str) -> str:
+    """The origin as a browser's Origin header spells it (lowercase, no default port),
+    so that ``https://Shop.example.com:443`` matches the header it sends."""
+    match = _ORIGIN.fullmatch(origin)
+    if match is None:
+        return origin
+    scheme, host, port = match.group(1).lower(), match.group(2).lower(), match.group(3)
+    keep_port = port is not None and port != _DEFAULT_PORTS[scheme]
+    return f"{scheme}://{host}:{port}" if keep_port else f"{scheme}://{host}"
 
 
 class Settings(BaseSettings):
@@ -168,7 +182,7 @@ class Settings(BaseSettings):
     def tracking_origin_list(self) -> list[str]:
         """The origins as a list; ``["*"]`` when any is allowed."""
         items = _origin_items(self.tracking_origins)
-        return ["*"] if "*" in items or not items else items
+        return ["*"] if "*" in items or not items else [_as_browsers_send(i) for i in items]
 
     @cached_property
     def home_dir(self) -> Path:
