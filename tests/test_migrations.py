@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -60,5 +62,56 @@ def test_the_known_head_is_the_newest_migration(settings: Settings) -> None:
         assert stored_revision(engine) == HEAD_REVISION
         migrate(engine)  # current: nothing to do
         assert current_revision(engine) == HEAD_REVISION
+    finally:
+        engine.dispose()
+
+
+def test_stage_survey_sends_keyed_by_row_id_are_rekeyed_by_the_move(settings: Settings) -> None:
+    """Before 0012 a stage-entry survey send was keyed by the move's row id, which a
+    rebuild of the stage history changes: the upgrade keys them as cxloop does now."""
+    from types import SimpleNamespace
+
+    from alembic import command
+    from sqlalchemy import insert, select
+
+    from cxloop.lifecycle.service import move_key
+    from cxloop.store.database import alembic_config
+    from cxloop.store.models import Job, LifecycleModelRow, StageTransition
+
+    engine = make_engine(settings.effective_database_url)
+    at = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    try:
+        config = alembic_config(settings.effective_database_url)
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0011")
+        models, moves, jobs = (t.__table__ for t in (LifecycleModelRow, StageTransition, Job))
+        with engine.begin() as conn:
+            model_id = conn.execute(
+                insert(models)
+                .values(key="b2b", name="B2B", definition={}, version=1, created_at=at,
+                        updated_at=at)
+                .returning(models.c.id)
+            ).scalar_one()  # fmt: skip
+            move_id = conn.execute(
+                insert(moves)
+                .values(model_id=model_id, customer_id=42, seq=1, cycle=1, kind="enter",
+                        to_stage="onboarding", at=at, skipped=[])
+                .returning(moves.c.id)
+            ).scalar_one()  # fmt: skip
+            for key in (f"survey.send:7:transition:{move_id}", "survey.send:7:transition:999"):
+                conn.execute(
+                    insert(jobs).values(kind="survey.send", payload={}, status="done", run_at=at,
+                                        attempts=1, max_attempts=8, idempotency_key=key,
+                                        created_at=at)
+                )  # fmt: skip
+        migrate(engine)
+        with engine.connect() as conn:
+            keys = sorted(conn.execute(select(jobs.c.idempotency_key)).scalars())
+        move = SimpleNamespace(customer_id=42, cycle=1, kind="enter", to_stage="onboarding", at=at)
+        # The second names a move no longer there: nothing says what it was, so it stays.
+        assert keys == sorted(
+            [f"survey.send:7:{move_key('b2b', move)}", "survey.send:7:transition:999"]
+        )
     finally:
         engine.dispose()
