@@ -15,14 +15,17 @@ from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook
 
 from cxloop.automations.webhooks import Unreachable, check_url
+from cxloop.domain.values import bounded_key
 from cxloop.service.worker import Worker
 from cxloop.settings import Settings
+from cxloop.store import jobs
 from cxloop.store.users import create_user
 from cxloop.web.app import create_app
 from tests.conftest import ApiClient, make_keys
 from tests.receiver import Receiver
 from tests.test_closing_loop import get
 from tests.test_distribution import Inbox, identify, mailing, send, smtp, track
+from tests.test_listener_backlog import install_trigger
 
 __all__ = ["smtp"]
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -209,3 +212,32 @@ def test_unsafe_targets_are_refused(settings: Settings) -> None:
             json={**body, "url": "https://93.184.215.14/", "topics": ["x"]},
         )
         assert bad_topic.status_code == 422 and bad_topic.json()["error"]["field"] == "topics"
+
+
+def test_the_longest_message_ids_still_queue_one_survey_and_one_delivery_each(
+    hook_api: ApiClient,
+) -> None:
+    """A messageId may be 200 characters, and the keys made of it are longer: they are
+    fitted to their columns (PostgreSQL refuses longer ones) without colliding."""
+    api = hook_api
+    install_trigger(api)
+    endpoint(api, "crm", "http://127.0.0.1:9/hook", ["event"], events=["Installation Completed"])
+    first, second = "m" * 199 + "1", "m" * 199 + "2"
+    send(api, identify("ann", "ann@example.com", "Ann"))
+    for mid in (first, second, first):  # the third is a retry of the first
+        send(api, track(mid, "ann", "Installation Completed", NOW - timedelta(minutes=1)))
+    stats = get(api, "/api/v1/stats")
+    assert (stats["events"], stats["listener_backlog"]) == (3, 0)
+    with api.http.app.state.cxloop.project.engine.connect() as conn:  # type: ignore[attr-defined]
+        keys = [j["key"] for j in jobs.list_jobs(conn, kind="survey.send")]
+    assert len(keys) == 2 and len(set(keys)) == 2 and all(len(k) <= 200 for k in keys)
+    assert len(get(api, "/api/v1/webhook-deliveries?webhook=crm")) == 2
+
+
+def test_a_bounded_key_keeps_short_keys_and_tells_long_ones_apart() -> None:
+    assert bounded_key("survey.send:1:m1") == "survey.send:1:m1"
+    long_one, other = "k" * 250 + "1", "k" * 250 + "2"
+    fitted = bounded_key(long_one)
+    assert len(fitted) == 200 and fitted.startswith("k" * 100)
+    assert fitted != bounded_key(other) and fitted == bounded_key(long_one)
+    assert len(bounded_key(long_one, 300)) == 251

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.domain.automations import MAX_CHAIN, RuleDefinition, minutes_in
-from cxloop.domain.values import iso_utc, utc
+from cxloop.domain.values import bounded_key, iso_utc, utc
 from cxloop.lifecycle.service import move_key, moves_since, transitions_t
 from cxloop.store import activity, jobs
 from cxloop.store.models import Automation, AutomationRun, FollowUp, Survey, SurveyResponse
@@ -146,7 +146,7 @@ def run_values(
     return {
         "automation_id": rule.id,
         "customer_id": customer_id,
-        "occurrence": occurrence[:300],
+        "occurrence": bounded_key(occurrence, 300),
         "trigger": trigger,
         "chain": [*chain, rule.id],
         "status": "skipped" if skipped else "scheduled",

@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from standardwebhooks.webhooks import Webhook
 
 from cxloop.domain.segments import NAME_PATTERN
-from cxloop.domain.values import iso_utc
+from cxloop.domain.values import bounded_key, iso_utc
 from cxloop.settings import Settings
 from cxloop.store import activity, audit, jobs
 from cxloop.store.models import (
@@ -252,6 +252,7 @@ def queue_delivery(
     conn: Connection, endpoint_id: int, topic: str, source_key: str, payload: dict[str, Any]
 ) -> int | None:
     """One delivery per endpoint and source (None: queued before), and its job."""
+    source_key = bounded_key(source_key)
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     found = conn.execute(
         dialect.insert(deliveries_t)
@@ -304,6 +305,7 @@ def publish(
 
 def deliver_to(conn: Connection, name: str, source_key: str, payload: dict[str, Any]) -> str:
     """A rule's webhook action: one delivery to the endpoint it names."""
+    source_key = bounded_key(source_key)
     row = _row(conn, name)
     if not row.enabled:
         return f"skipped: webhook {name} is disabled"

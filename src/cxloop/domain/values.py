@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -93,3 +94,14 @@ def explain_error(loc: Sequence[Any], message: str) -> tuple[str, str]:
         where = f"{where}.{inner.group(1)}" if where else inner.group(1)
         reason = reason[inner.end() :]
     return where, reason
+
+
+def bounded_key(key: str, limit: int = 200) -> str:
+    """``key`` fitted into a column of ``limit`` characters without two keys becoming one:
+    a key made of ids (a messageId may be 200 characters alone) can outgrow its column,
+    which PostgreSQL refuses and cutting it short would make keys collide. A longer key
+    keeps its start, for reading, and ends in the SHA-256 of the whole."""
+    if len(key) <= limit:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[: limit - len(digest) - 1]}#{digest}"

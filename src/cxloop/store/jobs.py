@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Connection, Table, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cxloop.domain.values import iso_utc
+from cxloop.domain.values import bounded_key, iso_utc
 from cxloop.store.models import Job, ScanCursor
 
 jobs_t = cast(Table, Job.__table__)
@@ -56,7 +56,7 @@ def enqueue(
         "run_at": run_at or now,
         "attempts": 0,
         "max_attempts": max_attempts,
-        "idempotency_key": key,
+        "idempotency_key": None if key is None else bounded_key(key),
         "created_at": now,
     }
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -94,7 +94,7 @@ def enqueue_many(conn: Connection, new: Sequence[NewJob], *, max_attempts: int =
                 "run_at": job.run_at,
                 "attempts": 0,
                 "max_attempts": max_attempts,
-                "idempotency_key": job.key,
+                "idempotency_key": bounded_key(job.key),
                 "created_at": now,
             }
             for job in new
