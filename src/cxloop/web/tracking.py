@@ -200,6 +200,10 @@ _HANDLERS: dict[str, Callable[[Request], Coroutine[Any, Any, Response]]] = {
 }
 
 
+# The scope key under which the shortcut hands the CORS layer the handler it found.
+_HANDLER = "cxloop.tracking_handler"
+
+
 class TrackingShortcut:
     """Sends a Tracking API POST straight to its handler; everything else goes on.
 
@@ -225,7 +229,7 @@ class TrackingShortcut:
             handler = _HANDLERS.get(path.removeprefix(root) if root else path)
             if handler is not None:
                 if any(name == b"origin" for name, _ in scope["headers"]):
-                    await self.cors(scope, receive, send)
+                    await self.cors({**scope, _HANDLER: handler}, receive, send)
                     return
                 if scope["method"] == "POST":
                     response = await handler(Request(scope, receive))
@@ -243,6 +247,5 @@ class TrackingShortcut:
                 403, "origin_not_allowed", f"pages on {origin} may not send events here"
             )
         else:
-            handler = _HANDLERS[scope["path"].removeprefix(scope.get("root_path", ""))]
-            response = await handler(request)
+            response = await scope[_HANDLER](request)
         await response(scope, receive, send)
