@@ -151,8 +151,14 @@ def test_a_listed_origin_is_echoed_and_others_are_refused(shop_only: ApiClient) 
         "/v1/batch",
         headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"},
     )
-    assert preflight.status_code == 400
+    assert preflight.status_code == 403
+    assert preflight.json()["error"]["code"] == "origin_not_allowed"
     assert "access-control-allow-origin" not in preflight.headers
+    other_method = api.http.options(
+        "/v1/batch", headers={"Origin": SHOP, "Access-Control-Request-Method": "DELETE"}
+    )
+    assert other_method.status_code == 405
+    assert "only POST" in other_method.json()["error"]["message"]
 
 
 def test_the_rest_api_answers_no_cross_origin_requests(any_page: ApiClient) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -229,6 +230,10 @@ class TrackingShortcut:
             handler = _HANDLERS.get(path.removeprefix(root) if root else path)
             if handler is not None:
                 if any(name == b"origin" for name, _ in scope["headers"]):
+                    refused = self._refused_preflight(scope)
+                    if refused is not None:
+                        await refused(scope, receive, send)
+                        return
                     await self.cors({**scope, _HANDLER: handler}, receive, send)
                     return
                 if scope["method"] == "POST":
@@ -236,6 +241,22 @@ class TrackingShortcut:
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+    def _refused_preflight(self, scope: Scope) -> Response | None:
+        """A preflight the CORS layer would refuse, answered as cxloop's other errors are
+        (JSON naming the reason) rather than Starlette's plain text."""
+        if scope["method"] != "OPTIONS":
+            return None
+        headers = Headers(scope=scope)
+        method = headers.get("access-control-request-method")
+        if method is None:
+            return None  # no preflight: the CORS layer passes it to _from_browser
+        origin = headers.get("origin", "")
+        if not self.cors.is_allowed_origin(origin):
+            return _error(403, "origin_not_allowed", f"pages on {origin} may not send events here")
+        if method.upper() != "POST":
+            return _error(405, "method_not_allowed", f"{method} is not allowed here: only POST")
+        return None
 
     async def _from_browser(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
