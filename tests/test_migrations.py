@@ -74,6 +74,7 @@ def test_stage_survey_sends_keyed_by_row_id_are_rekeyed_by_the_move(settings: Se
     from alembic import command
     from sqlalchemy import insert, select
 
+    from cxloop.domain.values import bounded_key
     from cxloop.lifecycle.service import move_key
     from cxloop.store.database import alembic_config
     from cxloop.store.models import Job, LifecycleModelRow, StageTransition
@@ -99,7 +100,10 @@ def test_stage_survey_sends_keyed_by_row_id_are_rekeyed_by_the_move(settings: Se
                         to_stage="onboarding", at=at, skipped=[])
                 .returning(moves.c.id)
             ).scalar_one()  # fmt: skip
-            for key in (f"survey.send:7:transition:{move_id}", "survey.send:7:transition:999"):
+            olds = [f"survey.send:7:transition:{move_id}", "survey.send:7:transition:999"]
+            if engine.dialect.name == "sqlite":  # which kept keys longer than the column
+                olds.append("survey.send:7:" + "m" * 250)
+            for key in olds:
                 conn.execute(
                     insert(jobs).values(kind="survey.send", payload={}, status="done", run_at=at,
                                         attempts=1, max_attempts=8, idempotency_key=key,
@@ -110,8 +114,9 @@ def test_stage_survey_sends_keyed_by_row_id_are_rekeyed_by_the_move(settings: Se
             keys = sorted(conn.execute(select(jobs.c.idempotency_key)).scalars())
         move = SimpleNamespace(customer_id=42, cycle=1, kind="enter", to_stage="onboarding", at=at)
         # The second names a move no longer there: nothing says what it was, so it stays.
-        assert keys == sorted(
-            [f"survey.send:7:{move_key('b2b', move)}", "survey.send:7:transition:999"]
-        )
+        expected = [f"survey.send:7:{move_key('b2b', move)}", "survey.send:7:transition:999"]
+        if engine.dialect.name == "sqlite":  # fitted as cxloop now looks for it
+            expected.append(bounded_key("survey.send:7:" + "m" * 250))
+        assert keys == sorted(expected)
     finally:
         engine.dispose()

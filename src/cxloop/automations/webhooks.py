@@ -243,6 +243,10 @@ def delete_endpoint(conn: Connection, name: str, actor: str) -> None:
 # -- deliveries ---------------------------------------------------------------------------
 
 
+# The length of webhook_deliveries.source_key.
+SOURCE_KEY_LENGTH = 300
+
+
 def envelope(kind: str, data: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
     """The JSON every receiver gets: what happened (``type``), when, and its data."""
     return {"type": kind, "timestamp": iso_utc(at or datetime.now(UTC)), "data": data}
@@ -252,7 +256,7 @@ def queue_delivery(
     conn: Connection, endpoint_id: int, topic: str, source_key: str, payload: dict[str, Any]
 ) -> int | None:
     """One delivery per endpoint and source (None: queued before), and its job."""
-    source_key = bounded_key(source_key)
+    source_key = bounded_key(source_key, SOURCE_KEY_LENGTH)
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     found = conn.execute(
         dialect.insert(deliveries_t)
@@ -305,7 +309,7 @@ def publish(
 
 def deliver_to(conn: Connection, name: str, source_key: str, payload: dict[str, Any]) -> str:
     """A rule's webhook action: one delivery to the endpoint it names."""
-    source_key = bounded_key(source_key)
+    source_key = bounded_key(source_key, SOURCE_KEY_LENGTH)
     row = _row(conn, name)
     if not row.enabled:
         return f"skipped: webhook {name} is disabled"

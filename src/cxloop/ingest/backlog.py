@@ -5,16 +5,16 @@ webhooks) run after the events are committed, so their failure cannot refuse the
 Without this, a listener that failed once (the app database locked or briefly away) would
 never see that batch: its cases, surveys, rule runs and webhook deliveries would silently
 not happen. Each failed batch is written as one Arrow IPC file per listener, fsynced and
-renamed into place, and handed to that listener again, oldest first, before its next
-batch, at start-up and every minute. The listeners are idempotent per occurrence, so a
-batch they had half-taken is safe to hand them again.
+placed without ever replacing another file, and handed to that listener again, oldest
+first, before its next batch, at start-up and every minute. The listeners are idempotent
+per occurrence, so a batch they had half-taken is safe to hand them again.
 
-A file's name carries its place in the order, how often the listener failed on it and
-when it first failed (``000000000042.f3.t1764892800.arrow``), so that this survives a
-restart. A batch the listener keeps failing on while it takes the ones after it is moved
-to ``NAME/set-aside/`` (never deleted) once it is clearly the batch and not the database
-at fault; see :func:`should_set_aside`. A file that cannot be read at all is set aside
-at once.
+A file's name carries its place in the order, how often the listener failed on it *alone*
+(having taken another batch since it last tried this one) and when it first did
+(``000000000042.f3.t1764892800.arrow``), so that a restart keeps both. Failures while the
+listener fails on everything (its database is away) say nothing about the batch and are
+not counted. A batch with enough lone failures (:func:`should_set_aside`) is moved to
+``NAME/set-aside/``, never deleted; a file that cannot be decoded is set aside at once.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import time
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,8 +54,10 @@ POISON_AFTER_FAILURES = 3
 TRANSIENT_AFTER_FAILURES = 10
 TRANSIENT_AFTER_S = 3600.0
 # A batch failing alone, left in place, is not tried again with each new batch for this
-# long; the minute's sweep tries it again regardless.
+# long; the minute's sweep tries it regardless.
 RETRY_ALONE_AFTER_S = 30.0
+# What a kept file that cannot be decoded raises (a truncated or foreign file).
+UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (pa.ArrowInvalid, ValueError, TypeError)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -63,16 +66,18 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
 
 
-def should_set_aside(failures: int, first_failed: float, error: BaseException) -> bool:
-    """Whether a batch the listener just failed on again, right after taking a later
-    one, is set aside. One such failure can be chance (a lock held for a moment), so a
-    batch goes after three failures with an error of its own, and after ten over an hour
-    with an error that looks like the database (a lock, a lost connection)."""
-    if failures < POISON_AFTER_FAILURES:
+def should_set_aside(lone_failures: int, first_failed: float, error: BaseException) -> bool:
+    """Whether a batch the listener failed on alone again is set aside. One such failure
+    can be chance (a lock held for a moment, a race), so a batch goes after three with an
+    error of its own, and after ten over an hour with one that looks like the database."""
+    if lone_failures < POISON_AFTER_FAILURES:
         return False
     if not is_transient(error):
         return True
-    return failures >= TRANSIENT_AFTER_FAILURES and time.time() - first_failed >= TRANSIENT_AFTER_S
+    return (
+        lone_failures >= TRANSIENT_AFTER_FAILURES
+        and time.time() - first_failed >= TRANSIENT_AFTER_S
+    )
 
 
 @dataclass(frozen=True)
@@ -81,20 +86,16 @@ class Kept:
 
     path: Path
     order: int
-    failures: int
-    first_failed: int  # unix seconds; 0 while it never failed (kept behind others)
+    failures: int  # lone failures: the listener took other batches meanwhile
+    first_failed: int  # unix seconds of the first lone failure; 0 before it
 
     @classmethod
-    def parse(cls, path: Path) -> Kept:
+    def parse(cls, path: Path) -> Kept | None:
         match = _NAME.match(path.name)
-        if match is None:  # written by an older cxloop: ordered before the rest, by name
-            return cls(path, -1, 1, int(path.stat().st_mtime))
+        if match is None:
+            return None
         order, failures, first_failed = (int(g) for g in match.groups())
         return cls(path, order, failures, first_failed)
-
-    @property
-    def sort_key(self) -> tuple[int, str]:
-        return self.order, self.path.name
 
 
 class ListenerBacklog:
@@ -103,15 +104,24 @@ class ListenerBacklog:
 
     The kept files are listed once when opened and then tracked in memory, so that a
     stored batch costs no folder listing; :meth:`refresh` lists a folder again (an
-    operator may have moved a set-aside batch back)."""
+    operator may have moved a set-aside batch back). Nothing here raises on opening: a
+    folder that cannot be read is logged and read again at the next refresh."""
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self._kept: dict[str, list[Kept]] = {}
         self._next: dict[str, int] = {}
-        if folder is not None and folder.is_dir():
-            for place in sorted(p for p in folder.iterdir() if p.is_dir()):
-                self.refresh(place.name)
+        if folder is None:
+            return
+        try:
+            places = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return
+        except OSError:
+            log.exception("cannot read the listener backlog in %s", folder)
+            return
+        for name in places:
+            self.refresh(name)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -130,14 +140,21 @@ class ListenerBacklog:
         return waiting, sum(1 for _ in self.folder.glob(f"*/{SET_ASIDE}/*.arrow"))
 
     def refresh(self, listener: str) -> None:
+        """List the listener's folder again. Never raises: an unreadable folder is logged
+        and keeps what was known of it."""
         if self.folder is None:
             return
         place = self.folder / listener
-        kept = sorted((Kept.parse(p) for p in place.glob("*.arrow")), key=lambda k: k.sort_key)
-        self._kept[listener] = kept
-        aside = [Kept.parse(p) for p in place.glob(f"{SET_ASIDE}/*.arrow")]
-        self._next[listener] = max((k.order for k in kept + aside), default=0) + 1
-        self._remove_partials(place)
+        try:
+            kept, strangers = _listing(place)
+            aside = [k for k in map(Kept.parse, place.glob(f"{SET_ASIDE}/*.arrow")) if k]
+            self._next[listener] = max((k.order for k in kept + aside), default=0) + 1
+            self._kept[listener] = kept
+            for stranger in strangers:  # a name of an older cxloop: after the others
+                self._adopt(listener, stranger)
+            _remove_partials(place)
+        except OSError:
+            log.exception("cannot read the %s listener's backlog in %s", listener, place)
 
     @staticmethod
     def load(path: Path) -> tuple[pa.Table, list[tuple[int, int]]]:
@@ -149,24 +166,13 @@ class ListenerBacklog:
 
     # -- writing -------------------------------------------------------------------------
 
-    def keep(
-        self,
-        listener: str,
-        rows: pa.Table,
-        merges: list[tuple[int, int]],
-        *,
-        failed: bool = True,
-    ) -> Kept | None:
-        """Write the batch after this listener's others; ``failed`` when the listener
-        failed on it (rather than it waiting behind others). None when there is no
-        folder or the disk refused it (logged: the listener will not see this batch)."""
+    def keep(self, listener: str, rows: pa.Table, merges: list[tuple[int, int]]) -> Kept | None:
+        """Write the batch after this listener's others. None when there is no folder or
+        the disk refused it (logged: the listener will not see this batch)."""
         if self.folder is None:
             return None
         place = self.folder / listener
-        order = self._next.get(listener, 1)
-        first_failed = int(time.time()) if failed else 0
-        final = place / _file_name(order, int(failed), first_failed)
-        partial = final.with_suffix(".partial")
+        partial = place / f"{os.getpid()}-{uuid.uuid4().hex}.partial"
         metadata = dict(rows.schema.metadata or {})
         metadata[_MERGES] = json.dumps(merges).encode()
         table = rows.replace_schema_metadata(metadata)
@@ -177,34 +183,34 @@ class ListenerBacklog:
                     writer.write_table(table)
                 sink.flush()
                 os.fsync(sink.fileno())
-            os.replace(partial, final)
-            fsync_dir(place)
+            kept = self._place(listener, partial, failures=0, first_failed=0)
         except OSError:
             log.exception(
                 "could not keep a batch of %d events for the %s listener", rows.num_rows, listener
             )
             partial.unlink(missing_ok=True)
             return None
-        self._next[listener] = order + 1
-        kept = Kept(final, order, int(failed), first_failed)
         self._kept.setdefault(listener, []).append(kept)
         return kept
 
     def failed(self, listener: str, kept: Kept) -> Kept:
-        """Count one more failure on ``kept`` (in its name, so that a restart knows)."""
+        """Count one more lone failure on ``kept`` (in its name, so that a restart knows)."""
         first_failed = kept.first_failed or int(time.time())
-        target = kept.path.with_name(_file_name(kept.order, kept.failures + 1, first_failed))
-        if kept.order < 0:  # an older name: kept as it is, so that it stays first
-            target = kept.path
-        else:
-            os.replace(kept.path, target)
-            fsync_dir(target.parent)
-        now = replace(kept, path=target, failures=kept.failures + 1, first_failed=first_failed)
-        self._swap(listener, kept, now)
-        return now
+        counted = replace(kept, failures=kept.failures + 1, first_failed=first_failed)
+        target = kept.path.with_name(_file_name(kept.order, counted.failures, first_failed))
+        if _move_new(kept.path, target):
+            _sync(target.parent)
+            counted = replace(counted, path=target)
+        # else another process named a file so (or moved ours): counted in memory only
+        self._swap(listener, kept, counted)
+        return counted
 
     def done(self, listener: str, kept: Kept) -> None:
         kept.path.unlink(missing_ok=True)
+        self.forget(listener, kept)
+
+    def forget(self, listener: str, kept: Kept) -> None:
+        """No longer track ``kept`` (taken, set aside, or gone from the disk)."""
         self._swap(listener, kept, None)
 
     def set_aside(self, listener: str, kept: Kept) -> Path:
@@ -213,10 +219,34 @@ class ListenerBacklog:
         folder = kept.path.parent / SET_ASIDE
         _make_folder(folder)
         target = folder / kept.path.name
-        os.replace(kept.path, target)
-        fsync_dir(kept.path.parent)
-        self._swap(listener, kept, None)
+        while not _move_new(kept.path, target):
+            if not os.path.lexists(kept.path):
+                break  # gone meanwhile: nothing to set aside
+            target = folder / f"{kept.path.stem}-{uuid.uuid4().hex[:8]}.arrow"
+        _sync(kept.path.parent)
+        self.forget(listener, kept)
         return target
+
+    def _place(self, listener: str, source: Path, *, failures: int, first_failed: int) -> Kept:
+        """Give ``source`` the next free name in the order; an existing file is never
+        replaced, so two processes keeping batches at once both keep theirs."""
+        order = self._next.get(listener, 1)
+        while True:
+            target = source.parent / _file_name(order, failures, first_failed)
+            if _move_new(source, target):
+                break
+            order += 1
+        self._next[listener] = order + 1
+        _sync(source.parent)
+        return Kept(target, order, failures, first_failed)
+
+    def _adopt(self, listener: str, stranger: Path) -> None:
+        try:
+            kept = self._place(listener, stranger, failures=0, first_failed=0)
+        except OSError:
+            log.exception("cannot rename the kept batch %s", stranger)
+            return
+        self._kept.setdefault(listener, []).append(kept)
 
     def _swap(self, listener: str, old: Kept, new: Kept | None) -> None:
         kept = self._kept.get(listener, [])
@@ -228,19 +258,50 @@ class ListenerBacklog:
         else:
             kept[at] = new
 
-    @staticmethod
-    def _remove_partials(place: Path) -> None:
-        for partial in place.glob("*.partial"):
-            try:
-                if time.time() - partial.stat().st_mtime > _PARTIAL_AGE_S:
-                    partial.unlink()
-                    log.warning("removed %s, left unfinished when cxloop stopped", partial)
-            except OSError:
-                continue  # gone already, or not ours to remove: harmless either way
+
+def _listing(place: Path) -> tuple[list[Kept], list[Path]]:
+    """The folder's kept batches in order, and ``*.arrow`` files of other names."""
+    kept: list[Kept] = []
+    strangers: list[Path] = []
+    for path in sorted(place.glob("*.arrow")):
+        found = Kept.parse(path)
+        if found is None:
+            strangers.append(path)
+        else:
+            kept.append(found)
+    kept.sort(key=lambda k: (k.order, k.path.name))
+    return kept, strangers
 
 
 def _file_name(order: int, failures: int, first_failed: int) -> str:
     return f"{order:012d}.f{failures}.t{first_failed}.arrow"
+
+
+def _move_new(source: Path, target: Path) -> bool:
+    """Rename ``source`` to ``target`` unless ``target`` exists (False then), atomically
+    where the file system has hard links."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    except OSError:
+        if not os.path.lexists(source):
+            raise
+        if target.exists():  # no hard links here: as close as a rename gets
+            return False
+        os.replace(source, target)
+        return True
+    os.unlink(source)
+    return True
+
+
+def _sync(folder: Path) -> None:
+    """fsync a folder after a rename in it; the rename happened, so a failure only means
+    it may not survive a power cut, which is logged rather than undone."""
+    try:
+        fsync_dir(folder)
+    except OSError:
+        log.warning("could not fsync %s", folder, exc_info=True)
 
 
 def _make_folder(folder: Path) -> None:
@@ -249,3 +310,13 @@ def _make_folder(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for created in reversed(missing):
         fsync_dir(created.parent)
+
+
+def _remove_partials(place: Path) -> None:
+    for partial in place.glob("*.partial"):
+        try:
+            if time.time() - partial.stat().st_mtime > _PARTIAL_AGE_S:
+                partial.unlink()
+                log.warning("removed %s, left unfinished when cxloop stopped", partial)
+        except OSError:
+            continue  # gone already, or not ours to remove: harmless either way

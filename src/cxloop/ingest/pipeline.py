@@ -10,6 +10,7 @@ same transaction as the merge and finished after the append, or at the next star
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -44,7 +45,13 @@ from cxloop.domain.messages import Message, MessageError, Rejected
 from cxloop.domain.traits import TYPED_FIELDS, split_traits
 from cxloop.domain.values import as_utc
 from cxloop.events.base import EVENTS_ARROW_SCHEMA, AppendResult, EventStore, utc_datetimes
-from cxloop.ingest.backlog import RETRY_ALONE_AFTER_S, Kept, ListenerBacklog, should_set_aside
+from cxloop.ingest.backlog import (
+    RETRY_ALONE_AFTER_S,
+    UNREADABLE_ERRORS,
+    Kept,
+    ListenerBacklog,
+    should_set_aside,
+)
 from cxloop.ingest.identity import (
     ANON,
     USER,
@@ -140,9 +147,13 @@ class IngestPipeline:
         # Called after each stored batch with its rows and the merges it caused, by name.
         self.listeners: list[tuple[str, Listener]] = []
         self.backlog = ListenerBacklog(backlog_dir)
-        # A kept batch failing alone waits this long before it is tried again, by name.
-        self._resting: dict[str, float] = {}
-        self._last_error: dict[str, BaseException] = {}
+        # For telling a batch's own failure from the listener's: a tick of when each
+        # listener last took a batch, and when each kept batch was last tried; a batch
+        # failing alone rests until a monotonic time.
+        self._clock = itertools.count()
+        self._took: dict[str, int] = {}
+        self._tried: dict[Path, int] = {}
+        self._resting: dict[Path, float] = {}
 
     # -- public entry points -------------------------------------------------------------
 
@@ -380,15 +391,15 @@ class IngestPipeline:
         self.listeners.append((name, listener))
 
     def catch_up(self) -> int:
-        """Hand each listener the batches it failed on before; how many it took. Never
-        raises: a listener or a disk failing here is logged and tried again later."""
+        """Hand each listener the batches it failed on before, also those resting; how
+        many it took. Never raises: a listener or a disk failing here is logged and tried
+        again later."""
         taken = 0
         with self._lock:
-            self._resting.clear()  # the sweep tries the batches failing alone, too
             for name, listener in self.listeners:
                 try:
                     self.backlog.refresh(name)
-                    taken += self._catch_up(name, listener)[0]
+                    taken += self._catch_up(name, listener, sweep=True)[0]
                 except Exception:
                     log.exception("could not hand the %s listener its kept batches", name)
         return taken
@@ -424,94 +435,122 @@ class IngestPipeline:
                 log.exception("could not hand the %s listener its kept batches", name)
                 taking = False
             if not taking:
-                self.backlog.keep(name, table, merges, failed=False)  # after the ones waiting
+                self._keep(name, table, merges)  # after the ones waiting
                 return
         try:
             listener(table, merges)
         except Exception:
-            kept = self.backlog.keep(name, table, merges)
+            kept = self._keep(name, table, merges)
             log.exception(
                 "the %s listener failed on a stored batch of %d events; %s",
                 name,
                 table.num_rows,
                 f"kept in {kept.path} to hand it again" if kept else "it is not kept",
             )
+            return
+        self._took[name] = next(self._clock)
 
-    def _catch_up(self, name: str, listener: Listener) -> tuple[int, bool]:
+    def _keep(self, name: str, table: pa.Table, merges: list[tuple[int, int]]) -> Kept | None:
+        kept = self.backlog.keep(name, table, merges)
+        if kept is not None:
+            self._tried[kept.path] = next(self._clock)
+        return kept
+
+    def _catch_up(self, name: str, listener: Listener, *, sweep: bool = False) -> tuple[int, bool]:
         """The kept batches this listener took, oldest first, and whether it is taking
-        batches (False when it failed on two in a row: its database is away).
+        batches (False when it failed on two in a row, or on the last, having taken
+        nothing since: its database is away, and a new batch waits behind them).
 
-        A batch it fails on alone, while it takes the next, is tried again right after;
-        failing again, it is either left to rest (tried again at the next sweep) or set
-        aside, never deleted, so that it does not hold back every later batch
-        (:func:`~cxloop.ingest.backlog.should_set_aside`).
+        A batch it failed on while taking nothing else is tried again right after it
+        takes a later one; a failure then, or whenever it took something since it last
+        tried the batch, is a lone failure (:meth:`_hand`). Batches resting after one are
+        skipped, except by the minute's sweep.
         """
         taken = 0
         stuck: Kept | None = None
         now = time.monotonic()
         for kept in self.backlog.pending(name):
-            if self._resting.get(kept.path.name, 0.0) > now:
+            if not sweep and self._resting.get(kept.path, 0.0) > now:
                 continue
             outcome = self._hand(name, listener, kept)
             if outcome is None:
-                continue  # unreadable, set aside
-            if isinstance(outcome, Kept):
+                continue  # taken elsewhere, set aside, or resting after a lone failure
+            if outcome is False:
                 if stuck is not None:
                     return taken, False  # two in a row: the listener is failing, not the batch
-                stuck = outcome
+                stuck = kept
                 continue
             taken += 1
             if stuck is not None:
-                retried = self._hand(name, listener, stuck)
-                if retried is True:
-                    taken += 1
-                elif isinstance(retried, Kept):
-                    self._judge(name, retried)
+                taken += self._hand(name, listener, stuck) is True
                 stuck = None
         if taken:
             log.info("the %s listener took %d kept batches", name, taken)
         return taken, stuck is None
 
-    def _judge(self, name: str, kept: Kept) -> None:
-        """``kept`` failed again right after the listener took a later batch."""
-        if not should_set_aside(kept.failures, kept.first_failed, self._last_error[name]):
-            self._resting[kept.path.name] = time.monotonic() + RETRY_ALONE_AFTER_S
-            return
-        self._resting.pop(kept.path.name, None)
-        aside = self.backlog.set_aside(name, kept)
-        log.error(
-            "the %s listener failed %d times on one kept batch while it took the others "
-            "(last: %s); set aside as %s (move it back into %s to hand it again)",
-            name,
-            kept.failures,
-            self._last_error[name],
-            aside,
-            aside.parent.parent,
-        )
-
-    def _hand(self, name: str, listener: Listener, kept: Kept) -> bool | Kept | None:
-        """True when the listener took ``kept``; the file with one more failure counted
-        when it failed; None when the file cannot be read (then it is set aside)."""
+    def _hand(self, name: str, listener: Listener, kept: Kept) -> bool | None:
+        """Hand ``kept`` to its listener: True when it took it. A failure is False while
+        the listener has taken nothing since it last tried this batch (it may be failing
+        on everything); otherwise it is a lone failure, counted on the batch, which then
+        rests or is set aside (None). None, too, when the file is gone (another process
+        took it) or cannot be decoded (set aside)."""
         try:
             rows, merges = self.backlog.load(kept.path)
-        except Exception as error:
-            aside = self.backlog.set_aside(name, kept)
-            log.error(
-                "a kept batch of the %s listener cannot be read (%s); set aside as %s",
-                name,
-                error,
-                aside,
-            )
+        except FileNotFoundError as error:
+            if not kept.path.is_symlink():  # taken by another process of the project
+                self.backlog.forget(name, kept)
+                self._tried.pop(kept.path, None)
+                return None
+            self._unreadable(name, kept, error)  # a link to nowhere
             return None
+        except UNREADABLE_ERRORS as error:
+            self._unreadable(name, kept, error)
+            return None
+        lone = self._took.get(name, -1) > self._tried.get(kept.path, -1)
+        self._tried[kept.path] = next(self._clock)
         try:
             listener(rows, merges)
         except Exception as error:
-            self._last_error[name] = error
             log.warning("the %s listener failed again on %s: %s", name, kept.path.name, error)
-            return self.backlog.failed(name, kept)
+            if not lone:
+                return False
+            self._judge(name, kept, error)
+            return None
+        self._took[name] = next(self._clock)
         self.backlog.done(name, kept)
-        self._resting.pop(kept.path.name, None)
+        self._resting.pop(kept.path, None)
+        self._tried.pop(kept.path, None)
         return True
+
+    def _unreadable(self, name: str, kept: Kept, error: BaseException) -> None:
+        self._tried.pop(kept.path, None)
+        aside = self.backlog.set_aside(name, kept)
+        log.error(
+            "a kept batch of the %s listener cannot be read (%s); set aside as %s",
+            name,
+            error,
+            aside,
+        )
+
+    def _judge(self, name: str, kept: Kept, error: Exception) -> None:
+        """``kept`` failed though the listener took other batches since it last tried it."""
+        self._resting.pop(kept.path, None)
+        tried = self._tried.pop(kept.path)
+        kept = self.backlog.failed(name, kept)
+        if not should_set_aside(kept.failures, kept.first_failed, error):
+            self._resting[kept.path] = time.monotonic() + RETRY_ALONE_AFTER_S
+            self._tried[kept.path] = tried
+            return
+        aside = self.backlog.set_aside(name, kept)
+        log.error(
+            "the %s listener failed %d times on one kept batch while it took others "
+            "(last: %s); set aside as %s (move it back into %s to hand it again)",
+            name,
+            kept.failures,
+            error,
+            aside,
+            aside.parent.parent,
+        )
 
     # -- identity planning ---------------------------------------------------------------
 

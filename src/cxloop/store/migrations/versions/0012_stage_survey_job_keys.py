@@ -1,4 +1,4 @@
-"""re-key stage-entry survey sends by what the move is
+"""re-key stage-entry survey sends by what the move is; fit over-long job keys
 
 Revision ID: 0012
 Revises: 0011
@@ -9,6 +9,8 @@ rebuild of the stage history writes the same moves as new rows, so those keys wo
 stop the first rebuild after upgrading from surveying the same customers again. This
 rewrites them in the form cxloop now uses (``cxloop.lifecycle.service.move_key``); the
 format is repeated here, since a migration must keep doing what it did when written.
+Job keys longer than their column, which SQLite stored as they were, get the fitted form
+cxloop now gives them (``cxloop.domain.values.bounded_key``).
 """
 
 from __future__ import annotations
@@ -77,13 +79,37 @@ def upgrade() -> None:
                 f"survey.send:{match.group(1)}:stage:{move.key}:{move.customer_id}:"
                 f"{move.cycle}:{move.kind}:{move.to_stage}:{_iso_utc(move.at)}"
             )
-            if len(key) > 200:  # as cxloop.domain.values.bounded_key fits it
-                digest = hashlib.sha256(key.encode()).hexdigest()
-                key = f"{key[: 200 - len(digest) - 1]}#{digest}"
+            key = _fit(key)
             if key in taken:
                 continue
             taken.add(key)
             conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(idempotency_key=key))
+
+    _fit_long_keys(conn, jobs)
+
+
+def _fit(key: str) -> str:
+    """As ``cxloop.domain.values.bounded_key`` fits a key into 200 characters."""
+    if len(key) <= 200:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[: 200 - len(digest) - 1]}#{digest}"
+
+
+def _fit_long_keys(conn: sa.Connection, jobs: sa.TableClause) -> None:
+    """SQLite kept keys longer than the column (PostgreSQL refused them); cxloop now
+    looks for their fitted form, so they get it."""
+    long = conn.execute(
+        sa.select(jobs.c.id, jobs.c.idempotency_key).where(
+            sa.func.length(jobs.c.idempotency_key) > 200
+        )
+    ).all()
+    for row in long:
+        conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id == row.id)
+            .values(idempotency_key=_fit(row.idempotency_key))
+        )
 
 
 def downgrade() -> None:
