@@ -168,6 +168,20 @@ def test_import_rejects_go_to_a_file_with_reasons(
     assert events["items"][0]["properties"] == {"amount": -2}
 
 
+def test_import_reads_the_named_encoding(embedded_settings: Settings, tmp_path: Path) -> None:
+    source = tmp_path / "kunden.csv"
+    source.write_bytes("Kundennummer;Stadt;Notiz\nk1;München;Grüße\nk2;Köln;€ 5\n".encode("cp1252"))
+    args = ["import", "customers", str(source), "--map", "Kundennummer=user_id",
+            "--map", "Stadt=city", "--encoding", "cp1252"]  # fmt: skip
+    summary = cx_json(embedded_settings, *args)
+    assert (summary["read"], summary["imported"], summary["rejected"]) == (2, 2, 0)
+    shown = cx_json(embedded_settings, "customers", "show", "k2")
+    assert shown["city"] == "Köln" and shown["traits"]["Notiz"] == "€ 5"
+    refused = cx(embedded_settings, *args[:-1], "ebcdic-klingon", check=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "encoding" in refused.stderr and "ebcdic-klingon" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -61,6 +61,7 @@ def read_all(path: Path, **options: Any) -> tuple[ImportSource, pa.Table | None,
         tables.append(chunk.table)
         rejects.extend(chunk.rejects)
         rows_read += chunk.rows_read
+    source.close()
     table = pa.concat_tables(tables) if tables else None
     return source, table, rejects, rows_read
 
@@ -638,6 +639,104 @@ def test_customers_need_user_id_or_email(tmp_path: Path) -> None:
     )
     _, table, _, _ = read_all(path, kind="customers", mapping={"name": "user_id"})
     assert table is not None and json.loads(table["traits"][0].as_py()) == {"colour": "red"}
+
+
+# -- text encodings --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary folder of this test's own, to see which UTF-8 copies are left behind."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(folder))
+    return folder
+
+
+def test_named_encoding_is_read_and_undefined_bytes_reject_their_row(
+    tmp_path: Path, own_tmp: Path
+) -> None:
+    path = tmp_path / "orders.csv"
+    header = "user_id,event,timestamp,city,price\n"
+    good = "u1,Order Completed,2024-01-02,Köln,€5\n", "u3,Order Completed,2024-01-04,Zürich,2\n"
+    undefined = b"u2,Order Completed,2024-01-03,Bad\x81Byte,1\n"  # 0x81 is not in cp1252
+    path.write_bytes((header + good[0]).encode("cp1252") + undefined + good[1].encode("cp1252"))
+    source, table, rejects, rows_read = read_all(path, kind="events", encoding="windows-1252")
+    assert table is not None and rows_read == 3
+    assert table["user_id"].to_pylist() == ["u1", "u3"]
+    assert [p["city"] for p in props(table)] == ["Köln", "Zürich"]
+    assert props(table)[0]["price"] == "€5"
+    assert [(r.row, r.field, r.reason) for r in rejects] == [
+        (2, "row", "row is not valid cp1252 text")
+    ]
+    assert source.encoding is not None and source.encoding.name == "cp1252"
+    assert list(own_tmp.iterdir()) == []  # the UTF-8 copy went with the source
+
+
+def test_utf8_errors_suggest_naming_the_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes("user_id,event,timestamp,city\nu1,A,2024-01-02,Köln\n".encode("latin-1"))
+    _, _, rejects, _ = read_all(path, kind="events")
+    assert len(rejects) == 1 and "--encoding" in rejects[0].reason
+    _, table, rejects, _ = read_all(path, kind="events", encoding="latin-1")
+    assert rejects == [] and table is not None and props(table)[0]["city"] == "Köln"
+
+
+def test_whitespace_file_keeps_good_lines_beside_one_that_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "purchases.txt"
+    path.write_bytes(
+        b"user_id event timestamp city\n"
+        b"u1 A 2020-01-01 Koln\n"
+        b"u2 A 2020-01-02 K\xf6ln\n"
+        b"u3 A 2020-01-03 Rom\n"
+    )
+    _, table, rejects, rows_read = read_all(path, kind="events")
+    assert table is not None and table["user_id"].to_pylist() == ["u1", "u3"]
+    assert rows_read == 3
+    assert [(r.row, r.field, r.raw["user_id"]) for r in rejects] == [(2, "row", "u2")]
+    assert "--encoding" in rejects[0].reason
+    _, table, rejects, _ = read_all(path, kind="events", encoding="latin-1")
+    assert rejects == [] and table is not None
+    assert [p["city"] for p in props(table)] == ["Koln", "Köln", "Rom"]
+
+
+def test_utf16_with_a_byte_order_mark_needs_no_option(tmp_path: Path, own_tmp: Path) -> None:
+    text = "user_id\tevent\ttimestamp\tnote\r\nu1\tSigned Up\t2024-01-02\t日本\r\n"
+    path = tmp_path / "export.txt"
+    path.write_bytes(text.encode("utf-16"))  # with its BOM, as spreadsheets write it
+    source = open_import(path, ImportOptions(kind="events"))
+    with source:
+        assert source.total_rows == 1
+        assert source.text_path != path and source.text_path.parent == own_tmp
+        (chunk,) = list(source.chunks())
+        assert isinstance(chunk, TableChunk)
+        assert props(chunk.table) == [{"note": "日本"}]
+    assert not source.text_path.exists() and path.exists()
+
+
+def test_jsonl_records_in_another_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "people.jsonl"
+    path.write_bytes('{"user_id": "u1", "city": "Málaga", "pet": "Señor"}\n'.encode("latin-1"))
+    _, table, rejects, _ = read_all(path, kind="customers", encoding="iso-8859-1")
+    assert rejects == [] and table is not None
+    assert table["city"].to_pylist() == ["Málaga"]
+    assert json.loads(table["traits"][0].as_py()) == {"pet": "Señor"}
+
+
+def test_encoding_problems_are_refused(tmp_path: Path, own_tmp: Path) -> None:
+    path = write(tmp_path / "e.csv", EVENTS_CSV)
+    expect_error(path, "encoding", "'klingon'", "cp1252", kind="events", encoding="klingon")
+    expect_error(path, "encoding", "'base64'", kind="events", encoding="base64")
+    expect_error(path, "encoding", "empty", kind="events", encoding=" ")
+    table = pa.table({"user_id": ["u1"], "event": ["A"], "timestamp": ["2024-01-01"]})
+    pq.write_table(table, tmp_path / "e.parquet")
+    expect_error(tmp_path / "e.parquet", "encoding", "text files", kind="events", encoding="cp1252")
+    odd = tmp_path / "odd.csv"
+    odd.write_bytes("user_id,event,timestamp\n".encode("utf-16-le") + b"u")
+    expect_error(odd, "encoding", "odd.csv", "UTF-16", kind="events", encoding="utf-16-le")
+    # a refused file leaves no copy behind, nor does one refused after it was copied
+    expect_error(path, "user_id", kind="events", encoding="cp1252", mapping={"x": "user_id"})
+    assert list(own_tmp.iterdir()) == []
 
 
 def test_field_lists_are_the_documented_ones() -> None:

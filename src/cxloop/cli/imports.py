@@ -60,6 +60,13 @@ DelimiterOpt = Annotated[
     str | None,
     typer.Option(help="Column delimiter (default: sniffed); 'tab', 'whitespace' or one character"),
 ]
+EncodingOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Text encoding of the file, e.g. cp1252, latin-1 or utf-16 (default: UTF-8, "
+        "or UTF-16 when the file starts with its byte-order mark)"
+    ),
+]
 DateOpt = Annotated[
     str | None, typer.Option("--date-format", help="strptime format, e.g. %Y%m%d or %d/%m/%Y")
 ]
@@ -115,6 +122,7 @@ def _run(
     mapping: list[str] | None,
     constants: list[str] | None,
     delimiter: str | None,
+    encoding: str | None,
     date_format: str | None,
     fmt: Format,
 ) -> None:
@@ -124,6 +132,7 @@ def _run(
         mapping=parse_pairs(mapping, "--map"),
         constants=parse_pairs(constants, "--set"),
         delimiter=_delimiter(delimiter),
+        encoding=encoding,
         date_format=date_format,
         timezone=settings.timezone,
     )
@@ -191,10 +200,11 @@ def customers(
     mapping: MapOpt = None,
     constants: SetOpt = None,
     delimiter: DelimiterOpt = None,
+    encoding: EncodingOpt = None,
     date_format: DateOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    _run("customers", path, mapping, constants, delimiter, date_format, fmt)
+    _run("customers", path, mapping, constants, delimiter, encoding, date_format, fmt)
 
 
 @app.command("events")
@@ -204,10 +214,11 @@ def events(
     mapping: MapOpt = None,
     constants: SetOpt = None,
     delimiter: DelimiterOpt = None,
+    encoding: EncodingOpt = None,
     date_format: DateOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    _run("events", path, mapping, constants, delimiter, date_format, fmt)
+    _run("events", path, mapping, constants, delimiter, encoding, date_format, fmt)
 
 
 customers.__doc__ = (

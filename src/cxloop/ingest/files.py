@@ -63,6 +63,7 @@ from cxloop.ingest.files_sql import (
     run,
     value_kinds,
 )
+from cxloop.ingest.files_text import TextEncoding, as_utf8, check_encoding, file_encoding
 
 __all__ = [
     "CUSTOMERS_SCHEMA",
@@ -119,7 +120,12 @@ def _cell(value: Any) -> str:
 
 
 class ImportSource:
-    """A checked file, ready to be read in chunks; ``total_rows`` sizes a progress bar."""
+    """A checked file, ready to be read in chunks; ``total_rows`` sizes a progress bar.
+
+    ``path`` is the file the user named (for messages and the rejects file); ``text_path``
+    is what is read, a temporary UTF-8 copy when the file is in another encoding, removed
+    by ``close`` (or leaving a ``with`` block).
+    """
 
     def __init__(
         self,
@@ -129,13 +135,27 @@ class ImportSource:
         plan: Plan | None,
         dialect: Dialect | None = None,
         shape: JsonlShape | None = None,
+        text_path: Path | None = None,
+        encoding: TextEncoding | None = None,
     ) -> None:
         self.path = path
+        self.text_path = text_path or path
+        self.encoding = encoding  # None: read as UTF-8 because nothing said otherwise
         self.format: ImportFormat = fmt
         self.options = options
         self.plan = plan
         self.dialect = dialect
         self.shape = shape
+
+    def close(self) -> None:
+        if self.text_path != self.path:
+            self.text_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> ImportSource:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     @cached_property
     def total_rows(self) -> int | None:
@@ -148,14 +168,14 @@ class ImportSource:
             finally:
                 con.close()
             return sum(int(r[0]) for r in rows)
-        lines = count_lines(self.path)
+        lines = count_lines(self.text_path)
         if self.dialect is not None:
             lines -= self.dialect.skip_lines + 1
         return max(lines, 0)
 
     def chunks(self) -> Iterator[TableChunk | MessageChunk]:
         if self.shape is not None and self.shape.mode == "messages":
-            yield from message_chunks(self.path, self.options.chunk_rows)
+            yield from message_chunks(self.text_path, self.options.chunk_rows)
             return
         con = connect(self.options.timezone)
         try:
@@ -198,12 +218,21 @@ class ImportSource:
         if self.format == "parquet":
             return load_parquet(con, self.path)
         if self.format == "jsonl":
-            return load_records(con, self.path, self.options)
+            return load_records(con, self.text_path, self.path.name, self.options)
         if self.dialect is None:  # pragma: no cover - set by open_import
             raise RuntimeError("no dialect for a delimited file")
         if self.dialect.delimiter == WHITESPACE:
-            return load_whitespace(con, self.path, self.dialect)
-        return load_csv(con, self.path, self.dialect)
+            return load_whitespace(con, self.text_path, self.dialect, self._encoding_hint())
+        return load_csv(con, self.text_path, self.dialect, self._encoding_hint())
+
+    def _encoding_hint(self) -> str:
+        """How a row that is not valid text is explained: in the encoding it was read as."""
+        if self.encoding is not None:
+            return f"row is not valid {self.encoding.label} text"
+        return (
+            "row is not valid UTF-8 text; if the file is in another encoding, "
+            "name it with --encoding (e.g. cp1252 or latin-1)"
+        )
 
 
 # -- checking before reading ---------------------------------------------------------------
@@ -219,25 +248,56 @@ def open_import(path: Path, options: ImportOptions) -> ImportSource:
         raise ImportInputError("chunk_rows", f"{options.chunk_rows} is not a positive number")
     fmt = format_for(path)
     delimiter = normalise_delimiter(options.delimiter)
+    encoding = check_encoding(options.encoding)
+    if fmt == "parquet" and encoding is not None:
+        raise ImportInputError(
+            "encoding", "Parquet files carry their own encoding; it applies to text files only"
+        )
     probe = duckdb.connect()
     try:
         _check_timezone(probe, options.timezone)
         _check_date_format(probe, options.date_format)
-        if fmt == "jsonl":
-            shape = sample_shape(path)
-            if shape.mode == "messages":
-                _refuse_mapping_for_messages(options)
-                return ImportSource(path, fmt, options, None, shape=shape)
-            plan = _plan(options, shape.columns, path)
+        if fmt == "parquet":
+            plan = _plan(options, _parquet_columns(probe, path), path)
             _check_constants(probe, plan, options)
-            return ImportSource(path, fmt, options, plan, shape=shape)
-        dialect = sniff_dialect(path, delimiter) if fmt == "delimited" else None
-        columns = dialect.columns if dialect else _parquet_columns(probe, path)
-        plan = _plan(options, columns, path)
-        _check_constants(probe, plan, options)
-        return ImportSource(path, fmt, options, plan, dialect=dialect)
+            return ImportSource(path, fmt, options, plan)
+        source = _text_source(path, fmt, options, encoding)
+        try:
+            return _checked_text(source, delimiter, probe)
+        except BaseException:
+            source.close()
+            raise
     finally:
         probe.close()
+
+
+def _text_source(
+    path: Path, fmt: ImportFormat, options: ImportOptions, given: TextEncoding | None
+) -> ImportSource:
+    """Read from the file itself when it is UTF-8, otherwise from a UTF-8 copy of it."""
+    encoding = file_encoding(path, given)
+    text_path = as_utf8(path, encoding) if encoding.needs_rewrite else path
+    named = encoding if given is not None or encoding.needs_rewrite else None
+    return ImportSource(path, fmt, options, None, text_path=text_path, encoding=named)
+
+
+def _checked_text(
+    source: ImportSource, delimiter: str | None, probe: duckdb.DuckDBPyConnection
+) -> ImportSource:
+    """Sniffs and plans ``source`` from the top of its text, filling in what it found."""
+    path, options = source.path, source.options
+    if source.format == "jsonl":
+        source.shape = sample_shape(source.text_path)
+        if source.shape.mode == "messages":
+            _refuse_mapping_for_messages(options)
+            return source
+        columns = source.shape.columns
+    else:
+        source.dialect = sniff_dialect(source.text_path, delimiter, path.name)
+        columns = source.dialect.columns
+    source.plan = _plan(options, columns, path)
+    _check_constants(probe, source.plan, options)
+    return source
 
 
 def _plan(options: ImportOptions, columns: Sequence[str], path: Path) -> Plan:

@@ -21,11 +21,12 @@ from cxloop.ingest.files_plan import Plan, make_plan
 from cxloop.ingest.files_sniff import Dialect
 from cxloop.ingest.files_sql import NVALUES, SRC, SourceColumn, ValueKind, describe, ident, lit, run
 
-# DuckDB's CSV error kinds, said the way a person fixing the file needs to hear them.
+# DuckDB's CSV error kinds, said the way a person fixing the file needs to hear them
+# (an encoding error is said by the caller, who knows which encoding the file was read as).
 _CSV_ERRORS = {
     "UNQUOTED VALUE": "a quoted value is not closed, or a quote inside it is not doubled",
-    "INVALID ENCODING": "row is not valid UTF-8 text",
 }
+_ENCODING_ERROR = "INVALID ENCODING"
 _COUNT_ERRORS = ("TOO MANY COLUMNS", "MISSING COLUMNS")
 
 
@@ -64,13 +65,16 @@ def load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> Loaded:
     return Loaded(describe(con, SRC, names), f"{SRC}.file_row_number + 1")
 
 
-def load_records(con: duckdb.DuckDBPyConnection, path: Path, options: ImportOptions) -> Loaded:
-    """Planned again on all keys: a key first seen after the sample still reaches the bag."""
+def load_records(
+    con: duckdb.DuckDBPyConnection, path: Path, name: str, options: ImportOptions
+) -> Loaded:
+    """Planned again on all keys: a key first seen after the sample still reaches the bag.
+    ``name`` is the file as the user named it (``path`` may be a UTF-8 copy)."""
     records = records_table(path)
     con.register("__cx_records", records.table)
     run(con, f"CREATE VIEW {SRC} AS SELECT * FROM __cx_records")
     names = [n for n in records.table.column_names if n != LINE_COLUMN]
-    plan = make_plan(options.kind, names, options.mapping, options.constants, path.name)
+    plan = make_plan(options.kind, names, options.mapping, options.constants, name)
     return Loaded(
         describe(con, SRC, names),
         f"{SRC}.{LINE_COLUMN}",
@@ -80,9 +84,15 @@ def load_records(con: duckdb.DuckDBPyConnection, path: Path, options: ImportOpti
     )
 
 
-def load_csv(con: duckdb.DuckDBPyConnection, path: Path, dialect: Dialect) -> Loaded:
+def load_csv(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    dialect: Dialect,
+    not_text: str = "row is not valid UTF-8 text",
+) -> Loaded:
     """Everything as text, so "00042" stays an id and typing stays our decision. Rows the
-    parser cannot split are kept aside by DuckDB and reported as rejects."""
+    parser cannot split are kept aside by DuckDB and reported as rejects; ``not_text`` is
+    the reason given for a row whose bytes are not text."""
     columns = "{" + ", ".join(f"{lit(n)}: 'VARCHAR'" for n in dialect.columns) + "}"
     run(
         con,
@@ -98,7 +108,7 @@ def load_csv(con: duckdb.DuckDBPyConnection, path: Path, dialect: Dialect) -> Lo
         "ORDER BY line",
     )
     rejects = [
-        _csv_reject(int(line) - first_data_line + 1, kind, text, message, dialect)
+        _csv_reject(int(line) - first_data_line + 1, kind, text, message, dialect, not_text)
         for line, kind, text, message in errors
     ]
     return Loaded(
@@ -110,7 +120,7 @@ def load_csv(con: duckdb.DuckDBPyConnection, path: Path, dialect: Dialect) -> Lo
 
 
 def _csv_reject(
-    row: int, kind: str, text: str | None, message: str | None, dialect: Dialect
+    row: int, kind: str, text: str | None, message: str | None, dialect: Dialect, not_text: str
 ) -> Reject:
     line = (text or "").strip("\r\n")
     values = next(csv.reader([line], delimiter=dialect.delimiter), [])
@@ -118,6 +128,8 @@ def _csv_reject(
     if len(values) > len(dialect.columns):
         raw["_extra"] = dialect.delimiter.join(values[len(dialect.columns) :])
     reason = _CSV_ERRORS.get(kind) or (message or kind).splitlines()[0]
+    if kind == _ENCODING_ERROR:
+        reason = not_text
     if kind in _COUNT_ERRORS:
         reason = f"row has {len(values)} values but the header has {len(dialect.columns)} columns"
     return Reject(row, "row", reason, raw)
@@ -134,9 +146,15 @@ def _row_expr(con: duckdb.DuckDBPyConnection, rejects: Sequence[Reject]) -> str:
     return f"{SRC}.rowid + 1 + (SELECT count(*) FROM __cx_shift WHERE t < {SRC}.rowid + 1)"
 
 
-def load_whitespace(con: duckdb.DuckDBPyConnection, path: Path, dialect: Dialect) -> Loaded:
+def load_whitespace(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    dialect: Dialect,
+    not_text: str = "row is not valid UTF-8 text",
+) -> Loaded:
     """Runs of blanks separate values and lines may start with blanks (fixed-width
-    exports): each line is read whole and split in SQL."""
+    exports): each line is read whole and split in SQL. A line whose bytes are not text
+    is kept aside by DuckDB and becomes a reject, as in ``load_csv``."""
     parts = ", ".join(
         f"p[{index}] AS {ident(name)}" for index, name in enumerate(dialect.columns, start=1)
     )
@@ -147,11 +165,25 @@ def load_whitespace(con: duckdb.DuckDBPyConnection, path: Path, dialect: Dialect
           SELECT string_split_regex(trim(line, ' ' || chr(9) || chr(13)), '[ \t]+') AS p
           FROM read_csv({lit(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false,
             skip = {dialect.skip_lines + 1}, delim = chr(31), quote = '', escape = '',
-            auto_detect = false, strict_mode = false, null_padding = true)
+            auto_detect = false, strict_mode = false, null_padding = true,
+            store_rejects = true)
           WHERE line IS NOT NULL AND trim(line, ' ' || chr(9) || chr(13)) <> '')""",
     )
+    first_data_line = dialect.skip_lines + 2
+    errors = run(con, "SELECT line, csv_line FROM reject_errors ORDER BY line")
+    rejects = [
+        Reject(
+            int(line) - first_data_line + 1,
+            "row",
+            not_text,
+            dict(zip(dialect.columns, (text or "").split(), strict=False)),
+        )
+        for line, text in errors
+    ]
     return Loaded(
         describe(con, SRC, list(dialect.columns)),
-        f"{SRC}.rowid + 1",
+        _row_expr(con, rejects),
+        early_rejects=rejects,
         expected_values=len(dialect.columns),
+        ordered=bool(rejects),
     )

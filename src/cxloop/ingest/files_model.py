@@ -101,6 +101,7 @@ class ImportOptions:
     mapping: Mapping[str, str] = field(default_factory=dict)
     constants: Mapping[str, str] = field(default_factory=dict)
     delimiter: str | None = None
+    encoding: str | None = None  # of text files; None reads UTF-8 (or UTF-16 by its BOM)
     date_format: str | None = None
     timezone: str = "UTC"
     chunk_rows: int = 100_000

@@ -90,12 +90,13 @@ def read_sample_lines(path: Path) -> list[str]:
     return lines[:_SAMPLE_LINES]
 
 
-def sniff_dialect(path: Path, delimiter: str | None) -> Dialect:
-    """The header is the first non-blank line; its names are what ``--map`` refers to."""
+def sniff_dialect(path: Path, delimiter: str | None, name: str | None = None) -> Dialect:
+    """The header is the first non-blank line; its names are what ``--map`` refers to.
+    ``name`` is what to call the file in errors when ``path`` is a copy of it."""
     lines = read_sample_lines(path)
     skip = next((i for i, line in enumerate(lines) if line.strip()), None)
     if skip is None:
-        raise ImportInputError("file", f"{path.name} is empty; expected a header line")
+        raise ImportInputError("file", f"{name or path.name} is empty; expected a header line")
     body = lines[skip:]
     chosen = delimiter if delimiter is not None else _sniff(body)
     if chosen == WHITESPACE:

@@ -83,22 +83,22 @@ def run_import(
 ) -> ImportSummary:
     """Import ``path``; rejected rows end up in ``<name>.rejects.csv`` beside it."""
     started = time.perf_counter()
-    source_file = open_import(path, options)
-    on_start(source_file.total_rows)
     source = f"import:{path.name}"
     summary = ImportSummary(kind=options.kind, path=str(path))
     rejects: list[Reject] = []
-    for chunk in _coalesced(source_file.chunks()):
-        rejects.extend(chunk.rejects)
-        if isinstance(chunk, TableChunk):
-            outcome = _store_table(chunk, options, target, source)
-        else:
-            outcome = _store_messages(chunk, target, source, rejects)
-        summary.rows_read += chunk.rows_read
-        summary.imported += outcome.imported
-        summary.updated += outcome.updated
-        summary.unchanged += outcome.unchanged
-        on_progress(chunk.rows_read)
+    with open_import(path, options) as source_file:
+        on_start(source_file.total_rows)
+        for chunk in _coalesced(source_file.chunks()):
+            rejects.extend(chunk.rejects)
+            if isinstance(chunk, TableChunk):
+                outcome = _store_table(chunk, options, target, source)
+            else:
+                outcome = _store_messages(chunk, target, source, rejects)
+            summary.rows_read += chunk.rows_read
+            summary.imported += outcome.imported
+            summary.updated += outcome.updated
+            summary.unchanged += outcome.unchanged
+            on_progress(chunk.rows_read)
     summary.rejected = len(rejects)
     rejects_file = rejects_path_for(path)
     if rejects:
