@@ -394,7 +394,11 @@ def test_segment_client_gzip_and_bad_key(server: ServerProcess) -> None:
     bad.track(user_id=ids["user"], event="Forged", message_id=f"{ids['run']}-forged")
     bad.shutdown()
     assert len(wrong) == 1
-    assert getattr(wrong[0][0], "status", None) == 401
+    refusal = wrong[0][0]
+    assert getattr(refusal, "status", None) == 401
+    # the library reads the reason where Segment puts it, instead of logging "unknown"
+    assert getattr(refusal, "code", None) == "unauthorized"
+    assert "write key is not valid" in getattr(refusal, "message", "")
     assert [m["messageId"] for m in wrong[0][1]] == [f"{ids['run']}-forged"]
 
     rest = Rest(server.url, secret_key)

@@ -39,10 +39,14 @@ _encode = msgspec.json.Encoder().encode
 
 
 def error_answer(status: int, code: str, message: str, field: str | None = None) -> Checked:
+    """cxloop's error object, with ``code`` and ``message`` also at the top, where Segment's
+    libraries read them: their logs then say why a batch was refused."""
     error: dict[str, Any] = {"code": code, "message": message}
     if field:
         error["field"] = field
-    return Checked(status, _encode({"success": False, "error": error}))
+    return Checked(
+        status, _encode({"success": False, "code": code, "message": message, "error": error})
+    )
 
 
 def check(
