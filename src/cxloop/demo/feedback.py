@@ -229,7 +229,7 @@ def load_feedback(conn: Connection, messages: list[dict[str, Any]], *, seed: int
                 text = rng.choice(CSAT_SAYS[positive]) if rng.random() < 0.5 else None
                 answer("support", customer, score, resolved + timedelta(hours=20), text)
         at = facts.installed + timedelta(days=rng.randint(60, 120))
-        if (facts.cancelled is None or at < facts.cancelled) and rng.random() < 0.4:
+        if (facts.cancelled is None or at < facts.cancelled) and rng.random() < 0.6:
             bad_case = any(not positive and when < at for when, positive in facts.resolutions)
             score = _nps(rng, 8.1 - 3.5 * bad_case + 0.8 * facts.onboarded - 0.8 * late)
             why = "case" if bad_case else "late" if late else "other"
