@@ -10,7 +10,7 @@ first, before its next batch, at start-up and every minute. The listeners are id
 per occurrence, so a batch they had half-taken is safe to hand them again.
 
 A file's name carries its place in the order, how often the listener failed on it *alone*
-(having taken another batch since it last tried this one) and when it first did
+(while taking other batches: :mod:`cxloop.ingest.handing` decides) and when it first did
 (``000000000042.f3.t1764892800.arrow``), so that a restart keeps both. Failures while the
 listener fails on everything (its database is away) say nothing about the batch and are
 not counted. A batch with enough lone failures (:func:`should_set_aside`) is moved to
@@ -27,6 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -51,13 +52,21 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 POISON_AFTER_FAILURES = 3
-TRANSIENT_AFTER_FAILURES = 10
-TRANSIENT_AFTER_S = 3600.0
+TRANSIENT_AFTER_FAILURES = 20
+TRANSIENT_AFTER_S = 86_400.0
 # A batch failing alone, left in place, is not tried again with each new batch for this
 # long; the minute's sweep tries it regardless.
 RETRY_ALONE_AFTER_S = 30.0
-# What a kept file that cannot be decoded raises (a truncated or foreign file).
-UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (pa.ArrowInvalid, ValueError, TypeError)
+# What a kept file that cannot be decoded raises (a truncated or foreign file); pyarrow
+# also raises a plain OSError without an errno for a damaged file, which the caller tells
+# from the system's own errors by that errno.
+UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
+    pa.ArrowException,
+    ValueError,
+    TypeError,
+    KeyError,
+)
+Moved = Literal["moved", "exists", "gone"]
 
 
 def is_transient(error: BaseException) -> bool:
@@ -69,7 +78,8 @@ def is_transient(error: BaseException) -> bool:
 def should_set_aside(lone_failures: int, first_failed: float, error: BaseException) -> bool:
     """Whether a batch the listener failed on alone again is set aside. One such failure
     can be chance (a lock held for a moment, a race), so a batch goes after three with an
-    error of its own, and after ten over an hour with one that looks like the database."""
+    error of its own; with one that looks like the database, which a lock coming and going
+    can fake, only after twenty over a day (until then it rests and holds back nothing)."""
     if lone_failures < POISON_AFTER_FAILURES:
         return False
     if not is_transient(error):
@@ -193,15 +203,20 @@ class ListenerBacklog:
         self._kept.setdefault(listener, []).append(kept)
         return kept
 
-    def failed(self, listener: str, kept: Kept) -> Kept:
-        """Count one more lone failure on ``kept`` (in its name, so that a restart knows)."""
+    def failed(self, listener: str, kept: Kept) -> Kept | None:
+        """Count one more lone failure on ``kept`` (in its name, so that a restart knows);
+        None when the file is gone (another process took it)."""
         first_failed = kept.first_failed or int(time.time())
         counted = replace(kept, failures=kept.failures + 1, first_failed=first_failed)
         target = kept.path.with_name(_file_name(kept.order, counted.failures, first_failed))
-        if _move_new(kept.path, target):
+        moved = _move_new(kept.path, target)
+        if moved == "gone":
+            self.forget(listener, kept)
+            return None
+        if moved == "moved":
             _sync(target.parent)
             counted = replace(counted, path=target)
-        # else another process named a file so (or moved ours): counted in memory only
+        # else another process counted it under that name: counted here in memory only
         self._swap(listener, kept, counted)
         return counted
 
@@ -213,16 +228,18 @@ class ListenerBacklog:
         """No longer track ``kept`` (taken, set aside, or gone from the disk)."""
         self._swap(listener, kept, None)
 
-    def set_aside(self, listener: str, kept: Kept) -> Path:
+    def set_aside(self, listener: str, kept: Kept) -> Path | None:
         """Out of the way of the listener's later batches, kept for an operator to look at
-        (``set-aside`` holds no ``*.arrow`` the listener reads)."""
+        (``set-aside`` holds no ``*.arrow`` the listener reads); None when the file is
+        gone (another process took it)."""
         folder = kept.path.parent / SET_ASIDE
         _make_folder(folder)
-        target = folder / kept.path.name
-        while not _move_new(kept.path, target):
-            if not os.path.lexists(kept.path):
-                break  # gone meanwhile: nothing to set aside
-            target = folder / f"{kept.path.stem}-{uuid.uuid4().hex[:8]}.arrow"
+        target: Path | None = folder / kept.path.name
+        while target is not None and (moved := _move_new(kept.path, target)) != "moved":
+            if moved == "gone":
+                target = None
+            else:
+                target = folder / f"{kept.path.stem}-{uuid.uuid4().hex[:8]}.arrow"
         _sync(kept.path.parent)
         self.forget(listener, kept)
         return target
@@ -233,8 +250,11 @@ class ListenerBacklog:
         order = self._next.get(listener, 1)
         while True:
             target = source.parent / _file_name(order, failures, first_failed)
-            if _move_new(source, target):
+            moved = _move_new(source, target)
+            if moved == "moved":
                 break
+            if moved == "gone":
+                raise FileNotFoundError(f"{source} went while it was being kept")
             order += 1
         self._next[listener] = order + 1
         _sync(source.parent)
@@ -243,6 +263,8 @@ class ListenerBacklog:
     def _adopt(self, listener: str, stranger: Path) -> None:
         try:
             kept = self._place(listener, stranger, failures=0, first_failed=0)
+        except FileNotFoundError:
+            return  # taken in by another process meanwhile
         except OSError:
             log.exception("cannot rename the kept batch %s", stranger)
             return
@@ -269,30 +291,56 @@ def _listing(place: Path) -> tuple[list[Kept], list[Path]]:
             strangers.append(path)
         else:
             kept.append(found)
-    kept.sort(key=lambda k: (k.order, k.path.name))
-    return kept, strangers
+    kept.sort(key=lambda k: (k.order, -k.failures, k.path.name))
+    return _without_second_names(kept), strangers
+
+
+def _without_second_names(kept: list[Kept]) -> list[Kept]:
+    """A crash between the two steps of a rename leaves one file under two names (same
+    order, different counts): the name with the most failures stays, the other goes."""
+    unique: list[Kept] = []
+    for item in kept:
+        first = unique[-1] if unique else None
+        if first is not None and first.order == item.order and _same_file(first, item):
+            item.path.unlink(missing_ok=True)
+            continue
+        unique.append(item)
+    return unique
+
+
+def _same_file(a: Kept, b: Kept) -> bool:
+    try:
+        return os.path.samefile(a.path, b.path)
+    except OSError:
+        return False
 
 
 def _file_name(order: int, failures: int, first_failed: int) -> str:
     return f"{order:012d}.f{failures}.t{first_failed}.arrow"
 
 
-def _move_new(source: Path, target: Path) -> bool:
-    """Rename ``source`` to ``target`` unless ``target`` exists (False then), atomically
-    where the file system has hard links."""
+def _move_new(source: Path, target: Path) -> Moved:
+    """Rename ``source`` to ``target`` unless ``target`` exists ("exists"), or ``source``
+    is gone, moved or removed by another process ("gone"). A hard link and an unlink, so
+    that no file is ever replaced; when another process moved ``source`` between the two,
+    our name for it goes again, so the batch keeps one name."""
     try:
         os.link(source, target, follow_symlinks=False)
     except FileExistsError:
-        return False
+        return "exists"
     except OSError:
         if not os.path.lexists(source):
-            raise
-        if target.exists():  # no hard links here: as close as a rename gets
-            return False
+            return "gone"
+        if os.path.lexists(target):  # no hard links here: as close as a rename gets
+            return "exists"
         os.replace(source, target)
-        return True
-    os.unlink(source)
-    return True
+        return "moved"
+    try:
+        os.unlink(source)
+    except FileNotFoundError:
+        target.unlink(missing_ok=True)
+        return "gone"
+    return "moved"
 
 
 def _sync(folder: Path) -> None:

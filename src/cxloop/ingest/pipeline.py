@@ -10,10 +10,8 @@ same transaction as the merge and finished after the append, or at the next star
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,13 +43,8 @@ from cxloop.domain.messages import Message, MessageError, Rejected
 from cxloop.domain.traits import TYPED_FIELDS, split_traits
 from cxloop.domain.values import as_utc
 from cxloop.events.base import EVENTS_ARROW_SCHEMA, AppendResult, EventStore, utc_datetimes
-from cxloop.ingest.backlog import (
-    RETRY_ALONE_AFTER_S,
-    UNREADABLE_ERRORS,
-    Kept,
-    ListenerBacklog,
-    should_set_aside,
-)
+from cxloop.ingest.backlog import ListenerBacklog
+from cxloop.ingest.handing import Listener, Listeners
 from cxloop.ingest.identity import (
     ANON,
     USER,
@@ -70,8 +63,6 @@ from cxloop.store.models import Customer, CustomerIdentity, CustomerMerge, Rejec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# Told each stored batch's rows and the (loser, survivor) merges it caused.
-Listener = Callable[[pa.Table, list[tuple[int, int]]], object]
 _encode_json = msgspec.json.Encoder(order="sorted").encode
 
 customers_t = cast(Table, Customer.__table__)
@@ -145,15 +136,7 @@ class IngestPipeline:
         self._lock = threading.Lock()
         self._overlap = OverlappedAppend(events)
         # Called after each stored batch with its rows and the merges it caused, by name.
-        self.listeners: list[tuple[str, Listener]] = []
-        self.backlog = ListenerBacklog(backlog_dir)
-        # For telling a batch's own failure from the listener's: a tick of when each
-        # listener last took a batch, and when each kept batch was last tried; a batch
-        # failing alone rests until a monotonic time.
-        self._clock = itertools.count()
-        self._took: dict[str, int] = {}
-        self._tried: dict[Path, int] = {}
-        self._resting: dict[Path, float] = {}
+        self._listeners = Listeners(backlog_dir)
 
     # -- public entry points -------------------------------------------------------------
 
@@ -388,169 +371,30 @@ class IngestPipeline:
 
     def listen(self, name: str, listener: Listener) -> None:
         """Call ``listener`` after each stored batch; ``name`` keeps its backlog apart."""
-        self.listeners.append((name, listener))
+        self._listeners.listen(name, listener)
+
+    @property
+    def backlog(self) -> ListenerBacklog:
+        return self._listeners.backlog
 
     def catch_up(self) -> int:
-        """Hand each listener the batches it failed on before, also those resting; how
-        many it took. Never raises: a listener or a disk failing here is logged and tried
-        again later."""
-        taken = 0
+        """Hand each listener the batches it failed on before; how many it took. Never
+        raises (see :class:`Listeners`)."""
         with self._lock:
-            for name, listener in self.listeners:
-                try:
-                    self.backlog.refresh(name)
-                    taken += self._catch_up(name, listener, sweep=True)[0]
-                except Exception:
-                    log.exception("could not hand the %s listener its kept batches", name)
-        return taken
+            return self._listeners.catch_up()
 
     def _notify(self, rows: pa.Table | None, moves: Sequence[tuple[int, int, int]]) -> None:
         """Tell listeners (the stage engine, cases, triggers, rules, webhooks) what was
         stored. Their failure must not undo or refuse stored events, nor be forgotten:
         the batch is kept in the backlog and handed to that listener again. Never raises,
         since the events are committed already."""
-        if not self.listeners:
+        if not self._listeners.named:
             return
         merges = [(loser, survivor) for _, loser, survivor in moves]
         table = rows if rows is not None else EVENTS_ARROW_SCHEMA.empty_table()
         if table.num_rows == 0 and not merges:
             return
-        for name, listener in self.listeners:
-            try:
-                self._notify_one(name, listener, table, merges)
-            except Exception:
-                log.exception(
-                    "the %s listener's batch of %d events was neither taken nor kept",
-                    name,
-                    table.num_rows,
-                )
-
-    def _notify_one(
-        self, name: str, listener: Listener, table: pa.Table, merges: list[tuple[int, int]]
-    ) -> None:
-        if self.backlog.has(name):
-            try:
-                taking = self._catch_up(name, listener)[1]
-            except Exception:
-                log.exception("could not hand the %s listener its kept batches", name)
-                taking = False
-            if not taking:
-                self._keep(name, table, merges)  # after the ones waiting
-                return
-        try:
-            listener(table, merges)
-        except Exception:
-            kept = self._keep(name, table, merges)
-            log.exception(
-                "the %s listener failed on a stored batch of %d events; %s",
-                name,
-                table.num_rows,
-                f"kept in {kept.path} to hand it again" if kept else "it is not kept",
-            )
-            return
-        self._took[name] = next(self._clock)
-
-    def _keep(self, name: str, table: pa.Table, merges: list[tuple[int, int]]) -> Kept | None:
-        kept = self.backlog.keep(name, table, merges)
-        if kept is not None:
-            self._tried[kept.path] = next(self._clock)
-        return kept
-
-    def _catch_up(self, name: str, listener: Listener, *, sweep: bool = False) -> tuple[int, bool]:
-        """The kept batches this listener took, oldest first, and whether it is taking
-        batches (False when it failed on two in a row, or on the last, having taken
-        nothing since: its database is away, and a new batch waits behind them).
-
-        A batch it failed on while taking nothing else is tried again right after it
-        takes a later one; a failure then, or whenever it took something since it last
-        tried the batch, is a lone failure (:meth:`_hand`). Batches resting after one are
-        skipped, except by the minute's sweep.
-        """
-        taken = 0
-        stuck: Kept | None = None
-        now = time.monotonic()
-        for kept in self.backlog.pending(name):
-            if not sweep and self._resting.get(kept.path, 0.0) > now:
-                continue
-            outcome = self._hand(name, listener, kept)
-            if outcome is None:
-                continue  # taken elsewhere, set aside, or resting after a lone failure
-            if outcome is False:
-                if stuck is not None:
-                    return taken, False  # two in a row: the listener is failing, not the batch
-                stuck = kept
-                continue
-            taken += 1
-            if stuck is not None:
-                taken += self._hand(name, listener, stuck) is True
-                stuck = None
-        if taken:
-            log.info("the %s listener took %d kept batches", name, taken)
-        return taken, stuck is None
-
-    def _hand(self, name: str, listener: Listener, kept: Kept) -> bool | None:
-        """Hand ``kept`` to its listener: True when it took it. A failure is False while
-        the listener has taken nothing since it last tried this batch (it may be failing
-        on everything); otherwise it is a lone failure, counted on the batch, which then
-        rests or is set aside (None). None, too, when the file is gone (another process
-        took it) or cannot be decoded (set aside)."""
-        try:
-            rows, merges = self.backlog.load(kept.path)
-        except FileNotFoundError as error:
-            if not kept.path.is_symlink():  # taken by another process of the project
-                self.backlog.forget(name, kept)
-                self._tried.pop(kept.path, None)
-                return None
-            self._unreadable(name, kept, error)  # a link to nowhere
-            return None
-        except UNREADABLE_ERRORS as error:
-            self._unreadable(name, kept, error)
-            return None
-        lone = self._took.get(name, -1) > self._tried.get(kept.path, -1)
-        self._tried[kept.path] = next(self._clock)
-        try:
-            listener(rows, merges)
-        except Exception as error:
-            log.warning("the %s listener failed again on %s: %s", name, kept.path.name, error)
-            if not lone:
-                return False
-            self._judge(name, kept, error)
-            return None
-        self._took[name] = next(self._clock)
-        self.backlog.done(name, kept)
-        self._resting.pop(kept.path, None)
-        self._tried.pop(kept.path, None)
-        return True
-
-    def _unreadable(self, name: str, kept: Kept, error: BaseException) -> None:
-        self._tried.pop(kept.path, None)
-        aside = self.backlog.set_aside(name, kept)
-        log.error(
-            "a kept batch of the %s listener cannot be read (%s); set aside as %s",
-            name,
-            error,
-            aside,
-        )
-
-    def _judge(self, name: str, kept: Kept, error: Exception) -> None:
-        """``kept`` failed though the listener took other batches since it last tried it."""
-        self._resting.pop(kept.path, None)
-        tried = self._tried.pop(kept.path)
-        kept = self.backlog.failed(name, kept)
-        if not should_set_aside(kept.failures, kept.first_failed, error):
-            self._resting[kept.path] = time.monotonic() + RETRY_ALONE_AFTER_S
-            self._tried[kept.path] = tried
-            return
-        aside = self.backlog.set_aside(name, kept)
-        log.error(
-            "the %s listener failed %d times on one kept batch while it took others "
-            "(last: %s); set aside as %s (move it back into %s to hand it again)",
-            name,
-            kept.failures,
-            error,
-            aside,
-            aside.parent.parent,
-        )
+        self._listeners.notify(table, merges)
 
     # -- identity planning ---------------------------------------------------------------
 
