@@ -8,6 +8,7 @@ import os
 import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -409,9 +410,14 @@ def test_two_bad_batches_at_the_head_hold_back_no_other(
     listeners.notify(batch("bad1"), [])
     listeners.notify(batch("bad2"), [])
     assert names(listeners) == ["000000000001.f0.t0.arrow", "000000000002.f0.t0.arrow"]
-    for i in range(3):  # two in a row failing, then the new batch is taken: both count
+    # Each round: two failing in a row, then the new batch is taken, and the first is
+    # handed again: its failure counts (the second waits its turn, in case the first
+    # failure again was the outage back). Every new batch is taken at once all along.
+    for i in range(6):
         listeners.notify(batch(f"g{i}"), [])
         assert switch.taken == [f"g{n}" for n in range(i + 1)]
+        if i == 2:
+            assert names(listeners) == ["000000000002.f0.t0.arrow"]  # bad1 went aside
     assert listeners.backlog.counts() == (0, 2)
 
 
@@ -512,3 +518,64 @@ def test_a_crash_between_the_steps_of_a_rename_leaves_one_name(tmp_path: Any) ->
     again = ListenerBacklog(tmp_path)
     assert [k.path.name for k in again.pending("probe")] == ["000000000001.f1.t1800000000.arrow"]
     assert not kept.path.exists()
+
+
+def test_old_batches_the_disk_will_not_tidy_never_cost_the_new_one(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listeners, switch = listening(tmp_path)
+    switch.down = True
+    listeners.notify(batch("a"), [])
+    [kept] = listeners.backlog.pending("probe")
+    kept.path.write_bytes(b"junk")  # to be set aside, where a file stands in the way
+    (tmp_path / "probe" / "set-aside").write_text("")
+    switch.down = False
+    listeners.notify(batch("n1"), [])
+    listeners.notify(batch("n2"), [])
+    assert switch.taken == ["n1", "n2"] and kept.path.exists()  # the junk stays, logged
+    # A disk that will not remove a taken batch: handed again (listeners are idempotent),
+    # and the new batches still go.
+    (tmp_path / "probe" / "set-aside").unlink()
+    listeners.catch_up()
+    switch.down = True
+    listeners.notify(batch("b"), [])
+    switch.down = False
+    real_unlink = os.unlink
+
+    def read_only(path: Any, *args: Any, **options: Any) -> None:
+        if str(path).endswith(".arrow"):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        real_unlink(path, *args, **options)
+
+    monkeypatch.setattr(os, "unlink", read_only)
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: read_only(self))
+    listeners.notify(batch("n3"), [])
+    listeners.notify(batch("n4"), [])
+    assert switch.taken == ["n1", "n2", "b", "n3", "b", "n4"]
+
+
+def test_a_listing_between_the_steps_of_a_rename_loses_nothing(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = ListenerBacklog(tmp_path)
+    kept = mine.keep("probe", batch("a"), [])
+    assert kept is not None
+    real_link = os.link
+
+    def link(source: Any, target: Any, **options: Any) -> None:
+        real_link(source, target, **options)
+        if str(source).endswith(".arrow"):  # another process opens the backlog: it sees
+            ListenerBacklog(tmp_path)  # two names of one file and removes the old one
+        else:  # or it removes a .partial that looks abandoned (a slow disk)
+            os.utime(source, (1, 1))
+            ListenerBacklog(tmp_path)
+
+    monkeypatch.setattr(backlog_module.os, "link", link)
+    counted = mine.failed("probe", kept)
+    assert counted is not None and counted.failures == 1 and counted.path.exists()
+    second = mine.keep("probe", batch("b"), [])
+    assert second is not None and second.path.exists()
+    assert [k.path for k in ListenerBacklog(tmp_path).pending("probe")] == [
+        counted.path,
+        second.path,
+    ]

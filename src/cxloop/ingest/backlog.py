@@ -309,10 +309,12 @@ def _without_second_names(kept: list[Kept]) -> list[Kept]:
 
 
 def _same_file(a: Kept, b: Kept) -> bool:
+    """Two names of one file (not a link pointing at the other)."""
     try:
-        return os.path.samefile(a.path, b.path)
+        first, second = os.lstat(a.path), os.lstat(b.path)
     except OSError:
         return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 def _file_name(order: int, failures: int, first_failed: int) -> str:
@@ -322,8 +324,10 @@ def _file_name(order: int, failures: int, first_failed: int) -> str:
 def _move_new(source: Path, target: Path) -> Moved:
     """Rename ``source`` to ``target`` unless ``target`` exists ("exists"), or ``source``
     is gone, moved or removed by another process ("gone"). A hard link and an unlink, so
-    that no file is ever replaced; when another process moved ``source`` between the two,
-    our name for it goes again, so the batch keeps one name."""
+    that no file is ever replaced. When ``source`` went between the two, the batch may
+    have another name still (another process moved it too): then ours goes, so that it
+    keeps one name; if ours is its last name, it stays, since the batch must not be lost
+    (at worst it is handed twice)."""
     try:
         os.link(source, target, follow_symlinks=False)
     except FileExistsError:
@@ -333,13 +337,17 @@ def _move_new(source: Path, target: Path) -> Moved:
             return "gone"
         if os.path.lexists(target):  # no hard links here: as close as a rename gets
             return "exists"
-        os.replace(source, target)
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:
+            return "gone"
         return "moved"
     try:
         os.unlink(source)
     except FileNotFoundError:
-        target.unlink(missing_ok=True)
-        return "gone"
+        if os.lstat(target).st_nlink > 1:
+            target.unlink(missing_ok=True)
+            return "gone"
     return "moved"
 
 

@@ -90,6 +90,8 @@ class Listeners:
                 taken += self._pass(name, listener, None, sweep=True)
             except Exception:
                 log.exception("could not hand the %s listener its kept batches", name)
+        waiting = {k.path for name, _ in self.named for k in self.backlog.pending(name)}
+        self._resting = {p: t for p, t in self._resting.items() if p in waiting}
         return taken
 
     # -- one pass over a listener's batches -----------------------------------------------
@@ -103,35 +105,40 @@ class Listeners:
         ]
         doubtful: list[tuple[Kept, Exception]] = []  # failures since it last took one
         taken = 0
-        while True:
-            probing = len(doubtful) >= 2
-            kept: Kept | None = None
-            if queue and not probing:
-                kept = queue.pop(0)
-                outcome = self._hand(name, listener, kept)
-            elif fresh is not None:
-                outcome = self._offer(name, listener, fresh)
-                fresh = None
-            elif queue:  # the sweep probes with the newest kept batch
-                kept = queue.pop()
-                outcome = self._hand(name, listener, kept)
-            else:
-                break
-            if outcome is True:
-                taken += kept is not None
-                taken += self._retry(name, listener, [failed for failed, _ in doubtful])
-                doubtful = []
-            elif isinstance(outcome, Exception):
-                if probing or kept is None:
-                    break  # failing on everything, it seems: nothing counts, the rest waits
-                doubtful.append((kept, outcome))
+        try:
+            while True:
+                probing = len(doubtful) >= 2
+                kept: Kept | None = None
+                if queue and not probing:
+                    kept = queue.pop(0)
+                    outcome = self._hand(name, listener, kept)
+                elif fresh is not None:
+                    outcome = self._offer(name, listener, fresh)
+                    fresh = None
+                elif queue:  # the sweep probes with the newest kept batch
+                    kept = queue.pop()
+                    outcome = self._hand(name, listener, kept)
+                else:
+                    break
+                if outcome is True:
+                    taken += kept is not None
+                    taken += self._retry(name, listener, [failed for failed, _ in doubtful])
+                    doubtful = []
+                elif isinstance(outcome, Exception):
+                    if probing or kept is None:
+                        break  # failing on everything, it seems: nothing counts, the rest waits
+                    doubtful.append((kept, outcome))
+        finally:
+            if fresh is not None:  # whatever went wrong with the old ones, not this one
+                self._offer(name, listener, fresh)
         if taken:
             log.info("the %s listener took %d kept batches", name, taken)
         return taken
 
     def _retry(self, name: str, listener: Listener, doubtful: list[Kept]) -> int:
         """The listener just took a batch: hand the ones it failed on right before once
-        more. A failure now is the batch's own and counts; how many it took."""
+        more; how many it took. A failure now is the batch's own and counts, and ends the
+        retry: the next one, failing too, could be the outage back."""
         taken = 0
         for kept in doubtful:
             outcome = self._hand(name, listener, kept)
@@ -139,6 +146,7 @@ class Listeners:
                 taken += 1
             elif isinstance(outcome, Exception):
                 self._judge(name, kept, outcome)
+                break
         return taken
 
     def _offer(self, name: str, listener: Listener, fresh: _Fresh) -> Outcome:
@@ -157,6 +165,15 @@ class Listeners:
         return True
 
     def _hand(self, name: str, listener: Listener, kept: Kept) -> Outcome:
+        """Never raises: a kept batch the disk will not let us tidy (set aside, count,
+        remove once taken) stays where it is, is logged, and holds back no other."""
+        try:
+            return self._hand_kept(name, listener, kept)
+        except Exception:
+            log.exception("could not tidy the %s listener's kept batch %s", name, kept.path)
+            return None
+
+    def _hand_kept(self, name: str, listener: Listener, kept: Kept) -> Outcome:
         try:
             rows, merges = self.backlog.load(kept.path)
         except FileNotFoundError as error:
@@ -196,7 +213,14 @@ class Listeners:
         )
 
     def _judge(self, name: str, kept: Kept, error: Exception) -> None:
-        """Count a failure that was the batch's own: it rests, or goes aside for good."""
+        """Count a failure that was the batch's own: it rests, or goes aside for good.
+        Never raises (a disk refusing the rename is logged; the batch stays)."""
+        try:
+            self._count(name, kept, error)
+        except Exception:
+            log.exception("could not count a failure on the kept batch %s", kept.path)
+
+    def _count(self, name: str, kept: Kept, error: Exception) -> None:
         self._resting.pop(kept.path, None)
         counted = self.backlog.failed(name, kept)
         if counted is None:
