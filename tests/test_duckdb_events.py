@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from cxloop.events.base import EVENTS_ARROW_SCHEMA, EventQuery
+from cxloop.events.base import EVENTS_ARROW_SCHEMA, STAGE_MOVES_SCHEMA, EventQuery
 from cxloop.events.duckdb_store import SCHEMA_VERSION, DuckDBEventStore
 
 WHEN = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -93,3 +93,20 @@ def test_a_schema_1_file_is_upgraded_with_its_events(tmp_path: Path) -> None:
     ).fetchone()
     assert constraints == (0,)
     store.close()
+
+
+@pytest.mark.parametrize("first_open", [True, False])
+def test_the_first_write_after_opening_may_be_a_merge(tmp_path: Path, first_open: bool) -> None:
+    """`cxloop customers merge` moves events before anything else touches the store: the
+    checks at opening must leave no unfinished result for it to trip over."""
+    path = tmp_path / "events.duckdb"
+    if not first_open:
+        seed = DuckDBEventStore(str(path))
+        seed.append(rows("a", "b", customer=2))
+        seed.close()
+    store = DuckDBEventStore(str(path))
+    try:
+        assert store.move_customers({2: 1}) == (0 if first_open else 2)
+        store.write_stage_moves(1, [1, 2], STAGE_MOVES_SCHEMA.empty_table())  # registers too
+    finally:
+        store.close()

@@ -339,7 +339,12 @@ def _cols(alias: str) -> str:
 def _stage_moves_table(con: duckdb.DuckDBPyConnection) -> None:
     """The copy of the stage history is derived data: a table of another layout is dropped
     and created afresh (the project copies the moves again when it opens)."""
-    row = con.execute("SELECT value FROM schema_info WHERE key = 'stage_moves'").fetchone()
+    # fetchall, not fetchone: DuckDB 2.0.1 refuses to register an Arrow table on a
+    # connection whose last SELECT was not read to its end
+    row = next(
+        iter(con.execute("SELECT value FROM schema_info WHERE key = 'stage_moves'").fetchall()),
+        None,
+    )
     if row is not None and row[0] == STAGE_MOVES_VERSION:
         return
     con.execute("DROP TABLE IF EXISTS stage_moves")
@@ -351,7 +356,10 @@ def _stage_moves_table(con: duckdb.DuckDBPyConnection) -> None:
 
 def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
     """Files of schema 1 keyed ``h`` as a primary key: copy them into the key-less table."""
-    row = con.execute("SELECT value FROM schema_info WHERE key = 'events_schema'").fetchone()
+    row = next(
+        iter(con.execute("SELECT value FROM schema_info WHERE key = 'events_schema'").fetchall()),
+        None,
+    )
     if row is None or row[0] == SCHEMA_VERSION:
         return
     con.execute("BEGIN")
