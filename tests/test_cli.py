@@ -182,6 +182,14 @@ def test_import_reads_the_named_encoding(embedded_settings: Settings, tmp_path: 
     assert "encoding" in refused.stderr and "ebcdic-klingon" in refused.stderr
 
 
+def test_surveys_link_prints_a_working_link(embedded_settings: Settings) -> None:
+    """`link` is defined beside the other server-reaching commands, yet belongs to the
+    `surveys` group that is loaded only when it runs."""
+    made = cx(embedded_settings, "surveys", "create", "--type", "nps", "--name", "Rel")
+    link = cx(embedded_settings, "surveys", "link", made.stdout.strip()).stdout.strip()
+    assert re.fullmatch(r"http://[^/]+/s/[A-Za-z0-9_-]{20,}", link), link
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -192,6 +200,10 @@ def test_import_reads_the_named_encoding(embedded_settings: Settings, tmp_path: 
         (["events", "list", "--from", "yesterday"], "--from"),
         (["customers", "list", "--where", "shoe_size=42"], "shoe_size"),
         (["customers", "show", "nobody"], "nobody"),
+        (["customers", "show", "99999999999999999999999"], "too large"),
+        (["timeline", "nobody"], "nobody"),
+        (["timeline", "1", "--limit", "0"], "limit"),
+        (["export", "customers", "--out", "{dir}"], "Is a directory"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_nonzero(
@@ -199,7 +211,8 @@ def test_bad_input_is_one_clear_line_and_nonzero(
 ) -> None:
     source = tmp_path / "in.csv"
     source.write_text("user,when,what\nu1,2024-01-01,Signed Up\n")
-    result = cx(embedded_settings, *[a.replace("{csv}", str(source)) for a in args], check=False)
+    given = [a.replace("{csv}", str(source)).replace("{dir}", str(tmp_path)) for a in args]
+    result = cx(embedded_settings, *given, check=False)
     assert result.returncode != 0
     assert expected in result.stderr
     assert "Traceback" not in result.stderr

@@ -582,6 +582,16 @@ def test_file_problems_are_refused(tmp_path: Path) -> None:
     expect_error(write(tmp_path / "x.xlsx", "a"), "file", ".parquet", kind="events")
     expect_error(write(tmp_path / "empty.csv", ""), "file", "empty", kind="events")
     expect_error(write(tmp_path / "bad.parquet", "nope"), "file", "Parquet", kind="events")
+    binary = tmp_path / "photo.csv"
+    binary.write_bytes(bytes(range(256)) * 8)
+    expect_error(binary, "file", "photo.csv", "NUL", kind="events")
+    no_bom = tmp_path / "export.csv"
+    no_bom.write_bytes("user_id,event,timestamp\nu1,A,2024-01-01\n".encode("utf-16-le"))
+    expect_error(no_bom, "file", "--encoding utf-16-le", kind="events")
+    read_ok = open_import(no_bom, ImportOptions(kind="events", encoding="utf-16-le"))
+    assert read_ok.dialect is not None
+    assert read_ok.dialect.columns == ("user_id", "event", "timestamp")
+    read_ok.close()
 
 
 def test_option_problems_are_refused(tmp_path: Path) -> None:

@@ -72,6 +72,19 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except EventStoreUnavailable as exc:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except OverflowError:  # a number given on the command line past 64 bits
+            err_console.print(
+                "[red]error:[/red] a number given is too large (at most 2**63 - 1)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from None
+        except OSError as exc:  # a file to read or write: missing, a directory, no rights
+            where = f"{exc.filename}: " if exc.filename else ""
+            err_console.print(
+                f"[red]error:[/red] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
 

@@ -49,6 +49,13 @@ def _from(module: str, name: str) -> Callable[[], Any]:
     return load
 
 
+def _surveys() -> Any:
+    """`cxloop surveys` is one group from two modules: `link` lives with the other commands
+    that reach a running server (``cli/service``), which adds it to the group."""
+    importlib.import_module("cxloop.cli.service")
+    return _from("feedback", "surveys_app")()
+
+
 def _audit() -> Callable[..., Any]:
     from cxloop.cli import automations
 
@@ -166,7 +173,7 @@ LAZY_GROUPS = [
     LazyCommand(
         "surveys",
         "Surveys (NPS, CSAT, CES, custom) tied to a stage and/or a touchpoint.",
-        _from("feedback", "surveys_app"),
+        _surveys,
     ),
     LazyCommand(
         "benchmarks",

@@ -460,6 +460,7 @@ def note_add(
     sys.stdout.write(f"{data['id']}\n")
 
 
+@handle_errors
 def timeline_command(
     customer: Annotated[str, typer.Argument(help="id, userId or e-mail")],
     before: Annotated[

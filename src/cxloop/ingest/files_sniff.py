@@ -98,11 +98,22 @@ def sniff_dialect(path: Path, delimiter: str | None, name: str | None = None) ->
     if skip is None:
         raise ImportInputError("file", f"{name or path.name} is empty; expected a header line")
     body = lines[skip:]
+    if any("\x00" in line for line in body):
+        raise ImportInputError(
+            "file",
+            f"{name or path.name} holds NUL bytes: it is not text, or it is UTF-16 "
+            "without a byte-order mark (then give --encoding utf-16-le)",
+        )
     chosen = delimiter if delimiter is not None else _sniff(body)
     if chosen == WHITESPACE:
         header = body[0].split()
     else:
-        header = next(csv.reader([body[0]], delimiter=chosen, quotechar='"'))
+        try:
+            header = next(csv.reader([body[0]], delimiter=chosen, quotechar='"'))
+        except csv.Error as error:
+            raise ImportInputError(
+                "file", f"the header line of {name or path.name} cannot be read: {error}"
+            ) from error
     return Dialect(chosen, _clean_header(header), skip)
 
 
@@ -110,11 +121,14 @@ def _sniff(lines: Sequence[str]) -> str:
     """Picks the delimiter whose column count is steady and largest over the sample."""
     best: tuple[float, int, str] | None = None
     for candidate in _CANDIDATES:
-        counts = [
-            len(record)
-            for record in csv.reader(io.StringIO("\n".join(lines)), delimiter=candidate)
-            if record
-        ]
+        try:
+            counts = [
+                len(record)
+                for record in csv.reader(io.StringIO("\n".join(lines)), delimiter=candidate)
+                if record
+            ]
+        except csv.Error:  # e.g. a carriage return inside a field: not this delimiter
+            continue
         score = _steadiness(counts)
         if score is not None and (best is None or score > best[:2]):
             best = (*score, candidate)
