@@ -204,6 +204,8 @@ def test_surveys_link_prints_a_working_link(embedded_settings: Settings) -> None
         (["timeline", "nobody"], "nobody"),
         (["timeline", "1", "--limit", "0"], "limit"),
         (["export", "customers", "--out", "{dir}"], "Is a directory"),
+        (["export", "events", "--out", "events.csv"], ".parquet"),
+        (["funnel", "--steps", "A,B", "--customers-at", "0", "--limit", "-5"], "limit"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_nonzero(

@@ -101,6 +101,10 @@ def funnel_customers(
     if not 0 <= step < len(spec.steps) or (outcome == "dropped" and step == len(spec.steps) - 1):
         last = len(spec.steps) - (2 if outcome == "dropped" else 1)
         raise SpecRejected([SpecProblem("bad_step", "step", f"use a step within 0..{last}")])
+    if not 1 <= limit <= 10_000:
+        raise SpecRejected([SpecProblem("bad_limit", "limit", "use a limit within 1..10000")])
+    if offset < 0:
+        raise SpecRejected([SpecProblem("bad_offset", "offset", "use an offset of 0 or more")])
     found = _found(spec, events, zone)
     if among is not None:
         found = _narrowed(found, among)

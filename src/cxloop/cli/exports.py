@@ -61,6 +61,8 @@ def events_command(
     """The events of a period (days in the project's time zone, both included) as one
     Parquet file with every column."""
     _no_server("exporting events")
+    if out.suffix.lower() != ".parquet":
+        raise CliError(f"--out: {out.name!r} must end in .parquet (events are written as Parquet)")
     settings = load_settings()
     first, last = day_option(from_, "--from"), day_option(to, "--to")
     start, end = days_window(first, last, settings.zone)
