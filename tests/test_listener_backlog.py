@@ -20,7 +20,7 @@ from cxloop.domain.messages import from_dict, normalise
 from cxloop.feedback import triggers
 from cxloop.ingest import backlog as backlog_module
 from cxloop.ingest import handing
-from cxloop.ingest.backlog import ListenerBacklog, should_set_aside
+from cxloop.ingest.backlog import Kept, ListenerBacklog, should_set_aside
 from cxloop.ingest.handing import Listeners
 from cxloop.project import Project, open_project
 from cxloop.settings import Settings
@@ -401,6 +401,15 @@ def names(listeners: Listeners) -> list[str]:
     return [k.path.name for k in listeners.backlog.pending("probe")]
 
 
+def kept_in_an_outage(listeners: Listeners, switch: Switch, *ids: str) -> list[Kept]:
+    """Store one batch per id while the listener is down, so each is kept; then it is up."""
+    switch.down = True
+    for message_id in ids:
+        listeners.notify(batch(message_id), [])
+    switch.down = False
+    return listeners.backlog.pending("probe")
+
+
 def test_two_bad_batches_at_the_head_hold_back_no_other(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -450,15 +459,12 @@ def test_an_outage_with_gaps_never_sets_a_healthy_batch_aside(
 
 def test_a_damaged_kept_file_is_set_aside_and_the_others_flow(tmp_path: Any) -> None:
     listeners, switch = listening(tmp_path)
-    switch.down = True
-    listeners.notify(batch("a"), [])
-    [kept] = listeners.backlog.pending("probe")
+    [kept] = kept_in_an_outage(listeners, switch, "a")
     data = bytearray(kept.path.read_bytes())
     data[-40] ^= 0xFF  # a flipped byte in the footer: pyarrow's OSError without an errno
     kept.path.write_bytes(bytes(data))
     (tmp_path / "probe" / "000000000009.f0.t0.arrow").mkdir()  # not a file at all
     listeners.backlog.refresh("probe")
-    switch.down = False
     listeners.notify(batch("n1"), [])
     listeners.notify(batch("n2"), [])
     assert switch.taken == ["n1", "n2"] and listeners.backlog.counts() == (0, 2)
@@ -468,9 +474,7 @@ def test_a_kept_file_the_system_cannot_read_now_rests_rather_than_going_aside(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     listeners, switch = listening(tmp_path)
-    switch.down = True
-    listeners.notify(batch("a"), [])
-    switch.down = False
+    kept_in_an_outage(listeners, switch, "a")
     real_load = ListenerBacklog.load
 
     def failing_disk(path: Any) -> Any:  # an I/O error, which root cannot cause here
@@ -524,12 +528,9 @@ def test_old_batches_the_disk_will_not_tidy_never_cost_the_new_one(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     listeners, switch = listening(tmp_path)
-    switch.down = True
-    listeners.notify(batch("a"), [])
-    [kept] = listeners.backlog.pending("probe")
+    [kept] = kept_in_an_outage(listeners, switch, "a")
     kept.path.write_bytes(b"junk")  # to be set aside, where a file stands in the way
     (tmp_path / "probe" / "set-aside").write_text("")
-    switch.down = False
     listeners.notify(batch("n1"), [])
     listeners.notify(batch("n2"), [])
     assert switch.taken == ["n1", "n2"] and kept.path.exists()  # the junk stays, logged
@@ -537,9 +538,7 @@ def test_old_batches_the_disk_will_not_tidy_never_cost_the_new_one(
     # and the new batches still go.
     (tmp_path / "probe" / "set-aside").unlink()
     listeners.catch_up()
-    switch.down = True
-    listeners.notify(batch("b"), [])
-    switch.down = False
+    kept_in_an_outage(listeners, switch, "b")
     real_unlink = os.unlink
 
     def read_only(path: Any, *args: Any, **options: Any) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 import yaml
@@ -56,6 +56,11 @@ def load_settings() -> Settings:
         raise CliError(f"{field}: {first['msg']}", 2) from exc
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code) from None
+
+
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn expected failures into one line on stderr and a non-zero exit code."""
 
@@ -64,27 +69,16 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except CliError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.code) from None
+            _fail(str(exc), exc.code)
         except (ValueError, LookupError) as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _fail(str(exc), 2)
         except EventStoreUnavailable as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            _fail(str(exc), 1)
         except OverflowError:  # a number given on the command line past 64 bits
-            err_console.print(
-                "[red]error:[/red] a number given is too large (at most 2**63 - 1)",
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(2) from None
+            _fail("a number given is too large (at most 2**63 - 1)", 2)
         except OSError as exc:  # a file to read or write: missing, a directory, no rights
             where = f"{exc.filename}: " if exc.filename else ""
-            err_console.print(
-                f"[red]error:[/red] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(1) from None
+            _fail(f"{where}{exc.strerror or exc}", 1)
 
     return wrapper
 

@@ -88,7 +88,7 @@ def load_csv(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     dialect: Dialect,
-    not_text: str = "row is not valid UTF-8 text",
+    not_text: str,
 ) -> Loaded:
     """Everything as text, so "00042" stays an id and typing stays our decision. Rows the
     parser cannot split are kept aside by DuckDB and reported as rejects; ``not_text`` is
@@ -101,14 +101,13 @@ def load_csv(
             quote = '"', escape = '"', auto_detect = false,
             store_rejects = true, columns = {columns})""",
     )
-    first_data_line = dialect.skip_lines + 2
     errors = run(
         con,
         "SELECT line, error_type::VARCHAR, csv_line, error_message FROM reject_errors "
         "ORDER BY line",
     )
     rejects = [
-        _csv_reject(int(line) - first_data_line + 1, kind, text, message, dialect, not_text)
+        _csv_reject(_data_row(line, dialect), kind, text, message, dialect, not_text)
         for line, kind, text, message in errors
     ]
     return Loaded(
@@ -117,6 +116,11 @@ def load_csv(
         early_rejects=rejects,
         ordered=bool(rejects),
     )
+
+
+def _data_row(line: int, dialect: Dialect) -> int:
+    """A data row's number (from 1) from the file line DuckDB reports a reject on."""
+    return int(line) - (dialect.skip_lines + 1)
 
 
 def _csv_reject(
@@ -150,7 +154,7 @@ def load_whitespace(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     dialect: Dialect,
-    not_text: str = "row is not valid UTF-8 text",
+    not_text: str,
 ) -> Loaded:
     """Runs of blanks separate values and lines may start with blanks (fixed-width
     exports): each line is read whole and split in SQL. A line whose bytes are not text
@@ -169,11 +173,10 @@ def load_whitespace(
             store_rejects = true)
           WHERE line IS NOT NULL AND trim(line, ' ' || chr(9) || chr(13)) <> '')""",
     )
-    first_data_line = dialect.skip_lines + 2
     errors = run(con, "SELECT line, csv_line FROM reject_errors ORDER BY line")
     rejects = [
         Reject(
-            int(line) - first_data_line + 1,
+            _data_row(line, dialect),
             "row",
             not_text,
             dict(zip(dialect.columns, (text or "").split(), strict=False)),
