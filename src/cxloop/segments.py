@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.analytics.sql import query_for
-from cxloop.customers.service import FILTER_FIELDS, customers_t
+from cxloop.customers.service import FILTER_FIELDS, SAVED_SEGMENT, check_field, customers_t
 from cxloop.domain.segments import (
     EventRule,
     Rule,
@@ -204,12 +204,19 @@ def _row(conn: Connection, name: str) -> Any:
 def check_named(conn: Connection, where: dict[str, str], field: str = "where") -> None:
     """Refuse a filter naming a saved segment that does not exist (it would match nobody
     and look like an empty report)."""
-    from cxloop.customers.service import SAVED_SEGMENT
-
     if SAVED_SEGMENT in where:
         name = where[SAVED_SEGMENT]
         if conn.execute(select(segments_t.c.id).where(segments_t.c.name == name)).first() is None:
             raise NotFound(field, f"no saved segment {name!r}")
+
+
+def check_where(conn: Connection, where: dict[str, str], field: str = "where") -> None:
+    """Refuse a segment filter that matches nobody because of a name rather than a value:
+    a saved segment that does not exist, or an unknown field or trait."""
+    check_named(conn, where, field)
+    for name in where:
+        if name != SAVED_SEGMENT:
+            check_field(conn, name, field)
 
 
 def get_segment(conn: Connection, name: str) -> dict[str, Any]:
@@ -331,7 +338,12 @@ def add_member(conn: Connection, name: str, customer_id: int, source: str) -> bo
 
 
 def delete_segment(conn: Connection, name: str) -> None:
+    """Refused while a rule still names the segment (``automations.usage``, imported here
+    when needed: the rules import this module)."""
+    from cxloop.automations.usage import refuse_if_used
+
     row = _row(conn, name)
+    refuse_if_used(conn, "segment", name)
     conn.execute(delete(members_t).where(members_t.c.segment_id == row.id))
     conn.execute(delete(segments_t).where(segments_t.c.id == row.id))
 

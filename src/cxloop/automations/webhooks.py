@@ -74,7 +74,7 @@ class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=120, pattern=NAME_PATTERN)
-    url: str = Field(min_length=8, max_length=2000)
+    url: str = Field(min_length=1, max_length=2000)
     topics: list[str] = Field(min_length=1, max_length=len(TOPICS))
     events: list[str] | None = Field(default=None, max_length=200)
 
@@ -235,7 +235,12 @@ def rotate_secret(conn: Connection, name: str, actor: str) -> dict[str, Any]:
 
 
 def delete_endpoint(conn: Connection, name: str, actor: str) -> None:
+    """Refused while a rule still posts to it (``usage`` imports the rules, which import
+    this module)."""
+    from cxloop.automations.usage import refuse_if_used
+
     row = _row(conn, name)
+    refuse_if_used(conn, "webhook", name)
     conn.execute(endpoints_t.delete().where(endpoints_t.c.id == row.id))
     audit.record(conn, actor, "deleted", "webhook", row.id, f"webhook {name} deleted")
 

@@ -148,6 +148,9 @@ def _report(measure: Measure, title: str) -> Any:
         def local(project: Project) -> Any:
             zone = project.settings.zone
             with project.engine.connect() as conn:
+                from cxloop.segments import check_where  # loaded only for a local answer
+
+                check_where(conn, segment_of, "--where")
                 since, until = days_window(first, last, zone)
                 return score_report(
                     conn,
@@ -397,8 +400,9 @@ def benchmarks_import(
     path: Annotated[Path, typer.Argument(help="CSV: measure,scope,name,value,source[,as_of]")],
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Import benchmarks; a row for an existing measure, scope and name replaces it, and
-    rows that fail a check are reported by line and reason."""
+    """Import benchmarks; rows that fail a check are reported by line and reason.
+
+    A row for an existing measure, scope and name replaces it."""
     settings = load_settings()
     engine = open_database(settings)
     try:

@@ -28,7 +28,7 @@ from cxloop.insights.retarget import MIN_SAMPLE as RETARGET_MIN_SAMPLE
 from cxloop.insights.retarget import retarget
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.project import Project
-from cxloop.segments import check_named
+from cxloop.segments import check_where
 
 app = typer.Typer(
     help="Insights: gaps per stage, drivers of NPS and churn, retargeting, purchases, churn risk.",
@@ -66,7 +66,7 @@ def _ask(
     def local(project: Project) -> Any:
         since, until = days_window(first, last, project.settings.zone)
         with project.engine.connect() as conn:
-            check_named(conn, segment, "--where")
+            check_where(conn, segment, "--where")
             return compute(project, conn, since, until)
 
     filters = {
@@ -353,8 +353,9 @@ def churn_command(
     ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Who is about to leave: risk per customer with its top reasons, and how good the
-    model is (AUC, calibration on held-out customers)."""
+    """Who is about to leave: risk per customer with its top reasons.
+
+    Also how good the model is (AUC, calibration on held-out customers)."""
     segment = parse_pairs(where, "--where")
     if follow_up is not None:
         body = {"threshold": follow_up, "limit": limit, "horizon_days": horizon_days,

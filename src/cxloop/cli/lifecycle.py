@@ -177,6 +177,9 @@ def stage_report(
     def local(project: Project) -> Any:
         zone = ZoneInfo(project.settings.timezone)
         with project.engine.connect() as conn:
+            from cxloop.segments import check_where  # loaded only for a local answer
+
+            check_where(conn, segment, "--where")
             return report.stage_flow(
                 conn,
                 model,

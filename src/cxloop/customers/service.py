@@ -94,6 +94,19 @@ def saved_members(name: str) -> Any:
     )
 
 
+def check_field(conn: Connection, name: str, field: str) -> None:
+    """Refuse a name that is neither a profile field nor a trait any customer has: a
+    misspelt ``chanel=ads`` would match nobody and look like an empty report."""
+    if name in (*FILTER_FIELDS, "name", "email"):
+        return
+    has_it = customers_t.c.traits[name].as_string().is_not(None)
+    if conn.execute(select(customers_t.c.id).where(has_it).limit(1)).first() is None:
+        raise ValueError(
+            f"{field}: no customer has a trait {name!r}, nor is it a profile field "
+            f"({', '.join((*FILTER_FIELDS, 'name', 'email'))})"
+        )
+
+
 def segment_conditions(where: Mapping[str, str]) -> list[ColumnElement[bool]]:
     """A segment as SQL: each NAME=VALUE is a profile field (gender, city, channel …),
     ``segment=NAME`` a saved segment's members, or for any other name a free-form trait;

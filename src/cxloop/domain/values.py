@@ -70,6 +70,9 @@ def parse_pairs(items: list[str] | None, option: str) -> dict[str, str]:
         key, value = item.split("=", 1)
         if not key.strip():
             raise ValueError(f"{option}: {item!r} has an empty name")
+        if key.strip() in found:
+            # Silently keeping the last of two would answer a question nobody asked.
+            raise ValueError(f"{option}: {key.strip()!r} is given twice")
         found[key.strip()] = value
     return found
 

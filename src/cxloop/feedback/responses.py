@@ -33,6 +33,7 @@ from sqlalchemy.sql.operators import custom_op
 
 from cxloop.customers.service import (
     FILTER_FIELDS,
+    check_field,
     customers_t,
     resolve_customer_id,
     segment_conditions,
@@ -232,6 +233,8 @@ def score_report(
         )
     if by is None and segment is not None:
         raise ValueError("segment: only with --by segment")
+    if segment is not None:
+        check_field(conn, segment, "segment")
     low, high = SCALES[kind]
     start, end = as_utc(start), as_utc(end)
     scores: list[Any] = [literal_column(str(s)) for s in range(low, high + 1)]

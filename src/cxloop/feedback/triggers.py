@@ -94,9 +94,7 @@ def create_trigger(conn: Connection, new: TriggerIn) -> dict[str, Any]:
         model_key, _, stage = (new.stage or "").partition(":")
         if not model_key or not stage:
             raise ValueError(f"stage: give MODEL:STAGE, not {new.stage!r}")
-        _id, model, _v = get_model(conn, model_key)
-        if stage not in {s.key for s in model.stages}:
-            raise NotFound("stage", f"{model_key} has no stage {stage!r}")
+        _check_stage(conn, model_key, stage)
         row["stage_model"], row["stage"] = model_key, stage
     elif new.on != "case_resolved":
         raise ValueError(f"on: must be event, stage or case_resolved, not {new.on!r}")
@@ -121,6 +119,15 @@ def create_trigger(conn: Connection, new: TriggerIn) -> dict[str, Any]:
     if new.on == "stage":  # entries from now on, not the whole history
         jobs.skip_to_end(conn, f"trigger:{new_id}", transitions_t)
     return get_trigger(conn, int(new_id))
+
+
+def _check_stage(conn: Connection, model_key: str, stage: str) -> None:
+    try:
+        _id, model, _v = get_model(conn, model_key)
+    except NotFound:
+        raise NotFound("stage", f"no lifecycle model {model_key!r}") from None
+    if stage not in {s.key for s in model.stages}:
+        raise NotFound("stage", f"{model_key} has no stage {stage!r}")
 
 
 def get_trigger(conn: Connection, trigger_id: int) -> dict[str, Any]:
@@ -150,8 +157,13 @@ def list_triggers(conn: Connection) -> list[dict[str, Any]]:
 
 def set_active(conn: Connection, trigger_id: int, active: bool) -> dict[str, Any]:
     """Pause or resume. A resumed stage trigger starts from now, as an event trigger does
-    (events while it was paused asked nobody): the stage entries of the pause ask nobody."""
+    (events while it was paused asked nobody): the stage entries of the pause ask nobody.
+    Its model and stage are checked again on resuming: they may have gone while it was
+    paused (a deleted model refuses only its active triggers)."""
     found = get_trigger(conn, trigger_id)
+    if active and not found["active"] and found["on"] == "stage":
+        model_key, _, stage = found["stage"].partition(":")
+        _check_stage(conn, model_key, stage)
     conn.execute(update(triggers_t).where(triggers_t.c.id == trigger_id).values(active=active))
     if active and not found["active"] and found["on"] == "stage":
         jobs.skip_to_end(conn, f"trigger:{trigger_id}", transitions_t)

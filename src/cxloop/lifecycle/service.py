@@ -301,7 +301,12 @@ def list_models(conn: Connection) -> list[dict[str, Any]]:
 
 
 def delete_model(conn: Connection, key: str) -> None:
+    """Refused while a rule, an active survey trigger or a segment still names the model;
+    the check lives with the rules (``automations.usage``), which import this module."""
+    from cxloop.automations.usage import refuse_if_used
+
     model_id, _model, _version = get_model(conn, key)
+    refuse_if_used(conn, "model", key)
     conn.execute(transitions_t.delete().where(transitions_t.c.model_id == model_id))
     conn.execute(states_t.delete().where(states_t.c.model_id == model_id))
     conn.execute(models_t.delete().where(models_t.c.id == model_id))

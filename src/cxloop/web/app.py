@@ -116,7 +116,7 @@ def create_app(settings: Settings, *, public_url: str | None = None) -> FastAPI:
             "`Authorization: Bearer KEY`."
         ),
         lifespan=lifespan,
-        dependencies=[Depends(segments.known_segments)],
+        dependencies=[Depends(segments.known_filters)],
     )
     install_error_handlers(app)
     app.include_router(tracking.router)

@@ -1,6 +1,7 @@
 """REST API for saved segments, and the check every request gets: a ``where`` naming a
 saved segment (``segment=NAME``, or a page's ``segment=segment&value=NAME``) must name
-one that exists, or the answer is a 404 naming the field instead of an empty report."""
+one that exists, or the answer is a 404 naming the field instead of an empty report; any
+other name in a ``where`` must be a profile field or a trait some customer has (a 422)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from cxloop import segments
-from cxloop.customers.service import SAVED_SEGMENT
+from cxloop.customers.service import SAVED_SEGMENT, check_field
 from cxloop.domain.segments import SegmentIn
 from cxloop.web.auth import Analyst, Caller
 from cxloop.web.errors import refuse_nul
@@ -33,11 +34,17 @@ def _named(request: Request) -> list[tuple[str, str]]:
     return found
 
 
-async def known_segments(request: Request) -> None:
+def _fields(request: Request) -> list[str]:
+    """The customer fields and traits the request's ``where`` filters name."""
+    names = (item.split("=", 1)[0].strip() for item in request.query_params.getlist("where"))
+    return [name for name in names if name and name != SAVED_SEGMENT]
+
+
+async def known_filters(request: Request) -> None:
     if not request.url.path.startswith("/api/"):
         return  # pages show their filters' problems themselves
-    named = _named(request)
-    if not named:
+    named, fields = _named(request), _fields(request)
+    if not named and not fields:
         return
     state = getattr(request.app.state, "cxloop", None)
     if state is None:
@@ -45,6 +52,8 @@ async def known_segments(request: Request) -> None:
     with state_of(request).project.engine.connect() as conn:
         for field, name in named:
             segments.check_named(conn, {SAVED_SEGMENT: name}, field)
+        for name in fields:
+            check_field(conn, name, "where")
 
 
 Name = Annotated[str, Query(min_length=1, max_length=120)]

@@ -264,6 +264,8 @@ async def change_webhook(page: PageCtx, name: str, verb: str) -> Response:
         )
     except LookupError:
         raise HTTPException(404, f"no webhook named {name!r}") from None
+    except service.Conflict as exc:  # a rule still posts to it
+        return _hooks(page, errors={"list": str(exc)}, status_code=409)
     return _back("webhooks", "webhook-changed")
 
 

@@ -1,0 +1,86 @@
+"""Who still uses a segment, a lifecycle model or a webhook endpoint.
+
+Rules, survey triggers and segments name these by key, not by a foreign key, so deleting
+one would leave a rule that fails on every run, a trigger that never fires again, or a
+segment that matches nobody, and nobody would be told. Deleting is refused instead, with
+the users named, so that one changes or removes them first.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, cast
+
+from sqlalchemy import Connection, Table, select
+
+from cxloop.domain.automations import (
+    CaseAction,
+    InSegment,
+    RuleDefinition,
+    SegmentAction,
+    WebhookAction,
+)
+from cxloop.domain.segments import SegmentDefinition, StageRule
+from cxloop.lifecycle.service import Conflict
+from cxloop.store.models import Automation, Segment, SurveyTrigger
+
+Kind = Literal["segment", "model", "webhook"]
+
+rules_t = cast(Table, Automation.__table__)
+segments_t = cast(Table, Segment.__table__)
+triggers_t = cast(Table, SurveyTrigger.__table__)
+
+
+def rule_names(definition: RuleDefinition) -> dict[Kind, set[str]]:
+    """The segments, lifecycle models and webhook endpoints a rule names."""
+    named: dict[Kind, set[str]] = {"segment": set(), "model": set(), "webhook": set()}
+    trigger = definition.trigger
+    if trigger.segment:
+        named["segment"].add(trigger.segment)
+    if trigger.model:
+        named["model"].add(trigger.model)
+    for check in definition.conditions.rules if definition.conditions else ():
+        if isinstance(check, InSegment):
+            named["segment"].add(check.segment)
+        elif isinstance(check, StageRule):
+            named["model"].add(check.model)
+    for action in definition.actions:
+        if isinstance(action, SegmentAction):
+            named["segment"].add(action.segment)
+        elif isinstance(action, WebhookAction):
+            named["webhook"].add(action.endpoint)
+        elif isinstance(action, CaseAction) and action.model:
+            named["model"].add(action.model)
+    return named
+
+
+def users_of(conn: Connection, kind: Kind, name: str) -> list[str]:
+    """What uses ``name``, each as people would look it up: ``rule NAME``, ``survey
+    trigger ID`` (an active one: a paused trigger checks its stage again when resumed),
+    ``segment NAME``."""
+    found = []
+    for rule, definition in conn.execute(select(rules_t.c.name, rules_t.c.definition)):
+        if name in rule_names(RuleDefinition.model_validate(definition))[kind]:
+            found.append(f"rule {rule!r}")
+    if kind == "model":
+        active = conn.execute(
+            select(triggers_t.c.id)
+            .where(triggers_t.c.stage_model == name, triggers_t.c.active.is_(True))
+            .order_by(triggers_t.c.id)
+        ).scalars()
+        found += [f"survey trigger {trigger_id}" for trigger_id in active]
+        for segment, definition in conn.execute(select(segments_t.c.name, segments_t.c.definition)):
+            rules = SegmentDefinition.model_validate(definition).rules
+            if any(isinstance(r, StageRule) and r.model == name for r in rules):
+                found.append(f"segment {segment!r}")
+    return found
+
+
+def refuse_if_used(conn: Connection, kind: Kind, name: str) -> None:
+    """Raise :class:`Conflict` (409 in the API) naming every user of ``name``."""
+    users = users_of(conn, kind, name)
+    if users:
+        raise Conflict(
+            kind,
+            f"{name!r} is still used by {', '.join(users)}; change or delete "
+            f"{'it' if len(users) == 1 else 'them'} first",
+        )

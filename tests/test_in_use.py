@@ -1,0 +1,143 @@
+"""Deleting what a rule, a survey trigger or a segment still names is refused, naming the
+users, instead of leaving a rule that fails on every run or a trigger that never fires."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cxloop.settings import Settings
+from tests.conftest import ApiClient
+from tests.test_cli import cx
+from tests.test_closing_loop import get, install
+from tests.test_distribution import created, identify, quiet_api, send
+
+__all__ = ["quiet_api"]
+
+
+def _refused(api: ApiClient, path: str) -> dict[str, Any]:
+    response = api.http.delete(path, headers=api.auth)
+    assert response.status_code == 409, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == "conflict"
+    return error
+
+
+def _deleted(api: ApiClient, path: str) -> None:
+    response = api.http.delete(path, headers=api.auth)
+    assert response.status_code == 204, response.text
+
+
+def _rule(name: str, **parts: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "trigger": {"on": "event", "event": "Order Completed"},
+        "actions": [{"type": "followup", "summary": "Call them"}],
+        **parts,
+    }
+
+
+def test_a_segment_a_rule_names_is_kept_until_the_rule_lets_go(quiet_api: ApiClient) -> None:
+    api = quiet_api
+    message = identify("ann", "ann@example.com", "Ann")
+    send(api, {**message, "traits": {**message["traits"], "plan": "pro"}})
+    segment = {"name": "Pros", "rules": [{"kind": "trait", "field": "plan", "value": "pro"}]}
+    created(api, "/api/v1/segments", segment)
+    created(api, "/api/v1/segments", {**segment, "name": "Spare"})
+    in_it = {"match": "all", "rules": [{"kind": "segment", "segment": "Pros"}]}
+    created(api, "/api/v1/automations", _rule("Only pros", conditions=in_it))
+    add = [{"type": "add_to_segment", "segment": "Pros"}]
+    created(api, "/api/v1/automations", _rule("Collect pros", actions=add))
+    weekly = {"on": "schedule", "cron": "0 9 * * MON", "segment": "Pros"}
+    created(api, "/api/v1/automations", _rule("Weekly pros", trigger=weekly))
+
+    error = _refused(api, "/api/v1/segments/Pros")
+    assert error["field"] == "segment"
+    for name in ("Only pros", "Collect pros", "Weekly pros"):
+        assert repr(name) in error["message"]
+    assert "Pros" in {s["name"] for s in get(api, "/api/v1/segments")}
+    _deleted(api, "/api/v1/segments/Spare")  # one nothing uses goes at once
+
+    for name in ("Only pros", "Collect pros"):
+        _deleted(api, f"/api/v1/automations/{name}")
+    error = _refused(api, "/api/v1/segments/Pros")
+    assert "'Weekly pros'" in error["message"] and "'Only pros'" not in error["message"]
+    _deleted(api, "/api/v1/automations/Weekly pros")
+    _deleted(api, "/api/v1/segments/Pros")
+
+
+def test_a_model_is_kept_while_rules_active_triggers_or_segments_name_it(
+    quiet_api: ApiClient,
+) -> None:
+    api = quiet_api
+    install(api)  # the client-experience model
+    send(api, identify("ann", "ann@example.com", "Ann"))  # rules preview on a customer
+    path = "/api/v1/lifecycle/models/client-experience"
+    entered = {"on": "stage_entered", "model": "client-experience", "stage": "use"}
+    created(api, "/api/v1/automations", _rule("Welcome to use", trigger=entered))
+    survey = created(api, "/api/v1/surveys", {"type": "csat", "name": "Delivery CSAT"})
+    trigger = created(
+        api,
+        "/api/v1/survey-triggers",
+        {"survey": survey["id"], "on": "stage", "stage": "client-experience:delivery"},
+    )
+    standing = {"kind": "stage", "model": "client-experience", "stage": "use"}
+    created(api, "/api/v1/segments", {"name": "Users", "rules": [standing]})
+
+    error = _refused(api, path)
+    assert error["field"] == "model"
+    message = error["message"]
+    assert "rule 'Welcome to use'" in message
+    assert f"survey trigger {trigger['id']}" in message
+    assert "segment 'Users'" in message
+    assert api.http.get(path, headers=api.auth).status_code == 200
+
+    _deleted(api, "/api/v1/automations/Welcome to use")
+    _deleted(api, "/api/v1/segments/Users")
+    trigger_path = f"/api/v1/survey-triggers/{trigger['id']}"
+    paused = api.http.patch(trigger_path, json={"active": False}, headers=api.auth)
+    assert paused.status_code == 200, paused.text
+    _deleted(api, path)  # a paused trigger does not hold the model
+
+    # Resuming it now would fire on a model that is gone: refused, naming the stage.
+    resumed = api.http.patch(trigger_path, json={"active": True}, headers=api.auth)
+    assert resumed.status_code == 404, resumed.text
+    assert resumed.json()["error"]["field"] == "stage"
+    assert "client-experience" in resumed.json()["error"]["message"]
+    [kept] = [t for t in get(api, "/api/v1/survey-triggers") if t["id"] == trigger["id"]]
+    assert kept["active"] is False
+
+
+def test_a_webhook_a_rule_posts_to_is_kept(quiet_api: ApiClient) -> None:
+    api = quiet_api
+    send(api, identify("ann", "ann@example.com", "Ann"))  # rules preview on a customer
+    hook = {"name": "crm", "url": "https://crm.example.com/hook", "topics": ["automation"]}
+    created(api, "/api/v1/webhooks", hook)
+    post = [{"type": "webhook", "endpoint": "crm"}]
+    created(api, "/api/v1/automations", _rule("Tell the CRM", actions=post))
+    error = _refused(api, "/api/v1/webhooks/crm")
+    assert error["field"] == "webhook" and "'Tell the CRM'" in error["message"]
+    _deleted(api, "/api/v1/automations/Tell the CRM")
+    _deleted(api, "/api/v1/webhooks/crm")
+
+
+def test_the_cli_refuses_in_one_line(embedded_settings: Settings, tmp_path: Any) -> None:
+    cx(embedded_settings, "lifecycle", "apply", "client-experience")
+    people = tmp_path / "people.csv"
+    people.write_text("user_id,email\nann,ann@example.com\n")
+    cx(embedded_settings, "import", "customers", str(people))  # rules preview on a customer
+    rule = tmp_path / "rule.yaml"
+    rule.write_text(
+        "name: Stalled in use\n"
+        "trigger: {on: stage_exited, model: client-experience}\n"
+        "actions: [{type: followup, summary: Ask why}]\n"
+    )
+    cx(embedded_settings, "automations", "create", "--file", str(rule))
+    refused = cx(embedded_settings, "lifecycle", "remove", "client-experience", check=False)
+    assert refused.returncode == 2  # bad input, as every refusal
+    assert refused.stderr.strip().splitlines() == [
+        "error: model: 'client-experience' is still used by rule 'Stalled in use'; "
+        "change or delete it first"
+    ]
+    assert "Traceback" not in refused.stderr
+    cx(embedded_settings, "automations", "delete", "Stalled in use")
+    cx(embedded_settings, "lifecycle", "remove", "client-experience")
