@@ -101,6 +101,11 @@ def test_an_event_rule_mails_once_after_its_delay(
     assert get(api, "/api/v1/automations/Review request")["runs"] == {"done": 1, "failed": 1}
 
 
+NESTED_LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+LONG_OUTPUT = "{% for i in range(99999) %}{{ 'twenty characters..' }}{% endfor %}"
+ENDLESS_MACRO = "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"
+
+
 def test_bad_rules_are_refused_naming_the_field(quiet_api: ApiClient) -> None:
     api = quiet_api
     send(
@@ -127,6 +132,32 @@ def test_bad_rules_are_refused_naming_the_field(quiet_api: ApiClient) -> None:
             "not allowed",
         ),
         ({**DELIVERED, "actions": [{**email, "text": "{% if %}"}]}, "actions.0.text", "parse"),
+        # Templates that would cost too much are refused in bounded time, not run for ever.
+        (
+            {**DELIVERED, "actions": [{**email, "text": NESTED_LOOPS}]},
+            "actions.0.text",
+            "longer than 2 s",
+        ),
+        (
+            {**DELIVERED, "actions": [{**email, "text": "{{ '-' * 10**9 }}"}]},
+            "actions.0.text",
+            "repetition longer than",
+        ),
+        (
+            {**DELIVERED, "actions": [{**email, "text": "{{ 2 ** (10 ** 6) }}"}]},
+            "actions.0.text",
+            "powers above",
+        ),
+        (
+            {**DELIVERED, "actions": [{**email, "text": LONG_OUTPUT}]},
+            "actions.0.text",
+            "more than 1,000,000 characters",
+        ),
+        (
+            {**DELIVERED, "actions": [{**email, "text": ENDLESS_MACRO}]},
+            "actions.0.text",
+            "calls itself",
+        ),
         (
             {**DELIVERED, "actions": [{"type": "case", "subject": "x", "model": "moon"}]},
             "actions.0.model",
