@@ -69,6 +69,21 @@ def test_bad_setting_is_named_on_stderr(embedded_settings: Settings) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_home_that_is_a_file_is_named_and_an_empty_one_is_the_default(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a project\n")
+    result = cx(embedded_settings, "stats", check=False, CXLOOP_HOME=str(afile))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: CXLOOP_HOME: {afile} is a file, not a folder; name a folder for the project"
+    )
+    assert afile.read_text() == "not a project\n"
+    shown = json.loads(cx(embedded_settings, "config", "show", "-f", "json", CXLOOP_HOME="").stdout)
+    assert shown["home"] == str(embedded_settings.home.parent.resolve() / ".cxloop")
+
+
 def test_init_is_idempotent(embedded_settings: Settings) -> None:
     first = cx(embedded_settings, "init")
     second = cx(embedded_settings, "init")
@@ -206,8 +221,21 @@ def test_surveys_link_prints_a_working_link(embedded_settings: Settings) -> None
         (["export", "customers", "--out", "{dir}"], "Is a directory"),
         (["export", "events", "--out", "events.csv"], ".parquet"),
         (["funnel", "--steps", "A,B", "--customers-at", "0", "--limit", "-5"], "limit"),
+        # An error names the option that was given, not the field it fills.
+        (["funnel", "--steps", "A,B", "--breakdown", "x", "--attribution", "step:x"],
+         "--attribution: give first_touch, last_touch or step:K, not 'step:x'"),
+        (["funnel", "--steps", "A,B", "--attribution", "last_touch"],
+         "--attribution: only with --breakdown"),
+        (["webhooks", "create", "crm", "--url", "ftp://x", "--topic", "event"],
+         "--url: must start with http:// or https://"),
+        (["webhooks", "create", "crm", "--url", "https://crm.example.com", "--topic", "nope"],
+         "--topic: unknown nope"),
+        (["report-schedules", "set", "sales", "--to", "bad"],
+         "--to: 'bad' is not an e-mail address"),
+        (["import", "events", "{csv}", "--set", "event=A", "--set", "event=B"],
+         "--set: 'event' is given twice"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_one_clear_line_and_nonzero(
     embedded_settings: Settings, tmp_path: Path, args: list[str], expected: str
 ) -> None:
@@ -218,6 +246,8 @@ def test_bad_input_is_one_clear_line_and_nonzero(
     assert result.returncode != 0
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
 
 
 def test_commands_work_while_the_server_runs(

@@ -84,6 +84,9 @@ def test_cases_open_from_events_and_the_api_with_their_stage_and_metrics(
     assert by_api["stage"] == "client-experience:connect" and by_api["department"] == "marketing"
     assert by_api["status"] == "open" and by_api["timeline"].endswith("/timeline")
 
+    blank = patch(api, f"/api/v1/cases/{by_api['id']}", {"assignee": "  "}, status=422)
+    assert blank["error"]["field"] == "assignee"
+    assert get(api, f"/api/v1/cases/{by_api['id']}")["status"] == "open"  # nobody took it
     assigned = patch(api, f"/api/v1/cases/{by_api['id']}", {"assignee": "Sam"})
     assert assigned["status"] == "in_progress" and assigned["assignee"] == "Sam"
     patch(api, f"/api/v1/cases/{by_api['id']}", {"responded": True})
@@ -307,6 +310,10 @@ def test_the_cli_runs_cases_followups_notes_and_jobs(embedded_settings: Settings
     cx(s, "import", "events", str(events))
     case_id = cx(s, "cases", "open", "--customer", "fin", "--subject", "Scratched door").stdout
     assert case_id.strip().isdigit()
+    blank = cx(s, "cases", "assign", case_id.strip(), "--to", "", check=False)
+    assert blank.returncode == 2 and "--to: give the name" in blank.stderr
+    empty = cx(s, "notes", "add", "fin", "--text", " ", "--author", "Sam", check=False)
+    assert empty.returncode == 2 and empty.stderr.strip() == "error: --text: the note is empty"
     cx(s, "cases", "assign", case_id.strip(), "--to", "Sam")
     resolved = cx_json(
         s, "cases", "resolve", case_id.strip(), "--outcome", "negative", "--note", "Replaced"

@@ -140,6 +140,20 @@ class Settings(BaseSettings):
         "run `cxloop jobs run` instead).",
     )
 
+    @field_validator("home", mode="before")
+    @classmethod
+    def _home_given(cls, value: Any) -> Any:
+        # CXLOOP_HOME= (set but empty, as CI files often leave it) means not set: the
+        # default .cxloop, not the current folder itself.
+        return Path(".cxloop") if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("home")
+    @classmethod
+    def _home_a_folder(cls, value: Path) -> Path:
+        if value.expanduser().exists() and not value.expanduser().is_dir():
+            raise ValueError(f"{value} is a file, not a folder; name a folder for the project")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

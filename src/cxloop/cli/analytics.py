@@ -26,6 +26,7 @@ from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, r
 from cxloop.analytics.sql import EngineUnsupported
 from cxloop.cli.context import CliError, call_project, handle_errors, load_settings, remote_server
 from cxloop.cli.output import Format, duration, emit, err_console, key_values, percent
+from cxloop.domain.values import explain_error
 from cxloop.events.base import EventStore
 from cxloop.project import Project
 
@@ -196,6 +197,16 @@ def _list_customers(
          title=f"{data['total']} customers {what} step {step}")  # fmt: skip
 
 
+def _attribution(text: str) -> tuple[str, int | None]:
+    """``first_touch``, ``last_touch`` or ``step:K`` as (attribution, step)."""
+    if text in ("first_touch", "last_touch"):
+        return text, None
+    kind, colon, number = text.partition(":")
+    if kind == "step" and colon and number.isdigit():
+        return "step", int(number)
+    raise CliError(f"--attribution: give first_touch, last_touch or step:K, not {text!r}", 2)
+
+
 def _spec(
     spec_file: Path | None,
     steps: str | None,
@@ -228,17 +239,17 @@ def _spec(
             except ValueError as exc:
                 raise CliError(f"--window: {exc}", 2) from exc
         raw["exclusions"] = [_exclusion(text) for text in exclude or []]
+        how, step = _attribution(attribution)
         if breakdown:
             target = _breakdown_arg(breakdown) or {}
-            step = None
-            if attribution.startswith("step:"):
-                attribution, step = "step", int(attribution[5:])
-            raw["breakdown"] = {**target, "attribution": attribution, "step": step}
+            raw["breakdown"] = {**target, "attribution": how, "step": step}
+        elif attribution != "first_touch":
+            raise CliError("--attribution: only with --breakdown (it says who a value is)", 2)
         return FunnelSpec.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CliError(f"{where}: {first['msg']}", 2) from exc
+        where, reason = explain_error(tuple(first["loc"]), str(first["msg"]))
+        raise CliError(f"{where}: {reason}", 2) from exc
     except (OSError, json.JSONDecodeError) as exc:
         raise CliError(f"--spec: {exc}", 2) from exc
 
@@ -268,8 +279,8 @@ def _validated(model: Any, raw: dict[str, Any]) -> Any:
         return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        raise CliError(f"{where}: {first['msg']}", 2) from exc
+        where, reason = explain_error(tuple(first["loc"]), str(first["msg"]))
+        raise CliError(f"{where or 'spec'}: {reason}", 2) from exc
 
 
 @handle_errors
@@ -399,8 +410,9 @@ def export_parquet_command(
     ] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """The events (partitioned by month) and the customers as a Parquet lake, which
-    `--engine spark` reads. With `cxloop serve` running, the server writes it (to
+    """Write the events and customers as a Parquet lake, which `--engine spark` reads.
+
+    Events are partitioned by month. With `cxloop serve` running, the server writes it (to
     CXLOOP_LAKE_DIR only)."""
     settings = load_settings()
     target = (directory or settings.effective_lake_dir).expanduser().resolve()

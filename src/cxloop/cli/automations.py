@@ -17,6 +17,7 @@ from cxloop.automations import presets, rules, staff, webhooks
 from cxloop.cli.context import (
     call_project,
     cli_actor,
+    from_options,
     handle_errors,
     load_settings,
     local_project,
@@ -115,8 +116,9 @@ def create(
     ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Save a rule. What it names must exist and its templates must render for a real
-    customer (docs/automations.md shows the format)."""
+    """Save a rule (docs/automations.md shows the format).
+
+    What it names must exist, and its templates must render for a real customer."""
     _save(_read_rule(path), None, customer, fmt)
 
 
@@ -200,6 +202,7 @@ def list_(fmt: FormatOpt = Format.table) -> None:
 @app.command("show")
 @handle_errors
 def show(name: NameArg, fmt: FormatOpt = Format.table) -> None:
+    """One rule, whole, with how its runs went."""
     _show_rule(read_database(lambda conn: rules.get_rule(conn, name)), fmt)
 
 
@@ -281,6 +284,10 @@ def _hook_rows(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**d, "topics": ", ".join(d["topics"])} for d in data]
 
 
+# The fields of a webhook as the options that give them.
+HOOK_OPTIONS = {"name": "NAME", "url": "--url", "topics": "--topic", "events": "--event"}
+
+
 @webhooks_app.command("create")
 @handle_errors
 def hook_create(
@@ -295,20 +302,30 @@ def hook_create(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Register an endpoint; prints its signing secret (keep it: receivers verify with it)."""
-    body = webhooks.WebhookIn(name=name, url=url, topics=topics, events=events or None)
+    body = from_options(
+        webhooks.WebhookIn,
+        HOOK_OPTIONS,
+        name=name,
+        url=url,
+        topics=topics,
+        events=events or None,
+    )
     actor = cli_actor()
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
             return webhooks.create_endpoint(conn, body, project.settings, actor)
 
-    data = call_project("POST", "/api/v1/webhooks", local, body=body.model_dump())
+    data = call_project(
+        "POST", "/api/v1/webhooks", local, body=body.model_dump(), options=HOOK_OPTIONS
+    )
     key_values(_hook_rows([data])[0], fmt, title=f"webhook {name}")
 
 
 @webhooks_app.command("list")
 @handle_errors
 def hook_list(fmt: FormatOpt = Format.table) -> None:
+    """Every webhook endpoint: URL, topics, failures in a row, state."""
     data = read_database(lambda conn: webhooks.list_endpoints(conn))
     emit(data, fmt, rows=_hook_rows(data), columns=HOOK_COLUMNS, title="webhooks")
 
@@ -336,6 +353,7 @@ def hook_enable(name: HookArg, fmt: FormatOpt = Format.table) -> None:
 @webhooks_app.command("disable")
 @handle_errors
 def hook_disable(name: HookArg, fmt: FormatOpt = Format.table) -> None:
+    """Stop posting to an endpoint; its deliveries are skipped (and logged) until enabled."""
     _hook_call(name, "disable", fmt)
 
 
@@ -349,6 +367,7 @@ def hook_rotate(name: HookArg, fmt: FormatOpt = Format.table) -> None:
 @webhooks_app.command("delete")
 @handle_errors
 def hook_delete(name: HookArg) -> None:
+    """Delete an endpoint (refused while a rule still posts to it)."""
     actor = cli_actor()
 
     def local(project: Project) -> Any:
@@ -407,7 +426,9 @@ def staff_add(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Create or change a staff member (and upload their photo)."""
-    body = staff.StaffIn(ref=ref, name=name, bio=bio, department=department)
+    body = from_options(
+        staff.StaffIn, {"ref": "REF"}, ref=ref, name=name, bio=bio, department=department
+    )
     actor = cli_actor()
 
     def local(project: Project) -> Any:
@@ -446,13 +467,17 @@ def staff_photo(
 @staff_app.command("list")
 @handle_errors
 def staff_list(fmt: FormatOpt = Format.table) -> None:
+    """Every staff member rules can introduce to customers."""
     data = read_database(lambda conn: staff.list_staff(conn))
     emit(data, fmt, rows=data, columns=STAFF_COLUMNS, title="staff")
 
 
 @staff_app.command("delete")
 @handle_errors
-def staff_delete(ref: Annotated[str, typer.Argument()]) -> None:
+def staff_delete(
+    ref: Annotated[str, typer.Argument(help="The staff member's ref")],
+) -> None:
+    """Delete a staff member and their photo."""
     actor = cli_actor()
 
     def local(project: Project) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import getpass
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -17,12 +17,13 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Connection
 
 from cxloop import yamltext
 from cxloop.cli.output import err_console
+from cxloop.domain.values import explain_error
 from cxloop.events.factory import EventStoreUnavailable
 from cxloop.project import Project, ServerInfo, open_database, open_project, read_server
 from cxloop.settings import Settings
@@ -53,12 +54,38 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = "CXLOOP_" + str(first["loc"][0]).upper() if first.get("loc") else "settings"
-        raise CliError(f"{field}: {first['msg']}", 2) from exc
+        _where, reason = explain_error((), str(first["msg"]))
+        raise CliError(f"{field}: {reason}", 2) from exc
 
 
 def _fail(message: str, code: int) -> NoReturn:
     err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code) from None
+
+
+def option_error(exc: ValidationError, options: Mapping[str, str] | None = None) -> CliError:
+    """A request model's first error as one line naming the option it came from:
+    ``options`` maps a field to its option where they differ (``recipients`` → ``--to``);
+    any other field ``some_field`` is option ``--some-field``."""
+    first = exc.errors()[0]
+    loc = tuple(first.get("loc", ()))
+    where, reason = explain_error(loc, str(first["msg"]))
+    if not loc:
+        return CliError(reason, 2)
+    head, rest = str(loc[0]), where.partition(".")[2]
+    option = (options or {}).get(head, f"--{head.replace('_', '-')}")
+    return CliError(f"{option}{'.' + rest if rest else ''}: {reason}", 2)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def from_options(request: type[M], options: Mapping[str, str] | None, /, **values: Any) -> M:
+    """``request(**values)``, its error naming the option (see :func:`option_error`)."""
+    try:
+        return request(**values)
+    except ValidationError as exc:
+        raise option_error(exc, options) from None
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -70,6 +97,10 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except CliError as exc:
             _fail(str(exc), exc.code)
+        except ValidationError as exc:  # a model built from a file or the options
+            first = exc.errors()[0]
+            where, reason = explain_error(tuple(first.get("loc", ())), str(first["msg"]))
+            _fail(f"{where}: {reason}" if where else reason, 2)
         except (ValueError, LookupError) as exc:
             _fail(str(exc), 2)
         except EventStoreUnavailable as exc:
@@ -150,15 +181,25 @@ def call_project(
     *,
     params: dict[str, Any] | None = None,
     body: Any = None,
+    options: Mapping[str, str] | None = None,
 ) -> Any:
-    """The running server answers if there is one; otherwise this process does the work."""
+    """The running server answers if there is one; otherwise this process does the work.
+    An error naming a field of ``body`` that came from an option named otherwise names
+    the option (``options``: ``{"body": "--text"}``), from either side."""
     settings = load_settings()
-    with remote_server(settings) as remote:
-        if remote is not None:
-            clean = {k: v for k, v in (params or {}).items() if v is not None}
-            return remote.request(method, path, params=clean, json=body)
-    with local_project(settings) as project:
-        return to_jsonable_python(local(project))
+    try:
+        with remote_server(settings) as remote:
+            if remote is not None:
+                clean = {k: v for k, v in (params or {}).items() if v is not None}
+                return remote.request(method, path, params=clean, json=body)
+        with local_project(settings) as project:
+            return to_jsonable_python(local(project))
+    except (CliError, ValueError) as exc:
+        field, colon, rest = str(exc).partition(":")
+        if not colon or field not in (options or {}):
+            raise
+        code = exc.code if isinstance(exc, CliError) else 2
+        raise CliError(f"{(options or {})[field]}:{rest}", code) from None
 
 
 def day_option(value: str | None, option: str) -> date | None:

@@ -251,8 +251,10 @@ def responses(
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
 ) -> None:
-    """Import survey answers; rows that fail a check are reported (line and reason) and
-    written to FILE.rejects.csv, the others stored. Importing a file again adds nothing."""
+    """Import survey answers; rows that fail a check go to FILE.rejects.csv.
+
+    Rejected rows are reported by line and reason, the others stored. Importing a file
+    again adds nothing."""
     settings = load_settings()
     fields = parse_mapping(mapping)
     engine = open_database(settings)

@@ -11,9 +11,8 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from pydantic import ValidationError
 
-from cxloop.cli.context import CliError, call_project, day_option, handle_errors
+from cxloop.cli.context import CliError, call_project, day_option, from_options, handle_errors
 from cxloop.cli.output import Format, emit, err_console
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.project import Project
@@ -92,6 +91,9 @@ def schedules_list(fmt: FormatOpt = Format.table) -> None:
                   "last_sent_at", "next_at"))  # fmt: skip
 
 
+SCHEDULE_OPTIONS = {"recipients": "--to", "enabled": "--disabled", "hour": "--hour"}
+
+
 @schedules_app.command("set")
 @handle_errors
 def schedules_set(
@@ -109,24 +111,24 @@ def schedules_set(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Create or replace a department's weekly report e-mail."""
-    try:
-        body = schedules.ScheduleIn(
-            department=department,
-            weekday=weekday,
-            hour=hour,
-            model=model,
-            recipients=to or [],
-            enabled=not disabled,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise CliError(f"--{first['loc'][0]}: {first['msg']}", 2) from None
+    body = from_options(
+        schedules.ScheduleIn,
+        SCHEDULE_OPTIONS,
+        department=department,
+        weekday=weekday,
+        hour=hour,
+        model=model,
+        recipients=to or [],
+        enabled=not disabled,
+    )
 
     def local(project: Project) -> Any:
         with project.engine.begin() as conn:
             return schedules.save_schedule(conn, body, project.settings.zone)
 
-    saved = call_project("PUT", "/api/v1/report-schedules", local, body=body.model_dump())
+    saved = call_project(
+        "PUT", "/api/v1/report-schedules", local, body=body.model_dump(), options=SCHEDULE_OPTIONS
+    )
     emit(saved, fmt, rows=[saved], columns=("department", "weekday", "hour", "next_at"))
 
 

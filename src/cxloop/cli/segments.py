@@ -108,6 +108,7 @@ def list_segments(fmt: FormatOpt = Format.table) -> None:
 @app.command("show")
 @handle_errors
 def show(name: NameArg, fmt: FormatOpt = Format.table) -> None:
+    """One segment: its rules, member count and when it was computed."""
     with _database().connect() as conn:
         _show(to_jsonable_python(segments.get_segment(conn, name)), fmt)
 
@@ -115,6 +116,7 @@ def show(name: NameArg, fmt: FormatOpt = Format.table) -> None:
 @app.command("delete")
 @handle_errors
 def delete(name: NameArg) -> None:
+    """Delete a segment (refused while a rule still names it)."""
     with _database().begin() as conn:
         segments.delete_segment(conn, name)
     err_console.print(f"deleted segment {name}", highlight=False)

@@ -10,7 +10,13 @@ from typing import Annotated, Any
 
 import typer
 
-from cxloop.cli.context import call_project, handle_errors, load_settings, local_project
+from cxloop.cli.context import (
+    call_project,
+    from_options,
+    handle_errors,
+    load_settings,
+    local_project,
+)
 from cxloop.cli.feedback import surveys_app
 from cxloop.cli.output import Format, console, emit, key_values
 from cxloop.customers.service import resolve_customer_id
@@ -116,7 +122,9 @@ def trigger_create(
     expires_days: Annotated[int, typer.Option("--expires-days", help="link valid for N days")] = 14,
 ) -> None:
     """Create a trigger and print its id alone on stdout."""
-    body = TriggerIn(
+    body = from_options(
+        TriggerIn,
+        None,
         survey=survey,
         on=on,
         event=event,
@@ -182,7 +190,9 @@ def case_open(
     department: Annotated[str | None, typer.Option("--department")] = None,
 ) -> None:
     """Open a case and print its id alone on stdout."""
-    body = cases.CaseIn(
+    body = from_options(
+        cases.CaseIn,
+        None,
         customer=customer,
         subject=subject,
         channel=channel,
@@ -232,12 +242,17 @@ def case_show(case_id: Annotated[int, typer.Argument()], fmt: FormatOpt = Format
     key_values(data, fmt, title="case")
 
 
+# The fields of a case change as the options that give them.
+CASE_OPTIONS = {"assignee": "--to", "outcome": "--outcome", "note": "--note"}
+
+
 def _case_change(case_id: int, change: cases.CaseUpdate, fmt: Format) -> None:
     data = call_project(
         "PATCH",
         f"/api/v1/cases/{case_id}",
         lambda p: _write(p, lambda c: cases.update_case(c, case_id, change)),
         body=change.model_dump(exclude_defaults=True),
+        options=CASE_OPTIONS,
     )
     key_values(data, fmt, title="case")
 
@@ -250,7 +265,8 @@ def case_assign(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Give the case to someone (it moves to in_progress)."""
-    _case_change(case_id, cases.CaseUpdate(assignee=assignee), fmt)
+    change = from_options(cases.CaseUpdate, CASE_OPTIONS, assignee=assignee)
+    _case_change(case_id, change, fmt)
 
 
 @cases_app.command("respond")
@@ -268,16 +284,20 @@ def case_resolve(
     note: Annotated[str | None, typer.Option("--note", help="what was done")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Resolve the case; a negative outcome opens a follow-up, and case-resolved survey
-    triggers queue their survey."""
-    _case_change(case_id, cases.CaseUpdate(outcome=outcome, note=note), fmt)
+    """Resolve the case; a negative outcome opens a follow-up.
+
+    Survey triggers on case_resolved queue their survey."""
+    _case_change(
+        case_id, from_options(cases.CaseUpdate, CASE_OPTIONS, outcome=outcome, note=note), fmt
+    )
 
 
 @cases_app.command("metrics")
 @handle_errors
 def case_metrics(fmt: FormatOpt = Format.table) -> None:
-    """Cases per stage, times to respond and resolve, positive resolutions, and NPS and
-    churn after a case against without."""
+    """Cases per stage: response and resolution times, outcomes, NPS and churn after.
+
+    NPS and churn after a case are set against customers without one."""
     data = call_project("GET", "/api/v1/cases/metrics", lambda p: _read(p, cases.case_metrics))
     if fmt is Format.json:
         emit(data, fmt)
@@ -374,7 +394,9 @@ def followup_update(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Change a follow-up's status or assignee; closing (done) needs a note."""
-    change = followups.FollowUpUpdate(status=status, assignee=assignee, note=note)
+    change = from_options(
+        followups.FollowUpUpdate, None, status=status, assignee=assignee, note=note
+    )
     data = call_project(
         "PATCH",
         f"/api/v1/followups/{followup_id}",
@@ -393,8 +415,13 @@ def followup_create(
     assignee: Annotated[str | None, typer.Option("--assignee")] = None,
 ) -> None:
     """Ask a department to act on a customer; prints the new id alone on stdout."""
-    body = followups.FollowUpIn(
-        customer=customer, summary=summary, department=department, assignee=assignee
+    body = from_options(
+        followups.FollowUpIn,
+        None,
+        customer=customer,
+        summary=summary,
+        department=department,
+        assignee=assignee,
     )
     data = call_project(
         "POST",
@@ -441,6 +468,9 @@ def followup_metrics(fmt: FormatOpt = Format.table) -> None:
 # -- notes and the timeline ----------------------------------------------------------------
 
 
+NOTE_OPTIONS = {"body": "--text"}
+
+
 @notes_app.command("add")
 @handle_errors
 def note_add(
@@ -450,12 +480,13 @@ def note_add(
     department: Annotated[str | None, typer.Option("--department")] = None,
 ) -> None:
     """Add a note to a customer's timeline; prints the note's id alone on stdout."""
-    note = NoteIn(body=body, author=author, department=department)
+    note = from_options(NoteIn, NOTE_OPTIONS, body=body, author=author, department=department)
     data = call_project(
         "POST",
         f"/api/v1/customers/{customer}/notes",
         lambda p: _write(p, lambda c: add_note(c, customer, note)),
         body=note.model_dump(),
+        options=NOTE_OPTIONS,
     )
     sys.stdout.write(f"{data['id']}\n")
 
@@ -522,8 +553,10 @@ def job_list(
 @jobs_app.command("run")
 @handle_errors
 def job_run(fmt: FormatOpt = Format.table) -> None:
-    """Run one pass now: scan for follow-ups, stage triggers, weekly reports and segment
-    refreshes, then every job due. (A running server does this every few seconds by
+    """Run one pass of the worker now: scans, then every job due.
+
+    It scans for follow-ups, stage triggers, weekly reports and segment refreshes,
+    then runs every job due. (A running server does this every few seconds by
     itself; beside it, the jobs that read events are left to it.)"""
     settings = load_settings()
     if read_server(settings) is None:

@@ -39,8 +39,9 @@ def create(
         bool, typer.Option("--password-stdin", help="Read the password from stdin")
     ] = False,
 ) -> None:
-    """Create a user. Without --password-stdin a password is generated and printed alone
-    on stdout (it cannot be shown again)."""
+    """Create a user; without --password-stdin, print a new password alone on stdout.
+
+    The password cannot be shown again."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else new_password()
     engine = open_database(load_settings())
     try:
@@ -76,8 +77,9 @@ def set_password_(
         bool, typer.Option("--password-stdin", help="Read the password from stdin")
     ] = False,
 ) -> None:
-    """Give a user a new password (generated and printed alone unless --password-stdin);
-    the user's sessions end."""
+    """Give a user a new password; the user's sessions end.
+
+    Without --password-stdin, a password is generated and printed alone on stdout."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else new_password()
     engine = open_database(load_settings())
     try:

@@ -141,6 +141,8 @@ def update_case(
     values: dict[str, Any] = {}
     if change.assignee is not None:
         values["assignee"] = _clean(change.assignee)
+        if values["assignee"] is None:  # it would read as taken while nobody has it
+            raise ValueError("assignee: give the name or e-mail of who takes the case")
         if case["status"] == "open":
             values["status"] = "in_progress"
     if change.responded and case["first_response_at"] is None:
