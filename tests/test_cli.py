@@ -84,6 +84,17 @@ def test_a_home_that_is_a_file_is_named_and_an_empty_one_is_the_default(
     assert shown["home"] == str(embedded_settings.home.parent.resolve() / ".cxloop")
 
 
+def test_import_says_which_columns_it_renamed(embedded_settings: Settings, tmp_path: Path) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text("user_id,email,email\nann,a@example.com,b@example.com\n")
+    done = cx(embedded_settings, "import", "customers", str(people))
+    assert "note: column 3 is read as 'email_2' (a second 'email')" in done.stderr
+    data = cx_json(embedded_settings, "import", "customers", str(people))
+    assert data["notes"] == ["column 3 is read as 'email_2' (a second 'email')"]
+    shown = cx_json(embedded_settings, "customers", "show", "ann")
+    assert shown["email"] == "a@example.com" and shown["traits"]["email_2"] == "b@example.com"
+
+
 def test_init_is_idempotent(embedded_settings: Settings) -> None:
     first = cx(embedded_settings, "init")
     second = cx(embedded_settings, "init")

@@ -375,6 +375,23 @@ def test_columns_named_like_fields_map_themselves(tmp_path: Path) -> None:
     assert json.loads(row["properties"]) == {"plan": "pro", "other": "x"}
 
 
+def test_a_repeated_or_empty_column_name_is_read_otherwise_and_said(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "twice.csv",
+        "user_id,email,email,\nann,a@example.com,b@example.com,z\n",
+    )
+    with open_import(path, ImportOptions(kind="customers")) as source:
+        assert source.dialect is not None
+        assert source.dialect.columns == ("user_id", "email", "email_2", "column4")
+        assert source.dialect.renamed == (
+            "column 3 is read as 'email_2' (a second 'email')",
+            "column 4 is read as 'column4' (it has no name)",
+        )
+    plain = write(tmp_path / "plain.csv", "user_id, email\nann,a@example.com\n")
+    with open_import(plain, ImportOptions(kind="customers")) as source:
+        assert source.dialect is not None and source.dialect.renamed == ()
+
+
 def test_camel_case_and_capitalised_names_map_themselves(tmp_path: Path) -> None:
     path = write(
         tmp_path / "camel.csv",

@@ -210,6 +210,11 @@ def test_the_real_nps_file_imports_with_its_unscored_rows_rejected(
     assert len(rejects) >= 1 + first["rejected"] and rejects[0].startswith("line,reason,")
     again = cx_json(embedded_settings, *args)
     assert again["imported"] == 0 and again["unchanged"] == len(scored)
+    # The same answers saved as UTF-16 (with its mark) are the same rows: nothing new.
+    sixteen = tmp_path / "nps-utf16.csv"
+    sixteen.write_text(source.read_text(encoding="utf-8"), encoding="utf-16")
+    args16 = [str(sixteen) if a == str(source) else a for a in args]
+    assert cx_json(embedded_settings, *args16)["unchanged"] == len(scored)
     report = cx_json(embedded_settings, "nps", "--survey", sid, "--by", "touchpoint")
     expected = Nps.of(scored)
     assert report["responses"] == len(scored)
@@ -362,6 +367,23 @@ def test_benchmarks_are_imported_with_sources_and_read_against(
     assert again["saved"] == 2
     listed = cx_json(embedded_settings, "benchmarks", "list")
     assert [(b["measure"], b["name"]) for b in listed] == [("csat", "Acme"), ("nps", "Utilities")]
+    # A spreadsheet's "Unicode text" export (UTF-16 with its mark) reads as it is; a
+    # cp1252 file names the option that reads it.
+    sixteen = tmp_path / "unicode.csv"
+    sixteen.write_text(
+        "measure,scope,name,value,source\nnps,industry,Télécoms,12,Test figure\n", encoding="utf-16"
+    )
+    assert cx_json(embedded_settings, "benchmarks", "import", str(sixteen))["saved"] == 1
+    western = tmp_path / "western.csv"
+    western.write_bytes(
+        "measure,scope,name,value,source\nnps,industry,Café,9,Test\n".encode("cp1252")
+    )
+    refused = cx(embedded_settings, "benchmarks", "import", str(western), check=False)
+    assert refused.returncode == 2 and "--encoding cp1252" in refused.stderr
+    read = cx_json(embedded_settings, "benchmarks", "import", str(western), "--encoding", "cp1252")
+    assert read["saved"] == 1
+    names = {b["name"] for b in cx_json(embedded_settings, "benchmarks", "list")}
+    assert {"Télécoms", "Café"} <= names
     utilities = next(b["id"] for b in listed if b["name"] == "Utilities")
     acme = next(b["id"] for b in listed if b["name"] == "Acme")
     sid = cx(embedded_settings, "surveys", "create", "--type", "nps", "--name", "n").stdout.strip()

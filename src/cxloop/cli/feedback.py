@@ -398,6 +398,10 @@ def benchmarks_list(
 @handle_errors
 def benchmarks_import(
     path: Annotated[Path, typer.Argument(help="CSV: measure,scope,name,value,source[,as_of]")],
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="e.g. cp1252 or utf-16 (default: UTF-8, or UTF-16 by its BOM)"),
+    ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Import benchmarks; rows that fail a check are reported by line and reason.
@@ -407,7 +411,7 @@ def benchmarks_import(
     engine = open_database(settings)
     try:
         with engine.begin() as conn:
-            summary = import_benchmarks(conn, path)
+            summary = import_benchmarks(conn, path, encoding)
     finally:
         engine.dispose()
     key_values(

@@ -146,7 +146,10 @@ def _run(
                 summary = _with_progress(path, options, LocalTarget(project.pipeline))
     _record(settings, summary, started)
     data = summary.as_dict()
-    key_values(data, fmt, title=f"import {kind}")
+    shown = {k: v for k, v in data.items() if k != "notes"} if fmt is Format.table else data
+    key_values(shown, fmt, title=f"import {kind}")
+    for note in summary.notes:
+        err_console.print(f"note: {note}", highlight=False)
     if summary.rejects_file and fmt is Format.table:
         err_console.print(
             f"{summary.rejected:,} rejected rows with reasons: {summary.rejects_file}"
@@ -249,6 +252,7 @@ def responses(
     date_format: Annotated[
         str | None, typer.Option(help="strptime format of submitted_at, e.g. '%d/%m/%Y %H:%M'")
     ] = None,
+    encoding: EncodingOpt = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
 ) -> None:
     """Import survey answers; rows that fail a check go to FILE.rejects.csv.
@@ -261,7 +265,13 @@ def responses(
     try:
         with engine.begin() as conn:
             summary = import_responses(
-                conn, survey, path, fields, date_format=date_format, zone=settings.zone
+                conn,
+                survey,
+                path,
+                fields,
+                date_format=date_format,
+                zone=settings.zone,
+                encoding=encoding,
             )
     finally:
         engine.dispose()

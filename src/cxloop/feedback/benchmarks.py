@@ -83,15 +83,17 @@ def list_benchmarks(conn: Connection, measure: str | None = None) -> list[dict[s
     ]  # fmt: skip
 
 
-def import_benchmarks(conn: Connection, path: Path) -> dict[str, Any]:
+def import_benchmarks(conn: Connection, path: Path, encoding: str | None = None) -> dict[str, Any]:
     """Every valid row saved; the others reported by line and reason."""
+    from cxloop.ingest.files_text import decoded, open_csv_text  # loads pyarrow: when used
+
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        handle, text = open_csv_text(path, encoding)
     except OSError as exc:
         raise ValueError(f"FILE: cannot read {path}: {exc.strerror}") from None
     saved, rejects = 0, []
     with handle:
-        reader = csv.DictReader(handle)
+        reader = csv.DictReader(decoded(handle, path, text))
         missing = [c for c in COLUMNS[:5] if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"FILE: no column {missing[0]!r} (give {', '.join(COLUMNS)})")

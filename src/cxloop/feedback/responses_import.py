@@ -52,15 +52,18 @@ def import_responses(
     *,
     date_format: str | None = None,
     zone: ZoneInfo = ZoneInfo("UTC"),
+    encoding: str | None = None,
 ) -> dict[str, Any]:
     """``{"rows", "imported", "unchanged", "rejected", "rejects": [{"line", "reason"}]}``."""
+    from cxloop.ingest.files_text import decoded, open_csv_text  # loads pyarrow: when used
+
     survey = get_survey(conn, survey_id)
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        handle, text = open_csv_text(path, encoding)
     except OSError as exc:
         raise ValueError(f"FILE: cannot read {path}: {exc.strerror}") from None
     with handle:
-        reader = csv.DictReader(handle)
+        reader = csv.DictReader(decoded(handle, path, text))
         columns = list(reader.fieldnames or [])
         missing = [c for c in mapping.values() if c not in columns]
         if missing:

@@ -41,6 +41,10 @@ class Dialect:
     delimiter: str  # one character, or WHITESPACE for runs of blanks
     columns: tuple[str, ...]
     skip_lines: int  # physical lines before the header line
+    # Header names read otherwise than written (a repeated or empty name), said once in
+    # the import's summary, since a second ``email`` column quietly becoming a trait
+    # ``email_2`` is otherwise noticed only much later.
+    renamed: tuple[str, ...] = ()
 
 
 def format_for(path: Path) -> ImportFormat:
@@ -114,7 +118,14 @@ def sniff_dialect(path: Path, delimiter: str | None, name: str | None = None) ->
             raise ImportInputError(
                 "file", f"the header line of {name or path.name} cannot be read: {error}"
             ) from error
-    return Dialect(chosen, _clean_header(header), skip)
+    columns = _clean_header(header)
+    renamed = tuple(
+        f"column {index} is read as {name!r}"
+        + (f" (a second {raw.strip()!r})" if raw.strip() else " (it has no name)")
+        for index, (raw, name) in enumerate(zip(header, columns, strict=True), start=1)
+        if raw.strip() != name
+    )
+    return Dialect(chosen, columns, skip, renamed)
 
 
 def _sniff(lines: Sequence[str]) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import codecs
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from cxloop.ingest.files_model import ImportInputError
 
@@ -93,3 +95,24 @@ def as_utf8(path: Path, encoding: TextEncoding) -> Path:
         target.unlink(missing_ok=True)
         raise
     return target
+
+
+def open_csv_text(path: Path, given: str | None) -> tuple[TextIO, TextEncoding]:
+    """For the small importers that read with the ``csv`` module (survey answers,
+    benchmarks): the file opened in the encoding given (``--encoding``), else UTF-16 when
+    it starts with that byte-order mark, else UTF-8 (its own mark skipped). Read it
+    through :func:`decoded`, so that a byte the encoding lacks names the fix."""
+    encoding = file_encoding(path, check_encoding(given))
+    name = "utf-8-sig" if encoding == UTF8 else encoding.name
+    return path.open(encoding=name, newline=""), encoding
+
+
+def decoded(handle: TextIO, path: Path, encoding: TextEncoding) -> Iterator[str]:
+    try:
+        yield from handle
+    except UnicodeDecodeError as error:
+        raise ImportInputError(
+            "--encoding",
+            f"{path.name} is not {encoding.label} text ({error.reason}); name its encoding, "
+            "e.g. --encoding cp1252",
+        ) from None

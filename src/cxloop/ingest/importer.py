@@ -53,6 +53,7 @@ class ImportSummary:
     rejected: int = 0
     rejects_file: str | None = None
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what the reader changed, once each
 
     @property
     def rows_per_s(self) -> float:
@@ -70,6 +71,7 @@ class ImportSummary:
             "rejects_file": self.rejects_file,
             "seconds": round(self.seconds, 3),
             "rows_per_s": round(self.rows_per_s),
+            "notes": self.notes,
         }
 
 
@@ -87,6 +89,8 @@ def run_import(
     summary = ImportSummary(kind=options.kind, path=str(path))
     rejects: list[Reject] = []
     with open_import(path, options) as source_file:
+        if source_file.dialect is not None:
+            summary.notes.extend(source_file.dialect.renamed)
         on_start(source_file.total_rows)
         for chunk in _coalesced(source_file.chunks()):
             rejects.extend(chunk.rejects)
