@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cxloop.settings import Settings
-from tests.conftest import ApiClient
+from tests.conftest import ApiClient, ServerProcess, free_port
 from tests.test_cli import cx, cx_json
 from tests.test_closing_loop import install
 from tests.test_distribution import identify, quiet_api, send
@@ -86,3 +86,20 @@ def test_the_api_refuses_names_nobody_has(quiet_api: ApiClient) -> None:
         "/api/v1/feedback/nps", params={"by": "segment", "segment": "plna"}, headers=api.auth
     )
     assert grouped.status_code == 422 and grouped.json()["error"]["field"] == "segment"
+
+
+def test_the_cli_names_its_option_when_the_server_answers(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    _people(embedded_settings, tmp_path)
+    cx(embedded_settings, "lifecycle", "apply", "client-experience")
+    server = ServerProcess(embedded_settings, free_port(), tmp_path / "server.log")
+    server.start()
+    try:
+        for args in (["nps"], ["lifecycle", "report", "client-experience"],
+                     ["insights", "gaps", "client-experience"]):  # fmt: skip
+            failed = cx(embedded_settings, *args, "--where", "plna=pro", check=False)
+            assert failed.returncode == 2, args
+            assert failed.stderr.startswith("error: --where: no customer has a trait 'plna'")
+    finally:
+        server.stop()

@@ -174,6 +174,18 @@ def remote_server(settings: Settings) -> Iterator[RemoteServer | None]:
         remote.close()
 
 
+# Query parameters of the reports as the options that give them, for errors from a
+# running server (``where: …`` there is ``--where: …`` here).
+FILTER_OPTIONS = {
+    "where": "--where",
+    "from": "--from",
+    "to": "--to",
+    "segment": "--segment",
+    "by": "--by",
+    "min_sample": "--min-sample",
+}
+
+
 def call_project(
     method: str,
     path: str,

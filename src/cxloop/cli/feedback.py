@@ -9,7 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
-from cxloop.cli.context import call_project, day_option, handle_errors, load_settings
+from cxloop.cli.context import (
+    FILTER_OPTIONS,
+    call_project,
+    day_option,
+    handle_errors,
+    load_settings,
+)
 from cxloop.cli.output import Format, console, emit, err_console, key_values, percent
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.benchmarks import import_benchmarks, list_benchmarks
@@ -174,7 +180,9 @@ def _report(measure: Measure, title: str) -> Any:
             "segment": segment,
             "where": where,
         }
-        data = call_project("GET", f"/api/v1/feedback/{measure}", local, params=params)
+        data = call_project(
+            "GET", f"/api/v1/feedback/{measure}", local, params=params, options=FILTER_OPTIONS
+        )
         columns = ("key", measure, "responses", "margin_of_error")
         if fmt is not Format.table:
             emit(data, fmt, rows=data.get("groups") or [data], columns=columns, title=title)

@@ -13,7 +13,13 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Connection
 
-from cxloop.cli.context import CliError, call_project, day_option, handle_errors
+from cxloop.cli.context import (
+    FILTER_OPTIONS,
+    CliError,
+    call_project,
+    day_option,
+    handle_errors,
+)
 from cxloop.cli.output import Format, emit, err_console, key_values, percent
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
@@ -74,7 +80,7 @@ def _ask(
         "to": last.isoformat() if last else None,
         "where": [f"{k}={v}" for k, v in segment.items()] or None,
     }
-    return call_project("GET", path, local, params={**filters, **params})
+    return call_project("GET", path, local, params={**filters, **params}, options=FILTER_OPTIONS)
 
 
 def _score(value: float | None, sample: int) -> str:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from cxloop.cli.context import CliError, call_project, day_option, handle_errors
+from cxloop.cli.context import FILTER_OPTIONS, CliError, call_project, day_option, handle_errors
 from cxloop.cli.output import Format, duration, emit, err_console, key_values, percent
 from cxloop.domain.lifecycle import LifecycleModel
 from cxloop.domain.values import parse_pairs
@@ -194,7 +194,9 @@ def stage_report(
         "to": last.isoformat() if last else None,
         "where": [f"{k}={v}" for k, v in segment.items()] or None,
     }
-    data = call_project("GET", f"/api/v1/lifecycle/{model}/report", local, params=params)
+    data = call_project(
+        "GET", f"/api/v1/lifecycle/{model}/report", local, params=params, options=FILTER_OPTIONS
+    )
     # The table keeps to the columns people scan; JSON and CSV carry every field.
     rows = [
         {
