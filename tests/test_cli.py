@@ -225,6 +225,7 @@ def test_surveys_link_prints_a_working_link(embedded_settings: Settings) -> None
         (["import", "events", "{csv}", "--map", "user"], "--map"),
         (["events", "list", "--from", "yesterday"], "--from"),
         (["customers", "list", "--where", "shoe_size=42"], "shoe_size"),
+        (["customers", "list", "--search", "a" * 201], "search: at most 200 characters"),
         (["customers", "show", "nobody"], "nobody"),
         (["customers", "show", "99999999999999999999999"], "too large"),
         (["timeline", "nobody"], "nobody"),

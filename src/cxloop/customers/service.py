@@ -49,6 +49,7 @@ SORTS = {
     "-first_seen": customers_t.c.first_seen.desc(),
 }
 MAX_LIMIT = 1000
+MAX_SEARCH = 200  # characters: longer than any name, e-mail or id
 
 
 class NotFound(LookupError):
@@ -150,6 +151,8 @@ def list_customers(
         raise ValueError(f"limit: must be between 1 and {MAX_LIMIT}")
     if offset < 0:
         raise ValueError("offset: must not be negative")
+    if search is not None and len(search) > MAX_SEARCH:
+        raise ValueError(f"search: at most {MAX_SEARCH} characters")
     where = _list_conditions(search, filters, traits)
     if at_stage is not None:
         model_id, stage = at_stage

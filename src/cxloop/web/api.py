@@ -41,7 +41,9 @@ Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
 @router.get("/customers", response_model=CustomerPage)
 def customers(
     state: Caller,
-    search: Annotated[str | None, Query(max_length=200, description="Name, e-mail or id")] = None,
+    search: Annotated[
+        str | None, Query(max_length=service.MAX_SEARCH, description="Name, e-mail or id")
+    ] = None,
     gender: str | None = None,
     age_band: str | None = None,
     birth_year: Annotated[int | None, Query(ge=1, le=9999)] = None,
