@@ -122,6 +122,23 @@ def test_a_webhook_shows_its_secret_once_and_refuses_private_targets(
     page.goto(f"{site.url}/settings/webhooks")
     assert secret not in page.content()
     assert page.locator(f'tr[data-name="{name}"]').count() == 1
+    # While a rule posts to it, deleting it is refused on the page, naming the rule.
+    auth = {"Authorization": f"Bearer {site.secret_key}"}
+    rule = {
+        "name": f"Tell {name}",
+        "trigger": {"on": "event", "event": "Order Completed"},
+        "actions": [{"type": "webhook", "endpoint": name}],
+        "enabled": False,
+    }
+    made = httpx.post(f"{site.url}/api/v1/automations", json=rule, headers=auth, timeout=30)
+    assert made.status_code == 201, made.text
+    page.get_by_role("button", name=f"Delete {name}").click()
+    refused = page.get_by_test_id("webhooks-error").inner_text()
+    assert f"rule 'Tell {name}'" in refused and "change or delete it first" in refused
+    assert page.locator(f'tr[data-name="{name}"]').count() == 1
+    gone = httpx.delete(f"{site.url}/api/v1/automations/Tell {name}", headers=auth, timeout=30)
+    assert gone.status_code == 204, gone.text
+    page.goto(f"{site.url}/settings/webhooks")
     page.get_by_role("button", name=f"Delete {name}").click()
     assert page.locator(f'tr[data-name="{name}"]').count() == 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 from playwright.sync_api import expect
 
 from tests.site import Site, screenshot, sign_in
@@ -302,3 +303,24 @@ def test_a_segment_is_saved_from_its_page_and_filters_another(
     )
     assert shown == [[g["value"], f"{g['steps'][0]['count']:,}"] for g in split["breakdown"]]
     assert {g["value"] for g in split["breakdown"]} == {f"in {name}", f"not in {name}"}
+    # A rule names it: deleting it from the page is refused, naming the rule, and it stays.
+    rule = {
+        "name": f"Call {name}",
+        "enabled": False,
+        "trigger": {"on": "event", "event": "Order Completed"},
+        "conditions": {"rules": [{"kind": "segment", "segment": name}]},
+        "actions": [{"type": "followup", "summary": "Call them"}],
+    }
+    _api(site, "POST", "/api/v1/automations", json=rule)
+    page.goto(f"{site.url}/insights/segments")
+    row = page.locator(f"[data-testid=segments] tr[data-segment='{name}']")
+    row.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("alert")).to_contain_text(f"still used by rule 'Call {name}'")
+    assert page.locator(f"[data-testid=segments] tr[data-segment='{name}']").count() == 1
+    auth = {"Authorization": f"Bearer {site.secret_key}"}
+    gone = httpx.delete(f"{site.url}/api/v1/automations/Call {name}", headers=auth, timeout=30)
+    assert gone.status_code == 204, gone.text
+    page.goto(f"{site.url}/insights/segments")
+    row.get_by_role("button", name="Delete").click()
+    page.wait_for_url("**/insights/segments?done=deleted")
+    assert page.locator(f"[data-testid=segments] tr[data-segment='{name}']").count() == 0
