@@ -20,7 +20,13 @@ from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cxloop.analytics.sql import query_for
-from cxloop.customers.service import FILTER_FIELDS, SAVED_SEGMENT, check_field, customers_t
+from cxloop.customers.service import (
+    FILTER_FIELDS,
+    PROFILE_FIELDS,
+    SAVED_SEGMENT,
+    check_field,
+    customers_t,
+)
 from cxloop.domain.segments import (
     EventRule,
     Rule,
@@ -41,7 +47,6 @@ from cxloop.store.models import Segment, SegmentAddition, SegmentMember
 segments_t = cast(Table, Segment.__table__)
 members_t = cast(Table, SegmentMember.__table__)
 additions_t = cast(Table, SegmentAddition.__table__)
-PROFILE = (*FILTER_FIELDS, "name", "email")
 EXPORT_FIELDS = ("id", "name", "email", *FILTER_FIELDS)
 _INSERT_BATCH = 5000
 
@@ -52,13 +57,15 @@ class _Customers:
     def __init__(self, conn: Connection) -> None:
         c = customers_t.c
         rows = conn.execute(
-            select(c.id, c.traits, *[c[f] for f in PROFILE]).where(c.merged_into_id.is_(None))
+            select(c.id, c.traits, *[c[f] for f in PROFILE_FIELDS]).where(
+                c.merged_into_id.is_(None)
+            )
         ).all()
         self.ids = {int(r.id) for r in rows}
         self.rows = rows
 
     def value(self, row: Any, field: str) -> Any:
-        if field in PROFILE:
+        if field in PROFILE_FIELDS:
             return getattr(row, field)
         return (row.traits or {}).get(field)
 
@@ -91,7 +98,7 @@ def compare(have: Any, op: str, want: Any) -> bool:
 
 
 def _trait(people: _Customers, rule: TraitRule, where: str) -> set[int]:
-    if rule.field not in PROFILE and not any(
+    if rule.field not in PROFILE_FIELDS and not any(
         rule.field in (row.traits or {}) for row in people.rows
     ):
         raise ValueError(

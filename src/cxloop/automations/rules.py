@@ -20,16 +20,15 @@ from sqlalchemy import Connection, Table, func, insert, select, update
 
 from cxloop.automations import context, templates
 from cxloop.automations.firing import SAMPLES
+from cxloop.automations.usage import rule_names
 from cxloop.automations.webhooks import endpoints_t
 from cxloop.customers.service import customers_t, resolve_customer_id
 from cxloop.domain.automations import (
     CaseAction,
     EmailAction,
     FollowUpAction,
-    InSegment,
     RuleDefinition,
     RuleIn,
-    SegmentAction,
     SurveyAction,
     TraitAction,
     WebhookAction,
@@ -79,11 +78,8 @@ def _check_names(conn: Connection, definition: RuleDefinition) -> None:
             raise ValueError(f"trigger.survey: no survey with id {t.survey}") from None
     if t.department is not None:
         department_id(conn, t.department, "trigger.department")
-    segment_names = [t.segment] if t.segment else []
     if definition.conditions is not None:
         for index, rule in enumerate(definition.conditions.rules):
-            if isinstance(rule, InSegment):
-                segment_names.append(rule.segment)
             if isinstance(rule, StageRule):
                 try:
                     get_model(conn, rule.model)
@@ -93,9 +89,7 @@ def _check_names(conn: Connection, definition: RuleDefinition) -> None:
                     ) from None
     for index, action in enumerate(definition.actions):
         where = f"actions.{index}"
-        if isinstance(action, SegmentAction):
-            segment_names.append(action.segment)
-        elif isinstance(action, SurveyAction):
+        if isinstance(action, SurveyAction):
             try:
                 survey = get_survey(conn, action.survey)
             except LookupError:
@@ -115,7 +109,7 @@ def _check_names(conn: Connection, definition: RuleDefinition) -> None:
                 get_model(conn, action.model)
             except NotFound:
                 raise ValueError(f"{where}.model: no lifecycle model {action.model!r}") from None
-    for name in segment_names:
+    for name in rule_names(definition)["segment"]:
         if conn.execute(select(segments_t.c.id).where(segments_t.c.name == name)).first() is None:
             raise ValueError(f"segment: no saved segment named {name!r}")
 

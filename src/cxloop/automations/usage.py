@@ -30,26 +30,27 @@ segments_t = cast(Table, Segment.__table__)
 triggers_t = cast(Table, SurveyTrigger.__table__)
 
 
-def rule_names(definition: RuleDefinition) -> dict[Kind, set[str]]:
-    """The segments, lifecycle models and webhook endpoints a rule names."""
-    named: dict[Kind, set[str]] = {"segment": set(), "model": set(), "webhook": set()}
+def rule_names(definition: RuleDefinition) -> dict[Kind, list[str]]:
+    """The segments, lifecycle models and webhook endpoints a rule names, in the order
+    the rule names them (trigger, conditions, actions)."""
+    named: dict[Kind, list[str]] = {"segment": [], "model": [], "webhook": []}
     trigger = definition.trigger
     if trigger.segment:
-        named["segment"].add(trigger.segment)
+        named["segment"].append(trigger.segment)
     if trigger.model:
-        named["model"].add(trigger.model)
+        named["model"].append(trigger.model)
     for check in definition.conditions.rules if definition.conditions else ():
         if isinstance(check, InSegment):
-            named["segment"].add(check.segment)
+            named["segment"].append(check.segment)
         elif isinstance(check, StageRule):
-            named["model"].add(check.model)
+            named["model"].append(check.model)
     for action in definition.actions:
         if isinstance(action, SegmentAction):
-            named["segment"].add(action.segment)
+            named["segment"].append(action.segment)
         elif isinstance(action, WebhookAction):
-            named["webhook"].add(action.endpoint)
+            named["webhook"].append(action.endpoint)
         elif isinstance(action, CaseAction) and action.model:
-            named["model"].add(action.model)
+            named["model"].append(action.model)
     return named
 
 

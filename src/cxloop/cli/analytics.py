@@ -24,9 +24,15 @@ from cxloop.analytics.lake import LakeError, export_parquet
 from cxloop.analytics.paths import PathsSpec, run_paths
 from cxloop.analytics.periods import RetentionSpec, TrendsSpec, run_retention, run_trends
 from cxloop.analytics.sql import EngineUnsupported
-from cxloop.cli.context import CliError, call_project, handle_errors, load_settings, remote_server
+from cxloop.cli.context import (
+    CliError,
+    call_project,
+    handle_errors,
+    load_settings,
+    remote_server,
+    validation_line,
+)
 from cxloop.cli.output import Format, duration, emit, err_console, key_values, percent
-from cxloop.domain.values import explain_error
 from cxloop.events.base import EventStore
 from cxloop.project import Project
 
@@ -247,9 +253,7 @@ def _spec(
             raise CliError("--attribution: only with --breakdown (it says who a value is)", 2)
         return FunnelSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where, reason = explain_error(tuple(first["loc"]), str(first["msg"]))
-        raise CliError(f"{where}: {reason}", 2) from exc
+        raise CliError(validation_line(exc), 2) from exc
     except (OSError, json.JSONDecodeError) as exc:
         raise CliError(f"--spec: {exc}", 2) from exc
 
@@ -278,9 +282,7 @@ def _validated(model: Any, raw: dict[str, Any]) -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where, reason = explain_error(tuple(first["loc"]), str(first["msg"]))
-        raise CliError(f"{where or 'spec'}: {reason}", 2) from exc
+        raise CliError(validation_line(exc, "spec"), 2) from exc
 
 
 @handle_errors

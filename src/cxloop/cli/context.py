@@ -63,6 +63,15 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code) from None
 
 
+def validation_line(exc: ValidationError, fallback: str | None = None) -> str:
+    """A model's first error as one line, ``field: reason`` (``fallback`` names the
+    field when the error is about the whole model)."""
+    first = exc.errors()[0]
+    where, reason = explain_error(tuple(first.get("loc", ())), str(first["msg"]))
+    where = where or fallback or ""
+    return f"{where}: {reason}" if where else reason
+
+
 def option_error(exc: ValidationError, options: Mapping[str, str] | None = None) -> CliError:
     """A request model's first error as one line naming the option it came from:
     ``options`` maps a field to its option where they differ (``recipients`` → ``--to``);
@@ -98,9 +107,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except CliError as exc:
             _fail(str(exc), exc.code)
         except ValidationError as exc:  # a model built from a file or the options
-            first = exc.errors()[0]
-            where, reason = explain_error(tuple(first.get("loc", ())), str(first["msg"]))
-            _fail(f"{where}: {reason}" if where else reason, 2)
+            _fail(validation_line(exc), 2)
         except (ValueError, LookupError) as exc:
             _fail(str(exc), 2)
         except EventStoreUnavailable as exc:
@@ -207,11 +214,12 @@ def call_project(
         with local_project(settings) as project:
             return to_jsonable_python(local(project))
     except (CliError, ValueError) as exc:
+        named = options or {}
         field, colon, rest = str(exc).partition(":")
-        if not colon or field not in (options or {}):
+        if not colon or field not in named:
             raise
         code = exc.code if isinstance(exc, CliError) else 2
-        raise CliError(f"{(options or {})[field]}:{rest}", code) from None
+        raise CliError(f"{named[field]}:{rest}", code) from None
 
 
 def day_option(value: str | None, option: str) -> date | None:

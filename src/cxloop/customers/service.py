@@ -40,6 +40,7 @@ rejected_t = cast(Table, RejectedMessage.__table__)
 states_t = cast(Table, LifecycleState.__table__)
 
 FILTER_FIELDS = tuple(f for f in TYPED_FIELDS if f not in ("name", "email"))
+PROFILE_FIELDS = (*FILTER_FIELDS, "name", "email")  # the typed columns; other names are traits
 SORTS = {
     "id": customers_t.c.id,
     "-id": customers_t.c.id.desc(),
@@ -98,13 +99,13 @@ def saved_members(name: str) -> Any:
 def check_field(conn: Connection, name: str, field: str) -> None:
     """Refuse a name that is neither a profile field nor a trait any customer has: a
     misspelt ``chanel=ads`` would match nobody and look like an empty report."""
-    if name in (*FILTER_FIELDS, "name", "email"):
+    if name in PROFILE_FIELDS:
         return
     has_it = customers_t.c.traits[name].as_string().is_not(None)
     if conn.execute(select(customers_t.c.id).where(has_it).limit(1)).first() is None:
         raise ValueError(
             f"{field}: no customer has a trait {name!r}, nor is it a profile field "
-            f"({', '.join((*FILTER_FIELDS, 'name', 'email'))})"
+            f"({', '.join(PROFILE_FIELDS)})"
         )
 
 

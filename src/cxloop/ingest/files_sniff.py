@@ -118,13 +118,7 @@ def sniff_dialect(path: Path, delimiter: str | None, name: str | None = None) ->
             raise ImportInputError(
                 "file", f"the header line of {name or path.name} cannot be read: {error}"
             ) from error
-    columns = _clean_header(header)
-    renamed = tuple(
-        f"column {index} is read as {name!r}"
-        + (f" (a second {raw.strip()!r})" if raw.strip() else " (it has no name)")
-        for index, (raw, name) in enumerate(zip(header, columns, strict=True), start=1)
-        if raw.strip() != name
-    )
+    columns, renamed = _clean_header(header)
     return Dialect(chosen, columns, skip, renamed)
 
 
@@ -160,15 +154,22 @@ def _steadiness(counts: Sequence[int], minimum: float = _CONSISTENCY) -> tuple[f
     return (share, counts[0]) if share >= minimum else None
 
 
-def _clean_header(names: Sequence[str]) -> tuple[str, ...]:
-    """Trimmed, non-empty and unique names, since ``--map`` must be able to name each one."""
+def _clean_header(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Trimmed, non-empty and unique names, since ``--map`` must be able to name each one;
+    and a sentence for each name read otherwise than written."""
     seen: Counter[str] = Counter()
     cleaned: list[str] = []
+    renamed: list[str] = []
     for index, raw in enumerate(names, start=1):
         name = raw.strip() or f"column{index}"
         seen[name] += 1
-        cleaned.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
-    return tuple(cleaned)
+        if seen[name] > 1:
+            given, name = name, f"{name}_{seen[name]}"
+            renamed.append(f"column {index} is read as {name!r} (a second {given!r})")
+        elif not raw.strip():
+            renamed.append(f"column {index} is read as {name!r} (it has no name)")
+        cleaned.append(name)
+    return tuple(cleaned), tuple(renamed)
 
 
 def count_lines(path: Path) -> int:
