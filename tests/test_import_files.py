@@ -387,6 +387,15 @@ def test_a_repeated_or_empty_column_name_is_read_otherwise_and_said(tmp_path: Pa
             "column 3 is read as 'email_2' (a second 'email')",
             "column 4 is read as 'column4' (it has no name)",
         )
+    clash = write(tmp_path / "clash.csv", "user_id,a,a,a_2,,column5\nu,1,2,3,4,5\n")
+    with open_import(clash, ImportOptions(kind="customers")) as source:
+        assert source.dialect is not None
+        # Names the header gives stay with their columns; made-up ones go around them.
+        assert source.dialect.columns == ("user_id", "a", "a_3", "a_2", "column5_2", "column5")
+        assert source.dialect.renamed == (
+            "column 3 is read as 'a_3' (a second 'a')",
+            "column 5 is read as 'column5_2' (it has no name)",
+        )
     plain = write(tmp_path / "plain.csv", "user_id, email\nann,a@example.com\n")
     with open_import(plain, ImportOptions(kind="customers")) as source:
         assert source.dialect is not None and source.dialect.renamed == ()

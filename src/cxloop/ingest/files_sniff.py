@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,19 +155,32 @@ def _steadiness(counts: Sequence[int], minimum: float = _CONSISTENCY) -> tuple[f
 
 def _clean_header(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Trimmed, non-empty and unique names, since ``--map`` must be able to name each one;
-    and a sentence for each name read otherwise than written."""
-    seen: Counter[str] = Counter()
+    and a sentence for each name read otherwise than written.
+
+    Every name the header gives is kept for the column that gives it first, so a made-up
+    name (``email_2``, ``column4``) never takes a name another column already has.
+    """
+    given = [raw.strip() for raw in names]
+    taken = set(given) - {""}
+    first: set[str] = set()
     cleaned: list[str] = []
     renamed: list[str] = []
-    for index, raw in enumerate(names, start=1):
-        name = raw.strip() or f"column{index}"
-        seen[name] += 1
-        if seen[name] > 1:
-            given, name = name, f"{name}_{seen[name]}"
-            renamed.append(f"column {index} is read as {name!r} (a second {given!r})")
-        elif not raw.strip():
-            renamed.append(f"column {index} is read as {name!r} (it has no name)")
-        cleaned.append(name)
+    for index, name in enumerate(given, start=1):
+        if name and name not in first:
+            first.add(name)
+            cleaned.append(name)
+            continue
+        if name:
+            base, counter, why = name, 2, f"a second {name!r}"
+        else:
+            base, counter, why = f"column{index}", 1, "it has no name"
+        made = base if counter == 1 else f"{base}_{counter}"
+        while made in taken:
+            counter += 1
+            made = f"{base}_{counter}"
+        taken.add(made)
+        cleaned.append(made)
+        renamed.append(f"column {index} is read as {made!r} ({why})")
     return tuple(cleaned), tuple(renamed)
 
 
