@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cxloop.lifecycle.spec import preset
 from cxloop.settings import Settings
 from tests.conftest import ApiClient
 from tests.test_cli import cx
@@ -34,6 +35,22 @@ def _rule(name: str, **parts: Any) -> dict[str, Any]:
         "actions": [{"type": "followup", "summary": "Call them"}],
         **parts,
     }
+
+
+def _stage_users(api: ApiClient) -> dict[str, Any]:
+    """A rule entering 'use', an active survey trigger on 'delivery' and a segment of
+    those standing in 'use', all of client-experience; the trigger is returned."""
+    entered = {"on": "stage_entered", "model": "client-experience", "stage": "use"}
+    created(api, "/api/v1/automations", _rule("Welcome to use", trigger=entered))
+    survey = created(api, "/api/v1/surveys", {"type": "csat", "name": "Delivery CSAT"})
+    trigger: dict[str, Any] = created(
+        api,
+        "/api/v1/survey-triggers",
+        {"survey": survey["id"], "on": "stage", "stage": "client-experience:delivery"},
+    )
+    standing = {"kind": "stage", "model": "client-experience", "stage": "use"}
+    created(api, "/api/v1/segments", {"name": "Users", "rules": [standing]})
+    return trigger
 
 
 def test_a_segment_a_rule_names_is_kept_until_the_rule_lets_go(quiet_api: ApiClient) -> None:
@@ -72,16 +89,7 @@ def test_a_model_is_kept_while_rules_active_triggers_or_segments_name_it(
     install(api)  # the client-experience model
     send(api, identify("ann", "ann@example.com", "Ann"))  # rules preview on a customer
     path = "/api/v1/lifecycle/models/client-experience"
-    entered = {"on": "stage_entered", "model": "client-experience", "stage": "use"}
-    created(api, "/api/v1/automations", _rule("Welcome to use", trigger=entered))
-    survey = created(api, "/api/v1/surveys", {"type": "csat", "name": "Delivery CSAT"})
-    trigger = created(
-        api,
-        "/api/v1/survey-triggers",
-        {"survey": survey["id"], "on": "stage", "stage": "client-experience:delivery"},
-    )
-    standing = {"kind": "stage", "model": "client-experience", "stage": "use"}
-    created(api, "/api/v1/segments", {"name": "Users", "rules": [standing]})
+    trigger = _stage_users(api)
 
     error = _refused(api, path)
     assert error["field"] == "model"
@@ -141,3 +149,66 @@ def test_the_cli_refuses_in_one_line(embedded_settings: Settings, tmp_path: Any)
     assert "Traceback" not in refused.stderr
     cx(embedded_settings, "automations", "delete", "Stalled in use")
     cx(embedded_settings, "lifecycle", "remove", "client-experience")
+
+
+def _version_without(*dropped: str) -> dict[str, Any]:
+    found = preset("client-experience")
+    assert found is not None
+    model = found.model.model_dump(mode="json")
+    return {**model, "stages": [s for s in model["stages"] if s["key"] not in dropped]}
+
+
+def test_a_new_model_version_keeps_the_stages_something_names(quiet_api: ApiClient) -> None:
+    api = quiet_api
+    install(api)
+    send(api, identify("ann", "ann@example.com", "Ann"))  # rules preview on a customer
+    trigger = _stage_users(api)
+    delivering = {"kind": "stage", "model": "client-experience", "stage": "delivery"}
+    only = {"match": "all", "rules": [delivering]}
+    created(api, "/api/v1/automations", _rule("While delivering", conditions=only))
+
+    models = "/api/v1/lifecycle/models"
+    refused = api.http.post(
+        models, json={"model": _version_without("use", "delivery")}, headers=api.auth
+    )
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["field"] == "stages"
+    for user in (
+        "rule 'Welcome to use' (stage 'use')",
+        "rule 'While delivering' (stage 'delivery')",
+        f"survey trigger {trigger['id']} (stage 'delivery')",
+        "segment 'Users' (stage 'use')",
+    ):
+        assert user in error["message"]
+    [model] = [m for m in get(api, models) if m["key"] == "client-experience"]
+    assert model["version"] == 1
+    assert "use" in [s["key"] for s in model["stages"]]
+
+    # A stage nobody names may go; so may one whose only user is a paused trigger.
+    paused = api.http.patch(
+        f"/api/v1/survey-triggers/{trigger['id']}", json={"active": False}, headers=api.auth
+    )
+    assert paused.status_code == 200, paused.text
+    _deleted(api, "/api/v1/automations/While delivering")
+    applied = api.http.post(
+        models, json={"model": _version_without("support", "delivery")}, headers=api.auth
+    )
+    assert applied.status_code == 201, applied.text
+    assert applied.json()["version"] == 2
+
+
+def test_a_rule_condition_on_a_stage_the_model_lacks_is_refused(quiet_api: ApiClient) -> None:
+    api = quiet_api
+    install(api)
+    send(api, identify("ann", "ann@example.com", "Ann"))
+    wrong = {"kind": "stage", "model": "client-experience", "stage": "usee"}
+    response = api.http.post(
+        "/api/v1/automations",
+        json=_rule("Typo", conditions={"match": "all", "rules": [wrong]}),
+        headers=api.auth,
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "conditions.rules.0.stage"
+    assert "'usee' is not a stage of client-experience" in error["message"]

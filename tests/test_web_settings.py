@@ -338,6 +338,50 @@ def test_a_model_definition_is_checked_and_its_stages_edited(site: Site, browser
     screenshot(page, "settings-model-360")
 
 
+def _send(site: Site, method: str, path: str, body: Any = None) -> httpx.Response:
+    return httpx.request(
+        method,
+        f"{site.url}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {site.secret_key}"},
+        timeout=INSTALL_MS / 1000,
+    )
+
+
+def test_a_model_edit_that_drops_a_stage_in_use_is_refused_on_the_page(
+    site: Site, browser_page: Any
+) -> None:
+    page = browser_page
+    key = f"zz-test-{uuid.uuid4().hex[:6]}"
+    segment = _unique("Third stagers")
+    stages = [
+        {"key": name, "name": name.title(), "owner": "sales", "enter": [{"event": event}]}
+        for name, event in (("first", "Signed Up"), ("second", "Order Completed"),
+                            ("third", "Subscription Renewed"))
+    ]  # fmt: skip
+    model = {"key": key, "name": "Test lifecycle", "stages": stages}
+    assert _send(site, "POST", "/api/v1/lifecycle/models", {"model": model}).status_code == 201
+    rule = {"kind": "stage", "model": key, "stage": "third"}
+    answer = _send(site, "POST", "/api/v1/segments", {"name": segment, "rules": [rule]})
+    assert answer.status_code == 201, answer.text
+    try:
+        sign_in(page, site, "admin")
+        page.goto(f"{site.url}/settings/models/{key}")
+        text = page.get_by_label("The model:", exact=False).input_value()
+        dropped = text[: text.index("- key: third")]
+        page.get_by_label("The model:", exact=False).fill(dropped)
+        page.get_by_role("button", name="Save and rebuild").click()
+        expect(page.get_by_role("alert")).to_contain_text(
+            f"leaves out a stage still used by segment '{segment}' (stage 'third')"
+        )
+        assert page.get_by_label("The model:", exact=False).input_value() == dropped
+        stored = _api(site, f"/api/v1/lifecycle/models/{key}")
+        assert [s["key"] for s in stored["stages"]] == ["first", "second", "third"]
+    finally:
+        _send(site, "DELETE", f"/api/v1/segments/{segment}")
+        _send(site, "DELETE", f"/api/v1/lifecycle/models/{key}")
+
+
 def test_survey_triggers_are_created_paused_and_activated(site: Site, browser_page: Any) -> None:
     survey = httpx.post(
         f"{site.url}/api/v1/surveys",

@@ -82,11 +82,16 @@ def _check_names(conn: Connection, definition: RuleDefinition) -> None:
         for index, rule in enumerate(definition.conditions.rules):
             if isinstance(rule, StageRule):
                 try:
-                    get_model(conn, rule.model)
+                    _id, model, _v = get_model(conn, rule.model)
                 except NotFound:
                     raise ValueError(
                         f"conditions.rules.{index}.model: no lifecycle model {rule.model!r}"
                     ) from None
+                if rule.stage not in {s.key for s in model.stages}:
+                    raise ValueError(
+                        f"conditions.rules.{index}.stage: {rule.stage!r} is not a stage of "
+                        f"{rule.model}"
+                    )
     for index, action in enumerate(definition.actions):
         where = f"actions.{index}"
         if isinstance(action, SurveyAction):

@@ -3,11 +3,13 @@
 Rules, survey triggers and segments name these by key, not by a foreign key, so deleting
 one would leave a rule that fails on every run, a trigger that never fires again, or a
 segment that matches nobody, and nobody would be told. Deleting is refused instead, with
-the users named, so that one changes or removes them first.
+the users named, so that one changes or removes them first. The same holds for a stage that
+a new version of its lifecycle model leaves out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Literal, cast
 
 from sqlalchemy import Connection, Table, select
@@ -54,6 +56,18 @@ def rule_names(definition: RuleDefinition) -> dict[Kind, list[str]]:
     return named
 
 
+def rule_stages(definition: RuleDefinition) -> list[tuple[str, str]]:
+    """The (model, stage) pairs a rule names: its stage trigger and its stage conditions."""
+    pairs = []
+    trigger = definition.trigger
+    if trigger.model and trigger.stage:
+        pairs.append((trigger.model, trigger.stage))
+    for check in definition.conditions.rules if definition.conditions else ():
+        if isinstance(check, StageRule):
+            pairs.append((check.model, check.stage))
+    return pairs
+
+
 def users_of(conn: Connection, kind: Kind, name: str) -> list[str]:
     """What uses ``name``, each as people would look it up: ``rule NAME``, ``survey
     trigger ID`` (an active one: a paused trigger checks its stage again when resumed),
@@ -83,5 +97,45 @@ def refuse_if_used(conn: Connection, kind: Kind, name: str) -> None:
         raise Conflict(
             kind,
             f"{name!r} is still used by {', '.join(users)}; change or delete "
+            f"{'it' if len(users) == 1 else 'them'} first",
+        )
+
+
+def stage_users(conn: Connection, model: str, stages: Collection[str]) -> list[str]:
+    """What names one of ``stages`` of ``model``, each with the stage it names."""
+    wanted = set(stages)
+    found = []
+    for rule, definition in conn.execute(
+        select(rules_t.c.name, rules_t.c.definition).order_by(rules_t.c.name)
+    ):
+        pairs = rule_stages(RuleDefinition.model_validate(definition))
+        named = sorted({stage for key, stage in pairs if key == model and stage in wanted})
+        found += [f"rule {rule!r} (stage {stage!r})" for stage in named]
+    active = conn.execute(
+        select(triggers_t.c.id, triggers_t.c.stage)
+        .where(triggers_t.c.stage_model == model, triggers_t.c.active.is_(True))
+        .order_by(triggers_t.c.id)
+    ).all()
+    found += [f"survey trigger {t.id} (stage {t.stage!r})" for t in active if t.stage in wanted]
+    for segment, definition in conn.execute(
+        select(segments_t.c.name, segments_t.c.definition).order_by(segments_t.c.name)
+    ):
+        rules = SegmentDefinition.model_validate(definition).rules
+        named = sorted(
+            {r.stage for r in rules if isinstance(r, StageRule) and r.model == model} & wanted
+        )
+        found += [f"segment {segment!r} (stage {stage!r})" for stage in named]
+    return found
+
+
+def refuse_dropping_stages(conn: Connection, model: str, dropped: Collection[str]) -> None:
+    """Raise :class:`Conflict` on ``stages`` when a new version of ``model`` leaves out a
+    stage that something still names: it would never match or fire again."""
+    users = stage_users(conn, model, dropped) if dropped else []
+    if users:
+        raise Conflict(
+            "stages",
+            f"this version of {model!r} leaves out a stage still used by {', '.join(users)}; "
+            "keep the stage, or change or delete "
             f"{'it' if len(users) == 1 else 'them'} first",
         )

@@ -197,7 +197,9 @@ class Applied:
 
 
 def apply_model(conn: Connection, model: LifecycleModel) -> Applied:
-    """Install or replace a model in the caller's transaction (all or nothing)."""
+    """Install or replace a model in the caller's transaction (all or nothing). A new
+    version may not leave out a stage that a rule, an active survey trigger or a segment
+    still names (a 409 ``conflict`` on ``stages``)."""
     owners = {s.owner for s in model.stages if s.owner}
     created_departments = ensure_departments(conn, owners)
     # Owners are stored as the department's own spelling.
@@ -210,8 +212,17 @@ def apply_model(conn: Connection, model: LifecycleModel) -> Applied:
     definition = model.model_dump(mode="json")
     now = datetime.now(UTC)
     row = conn.execute(
-        select(models_t.c.id, models_t.c.version).where(models_t.c.key == model.key)
+        select(models_t.c.id, models_t.c.version, models_t.c.definition).where(
+            models_t.c.key == model.key
+        )
     ).first()
+    if row is not None:
+        # Lazily, as in delete_model: the rules that name stages import this module.
+        from cxloop.automations.usage import refuse_dropping_stages
+
+        before = LifecycleModel.model_validate(row.definition)
+        kept = {s.key for s in model.stages}
+        refuse_dropping_stages(conn, model.key, [s.key for s in before.stages if s.key not in kept])
     if row is None:
         conn.execute(
             models_t.insert().values(

@@ -309,7 +309,10 @@ async def edit_model(page: PageCtx, key: str) -> Response:
             )
     except ModelFileError as exc:
         return _model_page(page, key, definition=text, problems=_model_errors(exc), status_code=422)
-    await _install(page, model)
+    try:
+        await _install(page, model)
+    except service.Conflict as exc:  # it leaves out a stage a rule or segment names
+        return _model_page(page, key, definition=text, problems=[str(exc)], status_code=409)
     return RedirectResponse(f"/settings/models/{key}?done=model-installed", status_code=303)
 
 
