@@ -90,6 +90,12 @@ def test_cases_open_from_events_and_the_api_with_their_stage_and_metrics(
     assigned = patch(api, f"/api/v1/cases/{by_api['id']}", {"assignee": "Sam"})
     assert assigned["status"] == "in_progress" and assigned["assignee"] == "Sam"
     patch(api, f"/api/v1/cases/{by_api['id']}", {"responded": True})
+    both = {"assignee": "Kim", "unassign": True}
+    refused = patch(api, f"/api/v1/cases/{by_api['id']}", both, status=422)
+    assert refused["error"]["field"] == "unassign"
+    # Answered already: given back, it stays in progress for whoever takes it next.
+    back = patch(api, f"/api/v1/cases/{by_api['id']}", {"unassign": True})
+    assert (back["assignee"], back["status"]) == (None, "in_progress")
     good = patch(api, f"/api/v1/cases/{by_api['id']}", {"outcome": "positive", "note": "Reset"})
     assert good["status"] == "resolved" and good["resolution_note"] == "Reset"
     bad = patch(
@@ -314,6 +320,10 @@ def test_the_cli_runs_cases_followups_notes_and_jobs(embedded_settings: Settings
     assert blank.returncode == 2 and "--to: give the name" in blank.stderr
     empty = cx(s, "notes", "add", "fin", "--text", " ", "--author", "Sam", check=False)
     assert empty.returncode == 2 and empty.stderr.strip() == "error: --text: the note is empty"
+    taken = cx_json(s, "cases", "assign", case_id.strip(), "--to", "Kim")
+    assert (taken["assignee"], taken["status"]) == ("Kim", "in_progress")
+    given_back = cx_json(s, "cases", "unassign", case_id.strip())
+    assert (given_back["assignee"], given_back["status"]) == (None, "open")
     cx(s, "cases", "assign", case_id.strip(), "--to", "Sam")
     resolved = cx_json(
         s, "cases", "resolve", case_id.strip(), "--outcome", "negative", "--note", "Replaced"
@@ -330,6 +340,14 @@ def test_the_cli_runs_cases_followups_notes_and_jobs(embedded_settings: Settings
             headers={"Authorization": f"Bearer {secret_key}"},
         )
     assert same.json() == listed  # the CLI prints the API's JSON
+    fid = str(followup["id"])
+    assert cx_json(s, "followups", "update", fid, "--assignee", "Lee")["assignee"] == "Lee"
+    both = cx(s, "followups", "update", fid, "--assignee", "Ann", "--unassign", check=False)
+    assert both.returncode == 2
+    assert both.stderr.strip() == "error: --unassign: give an assignee or unassign, not both"
+    assert cx_json(s, "followups", "update", fid, "--unassign")["assignee"] is None
+    late = cx(s, "cases", "unassign", case_id.strip(), check=False)
+    assert late.returncode == 2 and "resolved; who had it stays on record" in late.stderr
     done = cx_json(
         s, "followups", "update", str(followup["id"]), "--status", "done", "--note", "Apologised"
     )

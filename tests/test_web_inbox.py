@@ -183,7 +183,7 @@ def test_an_analyst_works_every_department(site: Site, browser_page: Any) -> Non
     item = _find(page, site, f"department={other}&status=open", f"fu{made['id']}-item")
     item.get_by_text("Work on this follow-up").click()
     item.get_by_label("Assign to").fill("Analyst Ana")
-    item.get_by_role("button", name="Assign").click()
+    item.get_by_role("button", name="Assign", exact=True).click()
     page.wait_for_url("**saved=followup-*")
     assert _api(site, f"/followups/{made['id']}")["assignee"] == "Analyst Ana"
 
@@ -203,19 +203,34 @@ def test_assign_a_case_and_resolve_it(site: Site, browser_page: Any) -> None:
     item.get_by_text("Work on this case").click()
     item.get_by_label("Assign to").fill("")
     with page.expect_navigation():
-        item.get_by_role("button", name="Assign").click()
+        item.get_by_role("button", name="Assign", exact=True).click()
     item = page.locator(f"#case{made['id']}-item")
     assert "give the name or e-mail" in item.locator(f"#err-case{made['id']}-assignee").inner_text()
 
     name = "Kim <kim@site.example.com>"
     item.get_by_label("Assign to").fill(name)
-    item.get_by_role("button", name="Assign").click()
+    item.get_by_role("button", name="Assign", exact=True).click()
     page.wait_for_url("**saved=case-*")
     item = page.locator(f"#case{made['id']}-item")
     assert item.get_by_test_id("assignee").inner_text() == name
     assert item.get_by_test_id("status").inner_text() == "in progress"
     stored = _api(site, f"/cases/{made['id']}")
     assert (stored["assignee"], stored["status"]) == (name, "in_progress")
+
+    # given back before anyone answered: nobody has it, and it is open again
+    item.get_by_text("Work on this case").click()
+    item.get_by_role("button", name="Unassign").click()
+    page.wait_for_url("**saved=case-*")
+    item = page.locator(f"#case{made['id']}-item")
+    assert item.get_by_test_id("assignee").inner_text() == "nobody"
+    assert item.get_by_role("button", name="Unassign").count() == 0
+    stored = _api(site, f"/cases/{made['id']}")
+    assert (stored["assignee"], stored["status"]) == (None, "open")
+    item.get_by_text("Work on this case").click()
+    item.get_by_label("Assign to").fill(name)
+    item.get_by_role("button", name="Assign", exact=True).click()
+    page.wait_for_url("**saved=case-*")
+    item = page.locator(f"#case{made['id']}-item")
 
     # resolving needs an outcome; then the case leaves the open list
     item.get_by_text("Work on this case").click()

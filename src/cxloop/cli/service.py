@@ -269,6 +269,13 @@ def case_assign(
     _case_change(case_id, change, fmt)
 
 
+@cases_app.command("unassign")
+@handle_errors
+def case_unassign(case_id: Annotated[int, typer.Argument()], fmt: FormatOpt = Format.table) -> None:
+    """Give the case back: nobody has it. One taken but not yet answered is open again."""
+    _case_change(case_id, cases.CaseUpdate(unassign=True), fmt)
+
+
 @cases_app.command("respond")
 @handle_errors
 def case_respond(case_id: Annotated[int, typer.Argument()], fmt: FormatOpt = Format.table) -> None:
@@ -382,6 +389,15 @@ def followup_show(
     key_values(data, fmt, title="follow-up")
 
 
+# The fields of a follow-up change as the options that give them.
+FOLLOWUP_OPTIONS = {
+    "status": "--status",
+    "assignee": "--assignee",
+    "unassign": "--unassign",
+    "note": "--note",
+}
+
+
 @followups_app.command("update")
 @handle_errors
 def followup_update(
@@ -390,18 +406,25 @@ def followup_update(
         None
     ),
     assignee: Annotated[str | None, typer.Option("--assignee")] = None,
+    unassign: Annotated[bool, typer.Option("--unassign", help="nobody has it any more")] = False,
     note: Annotated[str | None, typer.Option("--note", help="the resolution note")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Change a follow-up's status or assignee; closing (done) needs a note."""
     change = from_options(
-        followups.FollowUpUpdate, None, status=status, assignee=assignee, note=note
+        followups.FollowUpUpdate,
+        FOLLOWUP_OPTIONS,
+        status=status,
+        assignee=assignee,
+        unassign=unassign,
+        note=note,
     )
     data = call_project(
         "PATCH",
         f"/api/v1/followups/{followup_id}",
         lambda p: _write(p, lambda c: followups.update_followup(c, followup_id, change)),
-        body=change.model_dump(exclude_none=True),
+        body=change.model_dump(exclude_defaults=True),
+        options=FOLLOWUP_OPTIONS,
     )
     key_values(data, fmt, title="follow-up")
 

@@ -73,6 +73,7 @@ class CaseUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     assignee: str | None = Field(default=None, max_length=200)
+    unassign: bool = Field(default=False, description="give the case back: nobody has it")
     responded: bool = Field(default=False, description="record the first response now")
     outcome: str | None = Field(default=None, description="positive or negative: resolves")
     note: str | None = Field(default=None, max_length=5000)
@@ -145,6 +146,15 @@ def update_case(
             raise ValueError("assignee: give the name or e-mail of who takes the case")
         if case["status"] == "open":
             values["status"] = "in_progress"
+    if change.unassign:
+        if change.assignee is not None:
+            raise ValueError("unassign: give an assignee or unassign, not both")
+        if case["status"] == "resolved":
+            raise ValueError(f"unassign: case {case_id} is resolved; who had it stays on record")
+        values["assignee"] = None
+        # Taken without an answer yet: back in the queue, as if never taken.
+        if case["status"] == "in_progress" and case["first_response_at"] is None:
+            values["status"] = "open"
     if change.responded and case["first_response_at"] is None:
         values["first_response_at"] = now
         if case["status"] == "open":
@@ -160,7 +170,7 @@ def update_case(
         if case["first_response_at"] is None:
             values.setdefault("first_response_at", now)
     if not values:
-        raise ValueError("case: give an assignee, responded, an outcome or a note")
+        raise ValueError("case: give an assignee, unassign, responded, an outcome or a note")
     conn.execute(update(cases_t).where(cases_t.c.id == case_id).values(**values))
     updated = get_case(conn, case_id)
     if change.outcome is not None:

@@ -69,6 +69,7 @@ class FollowUpUpdate(BaseModel):
 
     status: str | None = Field(default=None, description="open, in_progress or done")
     assignee: str | None = Field(default=None, max_length=200)
+    unassign: bool = Field(default=False, description="give it back: nobody has it")
     note: str | None = Field(default=None, max_length=5000, description="the resolution note")
 
 
@@ -356,6 +357,10 @@ def update_followup(
     values: dict[str, Any] = {"updated_at": now}
     if change.assignee is not None:
         values["assignee"] = _clean(change.assignee)
+    if change.unassign:
+        if change.assignee is not None:
+            raise ValueError("unassign: give an assignee or unassign, not both")
+        values["assignee"] = None
     if change.note is not None:
         values["resolution_note"] = change.note.strip() or None
     if change.status is not None:
@@ -369,7 +374,7 @@ def update_followup(
         else:
             values["closed_at"] = None
     if len(values) == 1:
-        raise ValueError("followup: give a status, an assignee or a note")
+        raise ValueError("followup: give a status, an assignee, unassign or a note")
     if isinstance(values.get("closed_at"), str):
         values["closed_at"] = datetime.fromisoformat(values["closed_at"])
     conn.execute(update(followups_t).where(followups_t.c.id == followup_id).values(**values))

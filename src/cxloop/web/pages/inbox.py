@@ -291,12 +291,15 @@ class _Refused(ValueError):
 
 @router.post("/inbox/followups/{followup_id}", response_class=HTMLResponse)
 async def work_followup(page: PageCtx, followup_id: int) -> Response:
-    """``action=assign`` (assignee) or ``action=status`` (status, and the resolution note
-    that ``done`` needs)."""
+    """``action=assign`` (assignee), ``action=unassign`` or ``action=status`` (status, and
+    the resolution note that ``done`` needs)."""
     data = await page.form()
-    assign = data.get("action") == "assign"
+    action = data.get("action")
+    assign = action in ("assign", "unassign")
 
     def fields() -> dict[str, Any]:
+        if action == "unassign":
+            return {"unassign": True}
         if assign:
             return {"assignee": _assignee(data)}
         note = data.get("note", "").strip()
@@ -310,12 +313,14 @@ async def work_followup(page: PageCtx, followup_id: int) -> Response:
 
 @router.post("/inbox/cases/{case_id}", response_class=HTMLResponse)
 async def work_case(page: PageCtx, case_id: int) -> Response:
-    """``action=assign`` (assignee), ``action=respond`` (first response now) or
-    ``action=resolve`` (outcome, and a resolution note)."""
+    """``action=assign`` (assignee), ``action=unassign``, ``action=respond`` (first
+    response now) or ``action=resolve`` (outcome, and a resolution note)."""
     data = await page.form()
     action = data.get("action", "assign")
 
     def fields() -> dict[str, Any]:
+        if action == "unassign":
+            return {"unassign": True}
         if action == "respond":
             return {"responded": True}
         if action == "resolve":
