@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from cxloop.feedback.invites import InviteRefused, answer_invite, create_invite, invites_t
 from cxloop.feedback.responses import ResponseIn
 from cxloop.feedback.surveys import SurveyIn, create_survey
+from cxloop.feedback.triggers import TRIGGER_FIELDS
 from cxloop.project import open_database
 from cxloop.service.worker import Worker
 from cxloop.settings import Settings
@@ -181,6 +182,7 @@ def test_a_delivery_trigger_mails_one_link_per_customer_within_the_cap(
         },
     )
     assert trigger["delay_minutes"] == 3 * 1440
+    assert tuple(trigger) == TRIGGER_FIELDS  # the CLI's CSV header
     delivered = NOW - timedelta(hours=1)
     send(
         api,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cxloop.insights.churn import train
+from cxloop.insights.churn import AT_RISK_FIELDS, train
 from cxloop.settings import Settings
 from tests.conftest import ApiClient
 from tests.test_cli import cx, cx_json
@@ -75,6 +75,7 @@ def test_risk_is_learned_before_the_outcome_and_evaluated_on_held_out_customers(
     assert found["customers_now"] == CUSTOMERS - len(leavers)
     listed = found["at_risk"]
     assert {r["customer_id"] for r in listed} and len(listed) == found["customers_now"]
+    assert all(tuple(r) == AT_RISK_FIELDS for r in listed)  # the CLI's CSV header
     risks = [r["risk"] for r in listed]
     assert risks == sorted(risks, reverse=True)
     for row in listed[:10]:

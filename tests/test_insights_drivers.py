@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
 
+from cxloop.insights.drivers import DRIVER_FIELDS
 from cxloop.insights.importance import correlations, importance, relative_weights
 from cxloop.settings import Settings
 from tests.conftest import ApiClient
@@ -129,6 +130,7 @@ def test_the_planted_effects_come_out_on_top(quiet_api: ApiClient) -> None:
     assert found["surveys"] == [surveys["relationship"]]
     by_key = {d["driver"]: d for d in found["drivers"]}
     worst = found["drivers"][0]
+    assert all(tuple(d) == DRIVER_FIELDS for d in found["drivers"])  # the CLI's CSV header
     assert worst["driver"] == "case:negative" and worst["rank"] == 1
     assert worst["direction"] == "lowers" and worst["significant"]
     lo, hi = worst["importance_ci"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cxloop.insights.purchases import RFM_SEGMENT_FIELDS
 from cxloop.settings import Settings
 from tests.conftest import ApiClient
 from tests.test_cli import CDNOW_MAP, cx, cx_json
@@ -70,6 +71,7 @@ def test_cdnow_purchases_match_the_file(embedded_settings: Settings, shared_data
 
     # RFM segments cover every buyer; lifetime value is its published formula.
     segments = found["rfm"]["segments"]
+    assert segments and all(tuple(s) == RFM_SEGMENT_FIELDS for s in segments)  # CSV header
     assert sum(s["buyers"] for s in segments) == len(bought)
     assert sum(s["revenue_share"] for s in segments) == pytest.approx(1.0)
     champions = next(s for s in segments if s["segment"] == "champions")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cxloop.insights.retarget import VALUE_FIELDS
 from cxloop.settings import Settings
 from tests.conftest import ApiClient
 from tests.test_cli import cx, cx_json
@@ -76,6 +77,7 @@ def test_telco_contract_type_against_churn_matches_the_csv(
     assert contract["cramers_v"] == pytest.approx(math.sqrt(statistic / len(rows)), rel=1e-9)
     values = {v["value"]: v for v in contract["values"]}
     assert set(values) == {"Month-to-month", "One year", "Two year"}
+    assert all(tuple(v) == VALUE_FIELDS for v in contract["values"])  # the CLI's CSV header
     for value, count in customers.items():
         row = values[value]
         assert (row["targeted"], row["converted"]) == (count, left[value])

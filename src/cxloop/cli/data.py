@@ -19,9 +19,17 @@ from cxloop.cli.context import (
     local_project,
     remote_server,
 )
-from cxloop.cli.output import Format, emit, key_values
+from cxloop.cli.output import Format, emit, fields_of, key_values
 from cxloop.customers import service
-from cxloop.customers.schemas import CustomerPage, EventPage, RejectedPage, Stats
+from cxloop.customers.schemas import (
+    CustomerOut,
+    CustomerPage,
+    EventOut,
+    EventPage,
+    RejectedOut,
+    RejectedPage,
+    Stats,
+)
 from cxloop.domain.values import parse_pairs
 from cxloop.lifecycle.schemas import CustomerWithStages, with_stages
 from cxloop.project import Project
@@ -118,6 +126,7 @@ def customers_list(
         )
         if fmt is Format.table
         else None,
+        fields=fields_of(CustomerOut),
     )
 
 
@@ -251,6 +260,7 @@ def events_list(
         columns=("timestamp", "customer_id", "type", "event", "name", "channel", "properties")
         if fmt is Format.table
         else None,
+        fields=fields_of(EventOut),
     )
 
 
@@ -310,4 +320,5 @@ def rejected_list(
         columns=("id", "received_at", "source", "batch_index", "field", "reason")
         if fmt is Format.table
         else None,
+        fields=fields_of(RejectedOut),
     )

@@ -23,15 +23,15 @@ from cxloop.cli.context import (
 from cxloop.cli.output import Format, emit, err_console, key_values, percent
 from cxloop.domain.values import parse_pairs
 from cxloop.feedback.responses import days_window
-from cxloop.insights.churn import HORIZON_DAYS, churn_risk, follow_up_at_risk
+from cxloop.insights.churn import AT_RISK_FIELDS, HORIZON_DAYS, churn_risk, follow_up_at_risk
+from cxloop.insights.drivers import DRIVER_FIELDS, RESAMPLES, Outcome, key_drivers
 from cxloop.insights.drivers import MIN_SAMPLE as DRIVERS_MIN_SAMPLE
-from cxloop.insights.drivers import RESAMPLES, Outcome, key_drivers
 from cxloop.insights.filters import segment_members
 from cxloop.insights.gaps import MIN_SAMPLE, stage_gaps
-from cxloop.insights.purchases import AMOUNT, MONTHS, purchase_behaviour
+from cxloop.insights.purchases import AMOUNT, MONTHS, RFM_SEGMENT_FIELDS, purchase_behaviour
 from cxloop.insights.purchases import EVENT as PURCHASE_EVENT
 from cxloop.insights.retarget import MIN_SAMPLE as RETARGET_MIN_SAMPLE
-from cxloop.insights.retarget import retarget
+from cxloop.insights.retarget import VALUE_FIELDS, retarget
 from cxloop.lifecycle.mirror import moves_store
 from cxloop.project import Project
 from cxloop.segments import check_where
@@ -179,7 +179,7 @@ def drivers(
         ),
     )  # fmt: skip
     if fmt is Format.csv:
-        emit(data["drivers"], fmt, rows=data["drivers"])
+        emit(data["drivers"], fmt, rows=data["drivers"], fields=DRIVER_FIELDS)
         return
     rows = [
         {
@@ -255,7 +255,7 @@ def retarget_command(
     )  # fmt: skip
     if fmt is Format.csv:
         flat = [{"attribute": a["attribute"], **v} for a in data["attributes"] for v in a["values"]]
-        emit(flat, fmt, rows=flat)
+        emit(flat, fmt, rows=flat, fields=("attribute", *VALUE_FIELDS))
         return
     rows = [
         {
@@ -309,7 +309,7 @@ def purchases_command(
     params = {"event": event, "amount": amount, "months": months}
     data = _ask("/api/v1/insights/purchases", start, end, where, params, compute)
     if fmt is Format.csv:
-        emit(data.get("rfm", {}).get("segments", []), fmt)
+        emit(data.get("rfm", {}).get("segments", []), fmt, fields=RFM_SEGMENT_FIELDS)
         return
     if fmt is Format.json or "buyers" not in data:
         key_values(data, fmt, title="purchases")
@@ -392,7 +392,7 @@ def churn_command(
         flat = [{**{k: v for k, v in r.items() if k != "reasons"},
                  "reasons": "; ".join(f"{x['label']}: {x['value']:g}" for x in r["reasons"])}
                 for r in data["at_risk"]]  # fmt: skip
-        emit(flat, fmt, rows=flat)
+        emit(flat, fmt, rows=flat, fields=AT_RISK_FIELDS)
         return
     if fmt is Format.json:
         emit(data, fmt)

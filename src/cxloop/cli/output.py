@@ -50,16 +50,21 @@ def emit(
     *,
     rows: list[dict[str, Any]] | None = None,
     columns: Sequence[str] | None = None,
+    fields: Sequence[str] | None = None,
     title: str | None = None,
 ) -> None:
-    """Print ``data``; ``rows``/``columns`` say what the table and CSV show."""
+    """Print ``data``; ``rows``/``columns`` say what the table and CSV show.
+
+    ``fields`` are the names a row has, in order: without ``columns`` they head the table
+    and the CSV even when there are no rows, so an empty answer is still a CSV with its
+    header (any other name a row has follows them)."""
     if fmt is Format.json:
         sys.stdout.write(json.dumps(as_jsonable(data), indent=2, ensure_ascii=False) + "\n")
         return
     if rows is None:
         payload = as_jsonable(data)
         rows = payload if isinstance(payload, list) else [payload]
-    columns = list(columns or (rows[0].keys() if rows else []))
+    columns = list(columns) if columns else _names(rows, fields)
     if fmt is Format.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
@@ -72,6 +77,18 @@ def emit(
     for row in rows:
         table.add_row(*[_cell(row.get(c)) for c in columns])
     print_table(table)
+
+
+def _names(rows: Sequence[dict[str, Any]], fields: Sequence[str] | None) -> list[str]:
+    names = dict.fromkeys(fields or ())
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return list(names)
+
+
+def fields_of(model: type[BaseModel]) -> tuple[str, ...]:
+    """The names a model's JSON has, for ``emit(fields=...)``."""
+    return (*model.model_fields, *model.model_computed_fields)
 
 
 def key_values(data: dict[str, Any], fmt: Format, title: str | None = None) -> None:

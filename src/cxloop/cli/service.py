@@ -21,7 +21,13 @@ from cxloop.cli.feedback import surveys_app
 from cxloop.cli.output import Format, console, emit, key_values
 from cxloop.customers.service import resolve_customer_id
 from cxloop.feedback.invites import create_invite
-from cxloop.feedback.triggers import TriggerIn, create_trigger, list_triggers, set_active
+from cxloop.feedback.triggers import (
+    TRIGGER_FIELDS,
+    TriggerIn,
+    create_trigger,
+    list_triggers,
+    set_active,
+)
 from cxloop.project import Project, open_database, read_server
 from cxloop.service import cases, followups
 from cxloop.service.timeline import KINDS, NoteIn, add_note, timeline
@@ -148,7 +154,7 @@ def trigger_create(
 def trigger_list(fmt: FormatOpt = Format.table) -> None:
     """Every survey trigger."""
     data = call_project("GET", "/api/v1/survey-triggers", lambda p: _read(p, list_triggers))
-    emit(data, fmt, rows=data, title="survey triggers")
+    emit(data, fmt, rows=data, fields=TRIGGER_FIELDS, title="survey triggers")
 
 
 def _toggle(trigger_id: int, active: bool) -> None:

@@ -137,6 +137,11 @@ def get_trigger(conn: Connection, trigger_id: int) -> dict[str, Any]:
     return found[0]
 
 
+# The fields of a listed trigger, in order (the CLI's CSV header, also when there are none).
+TRIGGER_FIELDS = ("id", "survey_id", "on", "event", "stage", "delay_minutes", "cap_days",
+                  "channel", "expires_days", "active")  # fmt: skip
+
+
 def list_triggers(conn: Connection) -> list[dict[str, Any]]:
     return [
         {

@@ -42,6 +42,8 @@ TOP_EVENTS = 8
 MIN_CUSTOMERS = 200  # customers at the cutoff, before a model is trained
 MIN_CHURNED = 20  # of them, churned (and the same number staying)
 TOP_REASONS = 3
+# The fields of each customer at risk, in order (also a CSV's header when there are none).
+AT_RISK_FIELDS = ("customer_id", "risk", "stage", "owner", "in_stage_since", "reasons")
 _COUNTED = ("recent_events", "event:", "cases")  # features read as log(1 + count)
 DAY_US = 86_400_000_000
 Floats = npt.NDArray[np.float64]

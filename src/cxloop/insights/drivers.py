@@ -43,6 +43,10 @@ OUTCOMES: tuple[Outcome, ...] = ("nps", "churn")
 MIN_SAMPLE = 30
 RESAMPLES = 200
 TOP_EVENTS = 12  # behaviours considered: the events most customers did
+# The fields of each driver, in order (also a CSV's header when there are none).
+DRIVER_FIELDS = ("driver", "kind", "label", "measured", "importance", "importance_ci",
+                 "coefficient", "coefficient_ci", "direction", "significant", "performance",
+                 "rank", "quadrant")  # fmt: skip
 QUADRANTS = {
     (True, False): "concentrate here",
     (True, True): "keep up the good work",

@@ -35,6 +35,9 @@ MONTHS = 12  # repeat curves: months after the first purchase
 MAX_COHORTS = 24
 FREQUENCY_CAP = 10  # the last frequency bucket is "10 or more"
 DAY_S = 86_400.0
+# The fields of each RFM segment, in order (also a CSV's header when there are none).
+RFM_SEGMENT_FIELDS = ("segment", "buyers", "share", "recency_days", "purchases", "spend",
+                      "revenue_share")  # fmt: skip
 # RFM segments by recency score and the mean of the frequency and monetary scores; the
 # first rule that matches names the customer (a common reading of the 5x5 grid).
 RFM_SEGMENTS: tuple[tuple[str, tuple[int, int], tuple[float, float]], ...] = (

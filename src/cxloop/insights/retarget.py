@@ -42,6 +42,9 @@ MAX_VALUES = 20  # attributes with more values (ids, amounts) are not segments
 SUGGESTED = 5
 ALPHA = 0.05
 MISSING = "(none)"
+# The fields of each value of an attribute, in order (also a CSV's header when there are none).
+VALUE_FIELDS = ("value", "targeted", "converted", "share_targeted", "share_converted",
+                "conversion_rate", "lift", "p_value", "p_adjusted", "significant")  # fmt: skip
 
 
 def _goal_position(model: Any, goal: str | None) -> int | None:
