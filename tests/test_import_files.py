@@ -284,6 +284,17 @@ def test_delimiter_is_sniffed(tmp_path: Path, name: str, delimiter: str) -> None
     assert props(table) == [{"revenue": 10.5, "sku": "007"}, {"revenue": None, "sku": "008"}]
 
 
+def _payments(path: Path) -> tuple[ImportSource, pa.Table | None, list[Reject], int]:
+    """A blank-separated payments file: id, day (YYYYMMDD) and more columns."""
+    return read_all(
+        path,
+        kind="events",
+        mapping={"id": "user_id", "day": "timestamp"},
+        constants={"event": "Paid"},
+        date_format="%Y%m%d",
+    )
+
+
 def test_whitespace_columns_with_leading_blanks_and_crlf(tmp_path: Path) -> None:
     path = write(
         tmp_path / "fixed.txt",
@@ -293,19 +304,36 @@ def test_whitespace_columns_with_leading_blanks_and_crlf(tmp_path: Path) -> None
         "\r\n"
         "  003    20200103\r\n",
     )
-    source, table, rejects, _ = read_all(
-        path,
-        kind="events",
-        mapping={"id": "user_id", "day": "timestamp"},
-        constants={"event": "Paid"},
-        date_format="%Y%m%d",
-    )
+    source, table, rejects, _ = _payments(path)
     assert source.dialect is not None and source.dialect.delimiter == "whitespace"
     assert table is not None
     assert table["user_id"].to_pylist() == ["001", "002"]
     assert props(table) == [{"amount": 1.5}, {"amount": 12.0}]
     assert [(r.row, r.field) for r in rejects] == [(3, "row")]
     assert "2 values" in rejects[0].reason
+
+
+def test_whitespace_values_may_be_quoted_to_hold_blanks(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "quoted.txt",
+        'id   day       "shop name"   note\n'
+        '001  20200101  "Main Street"  "said ""hi"" twice"\n'
+        '002  20200102  Depot          ""\n'
+        '003  20200103  "North  Side"  6"\n'
+        '004  20200104  "unclosed      x\n',
+    )
+    source, table, rejects, _ = _payments(path)
+    assert source.dialect is not None and source.dialect.delimiter == "whitespace"
+    assert source.dialect.columns == ("id", "day", "shop name", "note")
+    assert table is not None
+    assert table["user_id"].to_pylist() == ["001", "002", "003", "004"]
+    assert props(table) == [
+        {"shop name": "Main Street", "note": 'said "hi" twice'},
+        {"shop name": "Depot", "note": None},  # "" is empty, as a blank CSV cell
+        {"shop name": "North  Side", "note": '6"'},  # a quote inside a value stays
+        {"shop name": '"unclosed', "note": "x"},  # no closing quote: a plain word
+    ]
+    assert not rejects
 
 
 @pytest.mark.parametrize("spelling", ["\t", "\\t", "tab"])

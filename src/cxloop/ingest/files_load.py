@@ -18,7 +18,7 @@ import duckdb
 from cxloop.ingest.files_jsonl import LINE_COLUMN, records_table
 from cxloop.ingest.files_model import ImportOptions, Reject
 from cxloop.ingest.files_plan import Plan, make_plan
-from cxloop.ingest.files_sniff import Dialect
+from cxloop.ingest.files_sniff import BLANK_SEPARATED_VALUE, Dialect, split_blanks
 from cxloop.ingest.files_sql import NVALUES, SRC, SourceColumn, ValueKind, describe, ident, lit, run
 
 # DuckDB's CSV error kinds, said the way a person fixing the file needs to hear them
@@ -150,6 +150,19 @@ def _row_expr(con: duckdb.DuckDBPyConnection, rejects: Sequence[Reject]) -> str:
     return f"{SRC}.rowid + 1 + (SELECT count(*) FROM __cx_shift WHERE t < {SRC}.rowid + 1)"
 
 
+def _split_blanks(line: str) -> str:
+    """SQL for ``split_blanks``: plain splitting unless the line holds a quote."""
+    unquoted = (
+        """CASE WHEN len(x) >= 2 AND starts_with(x, '"') AND ends_with(x, '"') """
+        """THEN replace(x[2:-2], '""', '"') ELSE x END"""
+    )
+    return (
+        f"""CASE WHEN contains({line}, '"') THEN list_transform("""
+        f"regexp_extract_all({line}, {lit(BLANK_SEPARATED_VALUE)}), lambda x: {unquoted}) "
+        f"ELSE string_split_regex({line}, '[ \\t]+') END"
+    )
+
+
 def load_whitespace(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -166,7 +179,7 @@ def load_whitespace(
         con,
         f"""CREATE TEMP TABLE {SRC} AS
         SELECT {parts}, len(p) AS {NVALUES} FROM (
-          SELECT string_split_regex(trim(line, ' ' || chr(9) || chr(13)), '[ \t]+') AS p
+          SELECT {_split_blanks("trim(line, ' ' || chr(9) || chr(13))")} AS p
           FROM read_csv({lit(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false,
             skip = {dialect.skip_lines + 1}, delim = chr(31), quote = '', escape = '',
             auto_detect = false, strict_mode = false, null_padding = true,
@@ -179,7 +192,7 @@ def load_whitespace(
             _data_row(line, dialect),
             "row",
             not_text,
-            dict(zip(dialect.columns, (text or "").split(), strict=False)),
+            dict(zip(dialect.columns, split_blanks(text or ""), strict=False)),
         )
         for line, text in errors
     ]

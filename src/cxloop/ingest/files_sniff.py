@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ SUFFIXES: dict[str, ImportFormat] = {
     ".parquet": "parquet",
 }
 _CANDIDATES = (",", "\t", ";", "|")
+# A value of a blank-separated line: a double-quoted run (which may hold blanks, and "" for
+# a quote), or any run of non-blanks. The SQL that reads such files splits the same way.
+BLANK_SEPARATED_VALUE = r'"(?:[^"]|"")*"|[^ \t]+'
 _SAMPLE_BYTES = 1 << 16
 _SAMPLE_LINES = 200
 # Share of sampled rows that must have the header's column count for a delimiter to win;
@@ -44,6 +48,17 @@ class Dialect:
     # the import's summary, since a second ``email`` column quietly becoming a trait
     # ``email_2`` is otherwise noticed only much later.
     renamed: tuple[str, ...] = ()
+
+
+_BLANK_SEPARATED = re.compile(BLANK_SEPARATED_VALUE)
+
+
+def split_blanks(line: str) -> list[str]:
+    """The values of a blank-separated line, quotes taken off."""
+    return [
+        token[1:-1].replace('""', '"') if len(token) > 1 and token[0] == token[-1] == '"' else token
+        for token in _BLANK_SEPARATED.findall(line)
+    ]
 
 
 def format_for(path: Path) -> ImportFormat:
@@ -109,7 +124,7 @@ def sniff_dialect(path: Path, delimiter: str | None, name: str | None = None) ->
         )
     chosen = delimiter if delimiter is not None else _sniff(body)
     if chosen == WHITESPACE:
-        header = body[0].split()
+        header = split_blanks(body[0])
     else:
         try:
             header = next(csv.reader([body[0]], delimiter=chosen, quotechar='"'))
@@ -140,7 +155,7 @@ def _sniff(lines: Sequence[str]) -> str:
         return best[2]
     # No delimiter character makes a table: blank-separated words then do, if at least
     # half the lines agree with the header (the others become rejects, not a new guess).
-    words = [len(line.split()) for line in lines if line.strip()]
+    words = [len(split_blanks(line)) for line in lines if line.strip()]
     return WHITESPACE if _steadiness(words, _LOOSE_CONSISTENCY) is not None else ","
 
 
