@@ -9,7 +9,7 @@ import io
 
 import pytest
 
-from cxloop.cli.output import fields_of
+from cxloop.cli.output import Format, emit, fields_of
 from cxloop.customers.schemas import CustomerOut, EventOut, RejectedOut
 from cxloop.feedback.triggers import TRIGGER_FIELDS
 from cxloop.insights.churn import AT_RISK_FIELDS
@@ -55,3 +55,13 @@ def test_an_empty_list_in_csv_is_its_header_alone(empty_project: Settings, comma
     expected = EMPTY_LISTS[command]
     if expected is not None:
         assert tuple(header) == expected
+
+
+def test_an_empty_table_says_none_under_its_title(capsys: pytest.CaptureFixture[str]) -> None:
+    emit([], Format.table, title="converts best (significant)")
+    assert capsys.readouterr().out == "converts best (significant): none\n"
+    emit([], Format.table, fields=("segment", "buyers"), title="RFM segments")
+    shown = capsys.readouterr().out
+    assert "RFM segments" in shown and "segment" in shown and "buyers" in shown
+    emit([], Format.csv, fields=("segment", "buyers"))
+    assert capsys.readouterr().out == "segment,buyers\n"

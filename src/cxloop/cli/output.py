@@ -71,6 +71,9 @@ def emit(
         for row in rows:
             writer.writerow([_cell(row.get(c)) for c in columns])
         return
+    if not columns:  # nothing to show and no names for it: a table would be a blank line
+        console.print(f"{title}: none" if title else "none", highlight=False)
+        return
     table = Table(title=title, show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")
