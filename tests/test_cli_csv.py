@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,12 @@ def test_an_empty_list_in_csv_is_its_header_alone(empty_project: Settings, comma
     expected = EMPTY_LISTS[command]
     if expected is not None:
         assert tuple(header) == expected
+
+
+def test_no_lifecycle_model_in_csv_is_the_header_alone(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / ".cxloop")
+    done = cx(settings, "lifecycle", "list", "--format", "csv")
+    assert done.stdout == "model,stage,name,owner,target_days,current\n"
 
 
 def test_an_empty_table_says_none_under_its_title(capsys: pytest.CaptureFixture[str]) -> None:

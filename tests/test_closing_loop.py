@@ -90,12 +90,16 @@ def test_cases_open_from_events_and_the_api_with_their_stage_and_metrics(
     assigned = patch(api, f"/api/v1/cases/{by_api['id']}", {"assignee": "Sam"})
     assert assigned["status"] == "in_progress" and assigned["assignee"] == "Sam"
     patch(api, f"/api/v1/cases/{by_api['id']}", {"responded": True})
-    both = {"assignee": "Kim", "unassign": True}
-    refused = patch(api, f"/api/v1/cases/{by_api['id']}", both, status=422)
-    assert refused["error"]["field"] == "unassign"
+    case_path = f"/api/v1/cases/{by_api['id']}"
+    for both in ({"assignee": "Kim", "unassign": True}, {"outcome": "positive", "unassign": True}):
+        refused = patch(api, case_path, both, status=422)
+        assert refused["error"]["field"] == "unassign"
+    assert get(api, case_path)["status"] == "in_progress"  # neither was half done
     # Answered already: given back, it stays in progress for whoever takes it next.
-    back = patch(api, f"/api/v1/cases/{by_api['id']}", {"unassign": True})
+    back = patch(api, case_path, {"unassign": True})
     assert (back["assignee"], back["status"]) == (None, "in_progress")
+    again = patch(api, case_path, {"unassign": True}, status=422)
+    assert "nobody has case" in again["error"]["message"]
     good = patch(api, f"/api/v1/cases/{by_api['id']}", {"outcome": "positive", "note": "Reset"})
     assert good["status"] == "resolved" and good["resolution_note"] == "Reset"
     bad = patch(
@@ -346,6 +350,11 @@ def test_the_cli_runs_cases_followups_notes_and_jobs(embedded_settings: Settings
     assert both.returncode == 2
     assert both.stderr.strip() == "error: --unassign: give an assignee or unassign, not both"
     assert cx_json(s, "followups", "update", fid, "--unassign")["assignee"] is None
+    cx(s, "followups", "update", fid, "--assignee", "Lee")
+    closing = cx(
+        s, "followups", "update", fid, "--unassign", "--status", "done", "--note", "x", check=False
+    )
+    assert closing.returncode == 2 and "who closed it stays on record" in closing.stderr
     late = cx(s, "cases", "unassign", case_id.strip(), check=False)
     assert late.returncode == 2 and "resolved; who had it stays on record" in late.stderr
     done = cx_json(

@@ -424,6 +424,12 @@ def test_a_repeated_or_empty_column_name_is_read_otherwise_and_said(tmp_path: Pa
             "column 3 is read as 'a_3' (a second 'a')",
             "column 5 is read as 'column5_2' (it has no name)",
         )
+    cased = write(tmp_path / "cased.csv", "user_id,name,NAME,Name_2\nu,a,b,c\n")
+    with open_import(cased, ImportOptions(kind="customers")) as source:
+        assert source.dialect is not None
+        # Names differing only in case are one name to DuckDB, so they are told apart too.
+        assert source.dialect.columns == ("user_id", "name", "NAME_3", "Name_2")
+        assert source.dialect.renamed == ("column 3 is read as 'NAME_3' (a second 'name')",)
     plain = write(tmp_path / "plain.csv", "user_id, email\nann,a@example.com\n")
     with open_import(plain, ImportOptions(kind="customers")) as source:
         assert source.dialect is not None and source.dialect.renamed == ()

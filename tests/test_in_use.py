@@ -91,9 +91,14 @@ def test_a_model_is_kept_while_rules_active_triggers_or_segments_name_it(
     path = "/api/v1/lifecycle/models/client-experience"
     trigger = _stage_users(api)
 
+    schedule = {"department": "marketing", "weekday": "mon", "model": "client-experience"}
+    saved = api.http.put("/api/v1/report-schedules", json=schedule, headers=api.auth)
+    assert saved.status_code == 200, saved.text
+
     error = _refused(api, path)
     assert error["field"] == "model"
     message = error["message"]
+    assert "the report schedule of 'marketing'" in message
     assert "rule 'Welcome to use'" in message
     assert f"survey trigger {trigger['id']}" in message
     assert "segment 'Users'" in message
@@ -101,6 +106,7 @@ def test_a_model_is_kept_while_rules_active_triggers_or_segments_name_it(
 
     _deleted(api, "/api/v1/automations/Welcome to use")
     _deleted(api, "/api/v1/segments/Users")
+    _deleted(api, "/api/v1/report-schedules/marketing")
     trigger_path = f"/api/v1/survey-triggers/{trigger['id']}"
     paused = api.http.patch(trigger_path, json={"active": False}, headers=api.auth)
     assert paused.status_code == 200, paused.text

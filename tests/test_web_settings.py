@@ -382,6 +382,34 @@ def test_a_model_edit_that_drops_a_stage_in_use_is_refused_on_the_page(
         _send(site, "DELETE", f"/api/v1/lifecycle/models/{key}")
 
 
+def test_reinstalling_a_preset_that_would_drop_a_stage_in_use_is_refused_on_the_page(
+    site: Site,
+) -> None:
+    key = "six-phase-journey"
+    original = _api(site, f"/api/v1/lifecycle/models/{key}")
+    original.pop("version")
+    extra = {"key": "zz", "name": "Extra", "owner": "sales", "enter": [{"event": "ZZ Reached"}]}
+    grown = {**original, "stages": [*original["stages"], extra]}
+    assert _send(site, "POST", "/api/v1/lifecycle/models", {"model": grown}).status_code == 201
+    segment = _unique("Extra stagers")
+    rule = {"kind": "stage", "model": key, "stage": "zz"}
+    assert _send(site, "POST", "/api/v1/segments", {"name": segment, "rules": [rule]}).is_success
+    try:
+        client, csrf = _signed_in(site, "admin")
+        with closing(client):
+            answer = client.post(
+                "/settings/models/preset", data={"csrf_token": csrf, "preset": key}
+            )
+        assert answer.status_code == 409, answer.text[:300]
+        assert "text/html" in answer.headers["content-type"]
+        assert f"segment &#39;{segment}&#39; (stage &#39;zz&#39;)" in answer.text
+        stored = _api(site, f"/api/v1/lifecycle/models/{key}")
+        assert stored["stages"][-1]["key"] == "zz"
+    finally:
+        _send(site, "DELETE", f"/api/v1/segments/{segment}")
+        _send(site, "POST", "/api/v1/lifecycle/models", {"preset": key})
+
+
 def test_survey_triggers_are_created_paused_and_activated(site: Site, browser_page: Any) -> None:
     survey = httpx.post(
         f"{site.url}/api/v1/surveys",

@@ -23,13 +23,15 @@ from cxloop.domain.automations import (
 )
 from cxloop.domain.segments import SegmentDefinition, StageRule
 from cxloop.lifecycle.service import Conflict
-from cxloop.store.models import Automation, Segment, SurveyTrigger
+from cxloop.store.models import Automation, Department, ReportSchedule, Segment, SurveyTrigger
 
 Kind = Literal["segment", "model", "webhook"]
 
 rules_t = cast(Table, Automation.__table__)
 segments_t = cast(Table, Segment.__table__)
 triggers_t = cast(Table, SurveyTrigger.__table__)
+schedules_t = cast(Table, ReportSchedule.__table__)
+departments_t = cast(Table, Department.__table__)
 
 
 def rule_names(definition: RuleDefinition) -> dict[Kind, list[str]]:
@@ -71,7 +73,7 @@ def rule_stages(definition: RuleDefinition) -> list[tuple[str, str]]:
 def users_of(conn: Connection, kind: Kind, name: str) -> list[str]:
     """What uses ``name``, each as people would look it up: ``rule NAME``, ``survey
     trigger ID`` (an active one: a paused trigger checks its stage again when resumed),
-    ``segment NAME``."""
+    ``segment NAME``, ``the report schedule of DEPARTMENT``."""
     found = []
     for rule, definition in conn.execute(select(rules_t.c.name, rules_t.c.definition)):
         if name in rule_names(RuleDefinition.model_validate(definition))[kind]:
@@ -87,6 +89,13 @@ def users_of(conn: Connection, kind: Kind, name: str) -> list[str]:
             rules = SegmentDefinition.model_validate(definition).rules
             if any(isinstance(r, StageRule) and r.model == name for r in rules):
                 found.append(f"segment {segment!r}")
+        reports = conn.execute(
+            select(departments_t.c.name)
+            .join(schedules_t, schedules_t.c.department_id == departments_t.c.id)
+            .where(schedules_t.c.model == name)
+            .order_by(departments_t.c.name)
+        ).scalars()
+        found += [f"the report schedule of {department!r}" for department in reports]
     return found
 
 

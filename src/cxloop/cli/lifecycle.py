@@ -99,7 +99,8 @@ def list_models(fmt: FormatOpt = Format.table) -> None:
     if fmt is Format.table and not rows:
         err_console.print("no lifecycle model installed (see `cxloop lifecycle presets`)")
         return
-    emit(models, fmt, rows=rows, title="installed lifecycle models")
+    fields = ("model", "stage", "name", "owner", "target_days", "current")
+    emit(models, fmt, rows=rows, fields=fields, title="installed lifecycle models")
 
 
 @app.command("show")

@@ -54,10 +54,11 @@ _BLANK_SEPARATED = re.compile(BLANK_SEPARATED_VALUE)
 
 
 def split_blanks(line: str) -> list[str]:
-    """The values of a blank-separated line, quotes taken off."""
+    """The values of a blank-separated line, quotes taken off; blanks and a carriage
+    return around the line are not part of it (as the SQL trims them)."""
     return [
         token[1:-1].replace('""', '"') if len(token) > 1 and token[0] == token[-1] == '"' else token
-        for token in _BLANK_SEPARATED.findall(line)
+        for token in _BLANK_SEPARATED.findall(line.strip(" \t\r"))
     ]
 
 
@@ -172,28 +173,30 @@ def _clean_header(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...
     """Trimmed, non-empty and unique names, since ``--map`` must be able to name each one;
     and a sentence for each name read otherwise than written.
 
-    Every name the header gives is kept for the column that gives it first, so a made-up
-    name (``email_2``, ``column4``) never takes a name another column already has.
+    Names are unique ignoring case, as DuckDB compares them. Every name the header gives is
+    kept for the column that gives it first, so a made-up name (``email_2``, ``column4``)
+    never takes a name another column already has.
     """
     given = [raw.strip() for raw in names]
-    taken = set(given) - {""}
+    taken = {name.casefold() for name in given if name}
     first: set[str] = set()
     cleaned: list[str] = []
     renamed: list[str] = []
     for index, name in enumerate(given, start=1):
-        if name and name not in first:
-            first.add(name)
+        if name and name.casefold() not in first:
+            first.add(name.casefold())
             cleaned.append(name)
             continue
         if name:
-            base, counter, why = name, 2, f"a second {name!r}"
+            earlier = next(c for c in cleaned if c.casefold() == name.casefold())
+            base, counter, why = name, 2, f"a second {earlier!r}"
         else:
             base, counter, why = f"column{index}", 1, "it has no name"
         made = base if counter == 1 else f"{base}_{counter}"
-        while made in taken:
+        while made.casefold() in taken:
             counter += 1
             made = f"{base}_{counter}"
-        taken.add(made)
+        taken.add(made.casefold())
         cleaned.append(made)
         renamed.append(f"column {index} is read as {made!r} ({why})")
     return tuple(cleaned), tuple(renamed)

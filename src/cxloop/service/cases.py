@@ -149,11 +149,16 @@ def update_case(
     if change.unassign:
         if change.assignee is not None:
             raise ValueError("unassign: give an assignee or unassign, not both")
+        if change.outcome is not None:
+            raise ValueError("unassign: a case resolved keeps who had it; resolve it alone")
         if case["status"] == "resolved":
             raise ValueError(f"unassign: case {case_id} is resolved; who had it stays on record")
+        if case["assignee"] is None:
+            raise ValueError(f"unassign: nobody has case {case_id}")
         values["assignee"] = None
-        # Taken without an answer yet: back in the queue, as if never taken.
-        if case["status"] == "in_progress" and case["first_response_at"] is None:
+        # Taken without an answer yet: back in the queue, as if never taken. Answered, it
+        # stays in progress, waiting for the next one to take it.
+        if case["first_response_at"] is None and not change.responded:
             values["status"] = "open"
     if change.responded and case["first_response_at"] is None:
         values["first_response_at"] = now

@@ -360,6 +360,12 @@ def update_followup(
     if change.unassign:
         if change.assignee is not None:
             raise ValueError("unassign: give an assignee or unassign, not both")
+        if current["status"] == "done" or change.status == "done":
+            raise ValueError(
+                f"unassign: follow-up {followup_id} is done; who closed it stays on record"
+            )
+        if current["assignee"] is None:
+            raise ValueError(f"unassign: nobody has follow-up {followup_id}")
         values["assignee"] = None
     if change.note is not None:
         values["resolution_note"] = change.note.strip() or None

@@ -202,7 +202,10 @@ async def install_preset(page: PageCtx) -> Response:
     if found is None:
         known = ", ".join(p.key for p in shipped_presets())
         return _models(page, errors={"preset": f"choose one of {known}"}, status_code=422)
-    await _install(page, found.model)
+    try:
+        await _install(page, found.model)
+    except service.Conflict as exc:  # installed already, with a stage in use it lacks
+        return _models(page, errors={"preset": str(exc)}, status_code=409)
     return RedirectResponse(f"/settings/models/{found.key}?done=model-installed", status_code=303)
 
 
