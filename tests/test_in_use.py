@@ -38,8 +38,9 @@ def _rule(name: str, **parts: Any) -> dict[str, Any]:
 
 
 def _stage_users(api: ApiClient) -> dict[str, Any]:
-    """A rule entering 'use', an active survey trigger on 'delivery' and a segment of
-    those standing in 'use', all of client-experience; the trigger is returned."""
+    """A rule entering 'use', an active survey trigger on 'delivery', a segment of those
+    standing in 'use' and a survey answered in 'use', all of client-experience; the
+    trigger is returned."""
     entered = {"on": "stage_entered", "model": "client-experience", "stage": "use"}
     created(api, "/api/v1/automations", _rule("Welcome to use", trigger=entered))
     survey = created(api, "/api/v1/surveys", {"type": "csat", "name": "Delivery CSAT"})
@@ -50,6 +51,8 @@ def _stage_users(api: ApiClient) -> dict[str, Any]:
     )
     standing = {"kind": "stage", "model": "client-experience", "stage": "use"}
     created(api, "/api/v1/segments", {"name": "Users", "rules": [standing]})
+    tied = {"type": "nps", "name": "Use NPS", "stage": "client-experience:use"}
+    trigger["tied_survey"] = created(api, "/api/v1/surveys", tied)["id"]
     return trigger
 
 
@@ -99,6 +102,7 @@ def test_a_model_is_kept_while_rules_active_triggers_or_segments_name_it(
     assert error["field"] == "model"
     message = error["message"]
     assert "the report schedule of 'marketing'" in message
+    assert f"survey {trigger['tied_survey']} ('Use NPS')" in message
     assert "rule 'Welcome to use'" in message
     assert f"survey trigger {trigger['id']}" in message
     assert "segment 'Users'" in message
@@ -107,6 +111,10 @@ def test_a_model_is_kept_while_rules_active_triggers_or_segments_name_it(
     _deleted(api, "/api/v1/automations/Welcome to use")
     _deleted(api, "/api/v1/segments/Users")
     _deleted(api, "/api/v1/report-schedules/marketing")
+    untied = api.http.patch(
+        f"/api/v1/surveys/{trigger['tied_survey']}", json={"stage": None}, headers=api.auth
+    )
+    assert untied.status_code == 200, untied.text
     trigger_path = f"/api/v1/survey-triggers/{trigger['id']}"
     paused = api.http.patch(trigger_path, json={"active": False}, headers=api.auth)
     assert paused.status_code == 200, paused.text
@@ -185,6 +193,7 @@ def test_a_new_model_version_keeps_the_stages_something_names(quiet_api: ApiClie
         "rule 'While delivering' (stage 'delivery')",
         f"survey trigger {trigger['id']} (stage 'delivery')",
         "segment 'Users' (stage 'use')",
+        f"survey {trigger['tied_survey']} ('Use NPS', stage 'use')",
     ):
         assert user in error["message"]
     [model] = [m for m in get(api, models) if m["key"] == "client-experience"]

@@ -45,6 +45,19 @@ def test_the_cli_creates_lists_and_shows_surveys(embedded_settings: Settings) ->
     listed = cx_json(embedded_settings, "surveys", "list")
     assert [s["id"] for s in listed] == [int(survey_id), int(choice)]
     assert listed[1]["choices"] == ["Friend", "Search"] and listed[1]["ask_why"] is False
+    moved = cx_json(
+        embedded_settings, "surveys", "update", survey_id, "--stage", "client-experience:use",
+        "--no-touchpoint",
+    )  # fmt: skip
+    assert (moved["stage"], moved["touchpoint"]) == ("client-experience:use", None)
+    both = cx(embedded_settings, "surveys", "update", survey_id, "--stage", "x:y", "--no-stage",
+              check=False)  # fmt: skip
+    assert both.returncode == 2
+    assert both.stderr.strip() == "error: --no-stage: give --stage or --no-stage, not both"
+    taken = cx(embedded_settings, "surveys", "update", choice, "--name", "After delivery",
+               check=False)  # fmt: skip
+    assert taken.returncode == 2
+    assert taken.stderr.strip() == "error: --name: a survey named 'After delivery' exists already"
 
 
 @pytest.mark.parametrize(
@@ -100,6 +113,54 @@ def test_the_api_creates_surveys_and_names_the_field_of_each_error(api: ApiClien
     assert one.json() == survey
     missing = api.http.get("/api/v1/surveys/999", headers=api.auth)
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "survey"
+
+
+def test_a_survey_is_changed_and_its_earlier_answers_keep_their_stage(api: ApiClient) -> None:
+    installed = api.http.post(
+        "/api/v1/lifecycle/models", json={"preset": "client-experience"}, headers=api.auth
+    )
+    assert installed.status_code == 201, installed.text
+    sid = post(api, {"type": "nps", "name": "Onboarding",
+                     "stage": "client-experience:delivery"}).json()["id"]  # fmt: skip
+    post(api, {"type": "csat", "name": "Taken"})
+    path = f"/api/v1/surveys/{sid}"
+
+    def change(body: dict[str, Any], status: int = 200) -> Any:
+        answer = api.http.patch(path, json=body, headers=api.auth)
+        assert answer.status_code == status, answer.text
+        return answer.json()
+
+    def respond(score: int) -> None:
+        answer = api.http.post(f"{path}/responses", json={"score": score}, headers=api.auth)
+        assert answer.status_code == 201, answer.text
+
+    respond(3)
+    moved = change({"stage": "client-experience:use", "name": " First weeks "})
+    assert (moved["stage"], moved["name"]) == ("client-experience:use", "First weeks")
+    respond(10)
+    report = api.http.get("/api/v1/feedback/nps", params={"by": "stage"}, headers=api.auth)
+    per_stage = {g["key"]: g["responses"] for g in report.json()["groups"]}
+    assert per_stage == {"client-experience:delivery": 1, "client-experience:use": 1}
+
+    untied = change({"stage": None, "touchpoint": "Order Delivered"})
+    assert (untied["stage"], untied["touchpoint"]) == (None, "Order Delivered")
+    assert change({"question": "Would you tell a friend?"})["question"] == (
+        "Would you tell a friend?"
+    )
+    for body, status, field in [
+        ({}, 422, "survey"),
+        ({"name": "Taken"}, 409, "name"),
+        ({"name": "  "}, 422, "name"),
+        ({"stage": "client-experience:nope"}, 404, "stage"),
+        ({"stage": ""}, 422, "stage"),
+        ({"touchpoint": " "}, 422, "touchpoint"),
+        ({"question": ""}, 422, "question"),
+        ({"colour": "red"}, 422, "colour"),
+    ]:
+        assert change(body, status)["error"]["field"] == field, body
+    missing = api.http.patch("/api/v1/surveys/999", json={"name": "x"}, headers=api.auth)
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "survey"
+    assert api.http.get(path, headers=api.auth).json()["name"] == "First weeks"
 
 
 def test_responses_are_checked_and_scored_per_touchpoint(api: ApiClient) -> None:

@@ -1,8 +1,9 @@
 """Who still uses a segment, a lifecycle model or a webhook endpoint.
 
-Rules, survey triggers and segments name these by key, not by a foreign key, so deleting
-one would leave a rule that fails on every run, a trigger that never fires again, or a
-segment that matches nobody, and nobody would be told. Deleting is refused instead, with
+Rules, survey triggers, surveys, segments and report schedules name these by key, not by a
+foreign key, so deleting one would leave a rule that fails on every run, a trigger that
+never fires again, a survey whose detractors reach no department, or a segment that
+matches nobody, and nobody would be told. Deleting is refused instead, with
 the users named, so that one changes or removes them first. The same holds for a stage that
 a new version of its lifecycle model leaves out.
 """
@@ -10,7 +11,7 @@ a new version of its lifecycle model leaves out.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, select
 
@@ -23,7 +24,14 @@ from cxloop.domain.automations import (
 )
 from cxloop.domain.segments import SegmentDefinition, StageRule
 from cxloop.lifecycle.service import Conflict
-from cxloop.store.models import Automation, Department, ReportSchedule, Segment, SurveyTrigger
+from cxloop.store.models import (
+    Automation,
+    Department,
+    ReportSchedule,
+    Segment,
+    Survey,
+    SurveyTrigger,
+)
 
 Kind = Literal["segment", "model", "webhook"]
 
@@ -31,6 +39,7 @@ rules_t = cast(Table, Automation.__table__)
 segments_t = cast(Table, Segment.__table__)
 triggers_t = cast(Table, SurveyTrigger.__table__)
 schedules_t = cast(Table, ReportSchedule.__table__)
+surveys_t = cast(Table, Survey.__table__)
 departments_t = cast(Table, Department.__table__)
 
 
@@ -73,7 +82,7 @@ def rule_stages(definition: RuleDefinition) -> list[tuple[str, str]]:
 def users_of(conn: Connection, kind: Kind, name: str) -> list[str]:
     """What uses ``name``, each as people would look it up: ``rule NAME``, ``survey
     trigger ID`` (an active one: a paused trigger checks its stage again when resumed),
-    ``segment NAME``, ``the report schedule of DEPARTMENT``."""
+    ``segment NAME``, ``survey ID (NAME)``, ``the report schedule of DEPARTMENT``."""
     found = []
     for rule, definition in conn.execute(select(rules_t.c.name, rules_t.c.definition)):
         if name in rule_names(RuleDefinition.model_validate(definition))[kind]:
@@ -85,6 +94,7 @@ def users_of(conn: Connection, kind: Kind, name: str) -> list[str]:
             .order_by(triggers_t.c.id)
         ).scalars()
         found += [f"survey trigger {trigger_id}" for trigger_id in active]
+        found += [f"survey {s.id} ({s.name!r})" for s in _surveys_on(conn, name)]
         for segment, definition in conn.execute(select(segments_t.c.name, segments_t.c.definition)):
             rules = SegmentDefinition.model_validate(definition).rules
             if any(isinstance(r, StageRule) and r.model == name for r in rules):
@@ -97,6 +107,18 @@ def users_of(conn: Connection, kind: Kind, name: str) -> list[str]:
         ).scalars()
         found += [f"the report schedule of {department!r}" for department in reports]
     return found
+
+
+def _surveys_on(conn: Connection, model: str) -> list[Any]:
+    """Surveys whose answers are given in a stage of ``model`` (``surveys update`` ties
+    one elsewhere, or to none)."""
+    return list(
+        conn.execute(
+            select(surveys_t.c.id, surveys_t.c.name, surveys_t.c.stage)
+            .where(surveys_t.c.stage_model == model)
+            .order_by(surveys_t.c.id)
+        )
+    )
 
 
 def refuse_if_used(conn: Connection, kind: Kind, name: str) -> None:
@@ -126,6 +148,11 @@ def stage_users(conn: Connection, model: str, stages: Collection[str]) -> list[s
         .order_by(triggers_t.c.id)
     ).all()
     found += [f"survey trigger {t.id} (stage {t.stage!r})" for t in active if t.stage in wanted]
+    found += [
+        f"survey {s.id} ({s.name!r}, stage {s.stage!r})"
+        for s in _surveys_on(conn, model)
+        if s.stage in wanted
+    ]
     for segment, definition in conn.execute(
         select(segments_t.c.name, segments_t.c.definition).order_by(segments_t.c.name)
     ):

@@ -86,6 +86,12 @@ def option_error(exc: ValidationError, options: Mapping[str, str] | None = None)
     return CliError(f"{option}{'.' + rest if rest else ''}: {reason}", 2)
 
 
+def dashed(*fields: str) -> dict[str, str]:
+    """``options`` for fields given by the option of the same name (``note`` → ``--note``),
+    so that an error from the server names the option too."""
+    return {field: f"--{field.replace('_', '-')}" for field in fields}
+
+
 M = TypeVar("M", bound=BaseModel)
 
 

@@ -11,8 +11,11 @@ import typer
 
 from cxloop.cli.context import (
     FILTER_OPTIONS,
+    CliError,
     call_project,
+    dashed,
     day_option,
+    from_options,
     handle_errors,
     load_settings,
 )
@@ -26,7 +29,14 @@ from cxloop.feedback.responses import (
     enps_beside_stages,
     score_report,
 )
-from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
+from cxloop.feedback.surveys import (
+    SurveyIn,
+    SurveyUpdate,
+    create_survey,
+    get_survey,
+    list_surveys,
+    update_survey,
+)
 from cxloop.feedback.themes import MAX_TOP, THEME_GROUPS, themes_report
 from cxloop.project import Project, open_database
 
@@ -96,6 +106,56 @@ def create(
 
     data = call_project("POST", "/api/v1/surveys", local, body=body.model_dump(mode="json"))
     sys.stdout.write(f"{data['id']}\n")
+
+
+@surveys_app.command("update")
+@handle_errors
+def update(
+    survey_id: Annotated[int, typer.Argument(help="The survey's id")],
+    name: Annotated[str | None, typer.Option("--name", help="A new unique name")] = None,
+    question: Annotated[str | None, typer.Option("--question", help="The new question")] = None,
+    stage: Annotated[
+        str | None, typer.Option("--stage", help="MODEL:STAGE the answers will describe")
+    ] = None,
+    no_stage: Annotated[bool, typer.Option("--no-stage", help="Tie it to no stage")] = False,
+    touchpoint: Annotated[
+        str | None, typer.Option("--touchpoint", help="The event the answers will describe")
+    ] = None,
+    no_touchpoint: Annotated[
+        bool, typer.Option("--no-touchpoint", help="Tie it to no touchpoint")
+    ] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Rename a survey, reword it, or tie it to another stage or touchpoint.
+
+    Answers given before keep the stage and touchpoint they had."""
+    body: dict[str, Any] = {
+        k: v for k, v in (("name", name), ("question", question)) if v is not None
+    }
+    for field, value, none in (("stage", stage, no_stage), ("touchpoint", touchpoint,
+                                                           no_touchpoint)):  # fmt: skip
+        if value is not None and none:
+            raise CliError(f"--no-{field}: give --{field} or --no-{field}, not both", 2)
+        if value is not None or none:
+            body[field] = value
+    change = from_options(SurveyUpdate, UPDATE_OPTIONS, **body)
+
+    def local(project: Project) -> Any:
+        with project.engine.begin() as conn:
+            return update_survey(conn, survey_id, change)
+
+    data = call_project(
+        "PATCH",
+        f"/api/v1/surveys/{survey_id}",
+        local,
+        body=change.model_dump(exclude_unset=True),
+        options=UPDATE_OPTIONS,
+    )
+    key_values(data, fmt, title="survey")
+
+
+# A survey's fields as the options of `surveys update` that give them.
+UPDATE_OPTIONS = dashed("name", "question", "stage", "touchpoint")
 
 
 @surveys_app.command("list")

@@ -12,6 +12,7 @@ import typer
 
 from cxloop.cli.context import (
     call_project,
+    dashed,
     from_options,
     handle_errors,
     load_settings,
@@ -396,12 +397,7 @@ def followup_show(
 
 
 # The fields of a follow-up change as the options that give them.
-FOLLOWUP_OPTIONS = {
-    "status": "--status",
-    "assignee": "--assignee",
-    "unassign": "--unassign",
-    "note": "--note",
-}
+FOLLOWUP_OPTIONS = dashed("status", "assignee", "unassign", "note")
 
 
 @followups_app.command("update")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cxloop.domain.scores import CES_RANGE, CSAT_RANGE, NPS_RANGE
@@ -69,6 +69,54 @@ class SurveyIn(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "survey"
             raise ValueError(f"{where}: {first['msg']}") from None
+
+
+class SurveyUpdate(BaseModel):
+    """A change to a survey: only the fields given change; ``stage`` or ``touchpoint``
+    given as null takes it away. Answers given before keep the stage and touchpoint they
+    were given with, so reports of the past do not move."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    question: str | None = Field(default=None, max_length=1000)
+    stage: str | None = Field(default=None, max_length=127, description="MODEL:STAGE, or null")
+    touchpoint: str | None = Field(default=None, max_length=200, description="or null")
+
+
+def update_survey(conn: Connection, survey_id: int, change: SurveyUpdate) -> dict[str, Any]:
+    """Rename a survey, reword its question, or tie it to another stage or touchpoint (a
+    model's stage that goes away must be untied first; see ``automations.usage``)."""
+    current = get_survey(conn, survey_id)
+    given = change.model_fields_set
+    if not given:
+        raise ValueError("survey: give a name, a question, a stage or a touchpoint")
+    values: dict[str, Any] = {}
+    if "name" in given:
+        name = (change.name or "").strip()
+        if not 1 <= len(name) <= 200:
+            raise ValueError("name: give a name of 1 to 200 characters")
+        values["name"] = name
+    if "question" in given:
+        question = (change.question or "").strip()
+        if not question:
+            raise ValueError("question: give the question the survey asks")
+        values["question"] = question
+    if "stage" in given:
+        if change.stage is None:
+            values.update(stage_model=None, stage=None)
+        else:
+            values.update(_stage(conn, change.stage, current["audience"]))
+    if "touchpoint" in given:
+        touchpoint = (change.touchpoint or "").strip() if change.touchpoint is not None else None
+        if touchpoint == "":
+            raise ValueError("touchpoint: give an event name, or null for none")
+        values["touchpoint"] = touchpoint
+    try:
+        conn.execute(update(surveys_t).where(surveys_t.c.id == survey_id).values(**values))
+    except IntegrityError as exc:
+        raise Conflict("name", f"a survey named {values['name']!r} exists already") from exc
+    return get_survey(conn, survey_id)
 
 
 def create_survey(conn: Connection, new: SurveyIn) -> dict[str, Any]:

@@ -21,7 +21,14 @@ from cxloop.feedback.responses import (
     record_response,
     score_report,
 )
-from cxloop.feedback.surveys import SurveyIn, create_survey, get_survey, list_surveys
+from cxloop.feedback.surveys import (
+    SurveyIn,
+    SurveyUpdate,
+    create_survey,
+    get_survey,
+    list_surveys,
+    update_survey,
+)
 from cxloop.feedback.themes import MAX_TOP, ThemesBy, themes_report
 from cxloop.service.followups import scan_detractors
 from cxloop.web.auth import Admin, Analyst, Caller
@@ -48,6 +55,13 @@ def surveys(state: Caller) -> list[dict[str, Any]]:
 def survey(state: Caller, survey_id: SurveyId) -> dict[str, Any]:
     with state.project.engine.connect() as conn:
         return get_survey(conn, survey_id)
+
+
+@router.patch("/surveys/{survey_id}")
+async def change(state: Analyst, survey_id: SurveyId, body: SurveyUpdate) -> dict[str, Any]:
+    """Rename, reword, or tie to another stage or touchpoint (null: none). Answers given
+    before keep the stage and touchpoint they had."""
+    return await _written(state, lambda conn: update_survey(conn, survey_id, body))
 
 
 @router.post("/surveys/{survey_id}/responses", status_code=201)
