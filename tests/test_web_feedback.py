@@ -192,6 +192,42 @@ def test_an_analyst_creates_a_survey_through_the_form(site: Site, browser_page: 
     screenshot(page, "feedback-survey-created")
 
 
+def test_an_analyst_ties_a_survey_to_another_stage_on_its_page(
+    site: Site, browser_page: Any
+) -> None:
+    models = _api(site, "/api/v1/lifecycle/models")
+    first = f"{models[0]['key']}:{models[0]['stages'][1]['key']}"
+    later = f"{models[0]['key']}:{models[0]['stages'][2]['key']}"
+    survey = _new_survey(site, stage=first, touchpoint="Checkout Completed")
+    taken = _new_survey(site)
+    page = browser_page
+    sign_in(page, site, "analyst")
+    page.goto(f"{site.url}/feedback/surveys/{survey['id']}")
+    page.get_by_text("Change this survey").click()
+    # A name another survey has is refused next to the field, with what was typed kept.
+    page.get_by_label("Name", exact=True).fill(taken["name"])
+    page.get_by_label("Lifecycle stage").select_option(later)
+    page.get_by_role("button", name="Save survey").click()
+    error = page.locator("#err-name")
+    assert f"a survey named '{taken['name']}' exists already" in error.inner_text()
+    assert page.get_by_label("Lifecycle stage").input_value() == later
+    assert _api(site, f"/api/v1/surveys/{survey['id']}")["stage"] == first
+    screenshot(page, "feedback-survey-change-error")
+
+    page.get_by_label("Name", exact=True).fill(survey["name"] + " (renewed)")
+    page.get_by_label("Touchpoint (an event name; empty for none)").fill("")
+    page.get_by_role("button", name="Save survey").click()
+    page.wait_for_url(f"**/feedback/surveys/{survey['id']}?done=changed*")
+    assert "Survey saved" in page.get_by_role("status").first.inner_text()
+    stored = _api(site, f"/api/v1/surveys/{survey['id']}")
+    assert (stored["name"], stored["stage"], stored["touchpoint"]) == (
+        survey["name"] + " (renewed)",
+        later,
+        None,
+    )
+    assert page.get_by_role("heading", level=1).inner_text() == stored["name"]
+
+
 def test_bad_survey_input_is_shown_next_to_the_field(site: Site, browser_page: Any) -> None:
     page = browser_page
     sign_in(page, site, "admin")
@@ -339,6 +375,7 @@ def test_a_member_creates_no_survey_and_no_link(site: Site, browser_page: Any) -
     assert "You don't have permission" in page.get_by_role("heading", level=1).inner_text()
     page.goto(f"{site.url}/feedback/surveys/{survey['id']}")
     assert page.get_by_role("button", name="Create a link").count() == 0
+    assert page.get_by_text("Change this survey").count() == 0
     client, csrf = _signed_in(site, role)
     with closing(client):
         made = client.post(
@@ -351,6 +388,10 @@ def test_a_member_creates_no_survey_and_no_link(site: Site, browser_page: Any) -
         )
         assert link.status_code == 403
         assert "/s/" not in link.text
+        renamed = client.post(
+            f"/feedback/surveys/{survey['id']}", data={"csrf_token": csrf, "name": "Mine"}
+        )
+        assert renamed.status_code == 403
     # and an analyst's form without the session's CSRF token is refused
     client, _csrf = _signed_in(site, "analyst")
     with closing(client):

@@ -33,13 +33,15 @@ from cxloop.feedback.surveys import (
     KINDS,
     QUESTIONS,
     SurveyIn,
+    SurveyUpdate,
     create_survey,
     get_survey,
     list_surveys,
+    update_survey,
 )
 from cxloop.feedback.themes import themes_report
 from cxloop.feedback.triggers import list_triggers
-from cxloop.lifecycle.service import NotFound, installed_models, list_departments
+from cxloop.lifecycle.service import Conflict, NotFound, installed_models, list_departments
 from cxloop.web.pages.base import PAGE_SIZE, Filters, Page, PageCtx
 from cxloop.web.service import InviteRequest
 from cxloop.web.state import written
@@ -433,6 +435,7 @@ async def new_survey(page: PageCtx) -> Response:
 # -- one survey ----------------------------------------------------------------------------
 
 INVITE_FIELDS = {"customer", "expires_days", "channel", "touchpoint"}
+EDIT_FIELDS = {"name", "question", "stage", "touchpoint"}
 
 
 def _survey_page(
@@ -442,6 +445,8 @@ def _survey_page(
     invite: dict[str, Any] | None = None,
     invite_values: dict[str, Any] | None = None,
     invite_errors: dict[str, str] | None = None,
+    edit_values: dict[str, str] | None = None,
+    edit_errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     filters = Filters.parse(page.request)
@@ -471,6 +476,7 @@ def _survey_page(
         themes = themes_report(conn, survey_id=survey_id, start=start, end=end, top=10, examples=1)
         triggers = [t for t in list_triggers(conn) if t["survey_id"] == survey_id]
         names = stage_names(conn)
+        models = installed_models(conn)
     done = page.request.query_params.get("done", "")
     return page.render(
         "pages/feedback_survey.html",
@@ -492,6 +498,10 @@ def _survey_page(
         invite=invite,
         invite_values=invite_values or {"expires_days": 14, "channel": "link"},
         invite_errors=invite_errors or {},
+        edit_values=edit_values
+        or {k: survey[k] or "" for k in ("name", "question", "stage", "touchpoint")},
+        edit_errors=edit_errors or {},
+        models=models,
         may_send=page.at_least("analyst"),
         is_admin=page.at_least("admin"),
     )
@@ -500,6 +510,38 @@ def _survey_page(
 @router.get("/feedback/surveys/{survey_id}", response_class=HTMLResponse)
 def survey_page(page: PageCtx, survey_id: int) -> HTMLResponse:
     return _survey_page(page, record_id(survey_id, "survey"))
+
+
+@router.post("/feedback/surveys/{survey_id}", response_class=HTMLResponse)
+async def change_survey(page: PageCtx, survey_id: int) -> Response:
+    """Rename, reword, or tie to another stage or touchpoint (empty: none); answers given
+    before keep theirs."""
+    page.require("analyst")
+    record_id(survey_id, "survey")
+    data = await page.form()
+    values = {k: data.get(k, "") for k in EDIT_FIELDS}
+    fields: dict[str, Any] = {
+        "name": values["name"],
+        "question": values["question"],
+        "touchpoint": values["touchpoint"].strip() or None,
+    }
+    if "stage" in data:  # the form offers stages to customer surveys only
+        fields["stage"] = values["stage"] or None
+    try:
+        change = SurveyUpdate(**fields)
+        await written(page.state, lambda conn: update_survey(conn, survey_id, change))
+    except NotFound as exc:
+        if exc.field == "survey":
+            raise HTTPException(404, f"no survey with id {survey_id}") from None
+        errors = error_fields(exc, EDIT_FIELDS)
+        return _survey_page(page, survey_id, edit_values=values, edit_errors=errors,
+                            status_code=422)  # fmt: skip
+    except (ValidationError, ValueError, LookupError) as exc:
+        errors = error_fields(exc, EDIT_FIELDS)
+        status = 409 if isinstance(exc, Conflict) else 422
+        return _survey_page(page, survey_id, edit_values=values, edit_errors=errors,
+                            status_code=status)  # fmt: skip
+    return RedirectResponse(f"/feedback/surveys/{survey_id}?done=changed", status_code=303)
 
 
 @router.post("/feedback/surveys/{survey_id}/invites", response_class=HTMLResponse)
