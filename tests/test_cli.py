@@ -279,6 +279,12 @@ def test_commands_work_while_the_server_runs(
         assert (stats["events"], stats["customers"]) == (69_659 + 7_043, 30_613)
         shown = cx_json(embedded_settings, "customers", "show", "00002")
         assert shown["event_count"] == 2
+        cx(embedded_settings, "surveys", "create", "--type", "nps", "--name", "Pulse")
+        taken = cx(embedded_settings, "surveys", "create", "--type", "nps", "--name", "Pulse",
+                   check=False)  # fmt: skip
+        # A conflict (409) is refused input, exit 2, as it is without a server.
+        assert taken.returncode == 2, taken.stderr
+        assert taken.stderr.strip() == "error: name: a survey named 'Pulse' exists already"
         second = cx(embedded_settings, "serve", "--port", str(free_port()), check=False)
         assert second.returncode != 0 and "already runs" in second.stderr
     finally:

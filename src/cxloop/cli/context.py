@@ -165,7 +165,8 @@ class RemoteServer:
                 message = response.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = response.text[:500]
-            code = 2 if response.status_code in (400, 404, 413, 422) else 1
+            # Refused input exits 2, as the same refusal does without a server.
+            code = 2 if response.status_code in (400, 404, 409, 413, 422) else 1
             raise CliError(message, code)
         return None if response.status_code == 204 else response.json()
 
