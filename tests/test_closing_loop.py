@@ -346,6 +346,8 @@ def test_the_cli_runs_cases_followups_notes_and_jobs(embedded_settings: Settings
     assert same.json() == listed  # the CLI prints the API's JSON
     fid = str(followup["id"])
     assert cx_json(s, "followups", "update", fid, "--assignee", "Lee")["assignee"] == "Lee"
+    blank = cx(s, "followups", "update", fid, "--assignee", " ", check=False)
+    assert blank.returncode == 2 and "--assignee: give the name or e-mail" in blank.stderr
     both = cx(s, "followups", "update", fid, "--assignee", "Ann", "--unassign", check=False)
     assert both.returncode == 2
     assert both.stderr.strip() == "error: --unassign: give an assignee or unassign, not both"

@@ -357,6 +357,10 @@ def update_followup(
     values: dict[str, Any] = {"updated_at": now}
     if change.assignee is not None:
         values["assignee"] = _clean(change.assignee)
+        if values["assignee"] is None:  # giving it back has its checks: unassign
+            raise ValueError(
+                "assignee: give the name or e-mail of who takes it (unassign gives it back)"
+            )
     if change.unassign:
         if change.assignee is not None:
             raise ValueError("unassign: give an assignee or unassign, not both")
